@@ -1,0 +1,191 @@
+"""``ovseg-bench``: speed and memory benchmarks (targets are checked here, never in unit tests).
+
+``ovseg-bench render``: frames per second per backend and scene size, plus peak RSS of a
+1M-Gaussian 1280x720 CPU render measured in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import tyro
+
+from ovseg_core.camera import Camera
+from ovseg_core.render import make_renderer
+from ovseg_core.render.base import fvdb_available
+from ovseg_core.scene import GaussianScene
+from ovseg_core.synthetic import realistic_scene, scene_from_points
+
+GARDEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsplat_test_garden" / "test_garden.npz"
+
+
+def realistic_camera(width: int, height: int) -> Camera:
+    """The benchmark view of ``realistic_scene``: standing in the room, looking at the back wall."""
+    return Camera.look_at([0, -7.5, 2.2], [0, 1.5, 0.8], width=width, height=height, fov_y_deg=60)
+
+
+@dataclasses.dataclass
+class RenderBench:
+    """Frames/s of each backend on synthetic scenes (and the real garden points when ../shared is present)."""
+
+    sizes: tuple[int, ...] = (100_000, 300_000, 1_000_000)
+    """Gaussian counts of the synthetic scenes."""
+    resolutions: tuple[str, ...] = ("512x384", "1280x720")
+    """Image sizes, WIDTHxHEIGHT."""
+    backends: tuple[Literal["cpu", "torch", "fvdb"], ...] = ("cpu", "torch", "fvdb")
+    """Backends to time (fvdb is skipped without CUDA)."""
+    torch_max_gaussians: int = 300_000
+    """The torch reference is slow: time it only up to this many Gaussians, at the first resolution."""
+    frames: int = 5
+    """Timed frames per case (after one warm-up frame); the median is reported."""
+    memory: bool = True
+    """Also measure peak RSS of a 1M-Gaussian 1280x720 CPU render in a subprocess."""
+    output: Path = Path("bench_results/render.json")
+    """Where to save the JSON results."""
+
+    def execute(self) -> dict:
+        rows = []
+        backends = [b for b in self.backends if b != "fvdb" or fvdb_available()]
+        for n in self.sizes:
+            scene = realistic_scene(n)
+            for res in self.resolutions:
+                w, h = _parse_res(res)
+                for backend in backends:
+                    if backend == "torch" and (n > self.torch_max_gaussians or res != self.resolutions[0]):
+                        continue
+                    rows.append(self._time(scene, f"synthetic-{n // 1000}k", [realistic_camera(w, h)], backend))
+                    _print_row(rows[-1])
+        if GARDEN.exists():
+            data = np.load(GARDEN)
+            scene = scene_from_points(data["means3d"], data["colors"])
+            cams = [
+                Camera(data["viewmats"][i], data["Ks"][i], int(data["width"]), int(data["height"]))
+                for i in range(len(data["viewmats"]))
+            ]
+            for backend in backends:
+                if backend == "torch" and scene.num_gaussians > self.torch_max_gaussians:
+                    continue
+                rows.append(self._time(scene, "garden-points", cams, backend))
+                _print_row(rows[-1])
+        result = {"machine": _machine(), "render": rows}
+        if self.memory:
+            result["memory"] = measure_peak_rss(1_000_000, 1280, 720)
+            print(f"peak RSS, cpu, 1M Gaussians at 1280x720: {result['memory']['peak_rss_mb']:.0f} MB")
+        print()
+        print(markdown_table(rows))
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.output.write_text(json.dumps(result, indent=2))
+        print(f"\nsaved {self.output}")
+        return result
+
+    def _time(self, scene: GaussianScene, name: str, cams: list[Camera], backend: str) -> dict:
+        renderer = make_renderer(backend)
+        renderer.render(scene, cams[0])  # warm-up: JIT compile, caches, CUDA context
+        frames = self.frames if backend != "torch" else 1
+        times = []
+        for i in range(frames):
+            t0 = time.perf_counter()
+            renderer.render(scene, cams[i % len(cams)])
+            if backend == "fvdb":
+                import torch
+
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        sec = float(np.median(times))
+        return {
+            "scene": name,
+            "num_gaussians": scene.num_gaussians,
+            "resolution": f"{cams[0].width}x{cams[0].height}",
+            "backend": backend,
+            "seconds_per_frame": sec,
+            "fps": 1.0 / sec,
+            "frames_timed": frames,
+        }
+
+
+@dataclasses.dataclass
+class MemoryProbe:
+    """Internal: render once on the CPU and print peak RSS as JSON (run in a fresh process)."""
+
+    num_gaussians: int = 1_000_000
+    width: int = 1280
+    height: int = 720
+
+    def execute(self) -> dict:
+        scene = realistic_scene(self.num_gaussians)
+        after_scene = _peak_rss_mb()
+        make_renderer("cpu").render(scene, realistic_camera(self.width, self.height))
+        result = {"peak_rss_mb": _peak_rss_mb(), "peak_rss_after_scene_mb": after_scene}
+        print(json.dumps(result))
+        return result
+
+
+def measure_peak_rss(n: int, width: int, height: int) -> dict:
+    cmd = [sys.executable, "-m", "app.bench", "memory-probe", "--num-gaussians", str(n), "--width", str(width), "--height", str(height)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result.update({"num_gaussians": n, "resolution": f"{width}x{height}", "backend": "cpu"})
+    return result
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def _parse_res(res: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in res.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"resolution must look like 512x384, got {res!r}") from None
+    return w, h
+
+
+def _machine() -> dict:
+    import os
+
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _print_row(r: dict) -> None:
+    print(f"{r['scene']:>16} {r['resolution']:>9} {r['backend']:>6}: {r['fps']:8.2f} fps ({r['seconds_per_frame'] * 1000:.0f} ms)", flush=True)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| scene | Gaussians | resolution | backend | ms/frame | frames/s |", "|---|---:|---|---|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['scene']} | {r['num_gaussians']:,} | {r['resolution']} | {r['backend']} | "
+            f"{r['seconds_per_frame'] * 1000:.0f} | {r['fps']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cmd = tyro.cli(
+        Annotated[RenderBench, tyro.conf.subcommand("render")]
+        | Annotated[MemoryProbe, tyro.conf.subcommand("memory-probe")],
+        args=argv,
+    )
+    cmd.execute()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""``ovseg-render``: render a scene to PNG (one camera) or MP4 (an orbit or a dataset's camera path)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+
+from app.demo import load_demo_scene
+from ovseg_core.camera import Camera, load_camera_json, orbit_cameras
+from ovseg_core.errors import BackendUnavailableError, SceneFormatError
+from ovseg_core.io import atomic_write_bytes, load_scene
+from ovseg_core.io.atomic import umask_mode
+from ovseg_core.io.cameras import load_colmap, load_transforms_json
+from ovseg_core.render import RenderSettings, make_renderer
+from ovseg_core.scene import GaussianScene
+
+
+@dataclasses.dataclass
+class RenderCommand:
+    """Render a Gaussian-splat scene to an image or a video."""
+
+    scene: tyro.conf.Positional[Path | None] = None
+    """Scene file (.ply INRIA/fVDB/SuperSplat-compressed, or .splat). Default: the built-in demo scene."""
+    output: Path = Path("render.png")
+    """Output path: .png for one frame, .mp4 (or .gif) for a camera path."""
+    camera: Path | None = None
+    """Camera JSON: {"w2c": 4x4 OpenCV world-to-camera, "K": 3x3 pixels, "width", "height"}, or a list (a path)."""
+    dataset: Path | None = None
+    """Dataset whose cameras to use: a transforms.json (or its folder) or a COLMAP folder."""
+    view: int | None = None
+    """Dataset view index for a PNG; default: all views for a video, view 0 for a PNG."""
+    downsample: float = 1.0
+    """Divide dataset camera resolution by this factor."""
+    orbit_frames: int = 60
+    """Frames of the orbit used when neither --camera nor --dataset is given and the output is a video."""
+    width: int = 512
+    """Orbit image width."""
+    height: int = 384
+    """Orbit image height."""
+    fov_deg: float = 50.0
+    """Orbit vertical field of view in degrees."""
+    elevation_deg: float = 25.0
+    """Orbit elevation above the horizontal plane, degrees."""
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    """World up direction for the orbit."""
+    radius_scale: float = 1.2
+    """Orbit radius as a multiple of the scene's robust diagonal."""
+    backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+    """Renderer: fvdb (CUDA), cpu (numba), torch (reference), auto = fvdb if available else cpu."""
+    mode: Literal["rgb", "depth", "alpha"] = "rgb"
+    """What to write: colour, expected depth (normalised) or accumulated opacity."""
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Background RGB in [0, 1]."""
+    fps: int = 30
+    """Video frame rate."""
+
+    def execute(self) -> Path:
+        scene = load_scene(self.scene) if self.scene is not None else load_demo_scene()
+        cameras = self._cameras(scene)
+        renderer = make_renderer(self.backend, RenderSettings(background=self.background))
+        suffix = self.output.suffix.lower()
+        if suffix == ".png":
+            frame = self._frame(renderer, scene, cameras[0])
+            import imageio.v3 as iio
+
+            return atomic_write_bytes(self.output, iio.imwrite("<bytes>", frame, extension=".png"))
+        if suffix in (".mp4", ".gif"):
+            return self._write_video(renderer, scene, cameras)
+        raise ValueError(f"--output must end in .png, .mp4 or .gif, got {self.output.name!r}")
+
+    def _cameras(self, scene: GaussianScene) -> list[Camera]:
+        if self.camera is not None and self.dataset is not None:
+            raise ValueError("give --camera or --dataset, not both")
+        video = self.output.suffix.lower() in (".mp4", ".gif")
+        if self.camera is not None:
+            cams = load_camera_json(self.camera.read_text(), str(self.camera))
+        elif self.dataset is not None:
+            views = load_transforms_json(self.dataset) if _is_transforms(self.dataset) else load_colmap(self.dataset)
+            cams = [v.camera.downsampled(self.downsample) for v in views]
+        else:
+            lo, hi = scene.bounds()
+            radius = self.radius_scale * float(np.linalg.norm(hi - lo))
+            n = self.orbit_frames if video else 1
+            return orbit_cameras(
+                (lo + hi) / 2, max(radius, 1e-3), n, elevation_deg=self.elevation_deg, up=self.up,
+                width=self.width, height=self.height, fov_y_deg=self.fov_deg,
+            )  # fmt: skip
+        if self.view is not None:
+            if not 0 <= self.view < len(cams):
+                raise ValueError(f"--view {self.view} is out of range: there are {len(cams)} cameras")
+            return [cams[self.view]]
+        return cams
+
+    def _frame(self, renderer, scene: GaussianScene, camera: Camera) -> np.ndarray:  # noqa: ANN001
+        out = renderer.render(scene, camera)
+        if self.mode == "rgb":
+            img = out.rgb[0].clamp(0, 1).cpu().numpy()
+        elif self.mode == "alpha":
+            img = np.repeat(out.alpha[0].cpu().numpy(), 3, axis=2)
+        else:
+            d = out.depth[0, ..., 0].cpu().numpy()
+            valid = out.alpha[0, ..., 0].cpu().numpy() > 0.5
+            lo, hi = (np.percentile(d[valid], [2, 98]) if valid.any() else (0.0, 1.0))
+            img = np.repeat((np.clip((d - lo) / max(hi - lo, 1e-6), 0, 1) * valid)[..., None], 3, axis=2)
+        return (img * 255 + 0.5).astype(np.uint8)
+
+    def _write_video(self, renderer, scene: GaussianScene, cameras: list[Camera]) -> Path:  # noqa: ANN001
+        import imageio.v2 as imageio
+
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.output.stem}.", suffix=self.output.suffix, dir=self.output.parent)
+        os.close(fd)
+        try:
+            kwargs = {"fps": self.fps} if self.output.suffix.lower() == ".mp4" else {"duration": 1 / self.fps}
+            if self.output.suffix.lower() == ".mp4":
+                kwargs["macro_block_size"] = 1
+            with imageio.get_writer(tmp, **kwargs) as writer:
+                for i, cam in enumerate(cameras):
+                    writer.append_data(self._frame(renderer, scene, cam))
+                    print(f"\rframe {i + 1}/{len(cameras)}", end="", file=sys.stderr, flush=True)
+            print(file=sys.stderr)
+            os.chmod(tmp, umask_mode())
+            os.replace(tmp, self.output)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return self.output
+
+
+def _is_transforms(path: Path) -> bool:
+    return path.suffix == ".json" or (path.is_dir() and (path / "transforms.json").exists())
+
+
+def main(argv: list[str] | None = None) -> int:
+    cmd = tyro.cli(RenderCommand, args=argv)
+    try:
+        out = cmd.execute()
+    except (SceneFormatError, BackendUnavailableError, ValueError, FileNotFoundError) as e:
+        print(f"ovseg-render: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

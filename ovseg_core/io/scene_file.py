@@ -1,0 +1,49 @@
+"""Load any supported splat file by content; save atomically by extension."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ovseg_core.errors import SceneFormatError
+from ovseg_core.io.atomic import atomic_write_bytes
+from ovseg_core.io.compressed_ply import decode_compressed_ply, is_compressed_ply
+from ovseg_core.io.ply import _read_plydata, read_ply, write_ply
+from ovseg_core.io.splat_file import read_splat, write_splat
+from ovseg_core.scene import GaussianScene
+
+SCENE_SUFFIXES = (".ply", ".splat")
+
+
+def load_scene(path: str | os.PathLike[str]) -> GaussianScene:
+    """Read a Gaussian scene: INRIA/fVDB PLY, SuperSplat compressed PLY or antimatter15 ``.splat``."""
+    path = Path(path)
+    if not path.exists():
+        raise SceneFormatError(f"{path}: file not found")
+    if path.is_dir():
+        raise SceneFormatError(f"{path}: is a directory, expected a .ply or .splat file")
+    with open(path, "rb") as f:
+        magic = f.read(3)
+    if magic == b"ply":
+        ply = _read_plydata(path)
+        if is_compressed_ply(ply):
+            return decode_compressed_ply(ply, str(path))
+        return read_ply(path)
+    if path.suffix.lower() == ".splat":
+        return read_splat(path)
+    if path.suffix.lower() == ".ply":
+        raise SceneFormatError(f"{path}: not a PLY file (does not start with 'ply')")
+    raise SceneFormatError(f"{path}: unknown scene format (expected a PLY file or a .splat file)")
+
+
+def save_scene(scene: GaussianScene, path: str | os.PathLike[str], **ply_options: object) -> Path:
+    """Write ``scene`` atomically: ``.ply`` in the INRIA layout (options go to ``write_ply``) or ``.splat``."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".ply":
+        data = write_ply(scene, **ply_options)  # type: ignore[arg-type]
+    elif suffix == ".splat":
+        data = write_splat(scene)
+    else:
+        raise ValueError(f"{path}: cannot save a scene as {suffix!r}; use .ply or .splat")
+    return atomic_write_bytes(path, data)

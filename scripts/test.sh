@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install ovseg with its test dependencies into ./.venv and run the test suite.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k render`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+# gsplat's pure-torch projection is the independent reference for ours; its sdist imports torch
+# at build time, so it builds without isolation, and BUILD_NO_CUDA skips its CUDA kernels.
+BUILD_NO_CUDA=1 .venv/bin/python -m pip install -q --no-build-isolation gsplat==1.5.3
+export HF_HUB_OFFLINE=1
+exec .venv/bin/python -m pytest -q "$@"
