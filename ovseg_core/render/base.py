@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -138,6 +138,13 @@ def pick_from_output(out: RenderOutput, x: int, y: int) -> Pick:
     ids, weights = out.contrib_ids[0, y, x].cpu(), out.contrib_weights[0, y, x].cpu()
     keep = ids >= 0
     return Pick(ids=ids[keep].long(), weights=weights[keep], depth=float(out.depth[0, y, x, 0]))
+
+
+def pick_by_tile(renderer: Any, scene: GaussianScene, camera: Camera, pixel: tuple[float, float], k: int) -> Pick:
+    """``pick`` for renderers whose ``render`` takes ``tiles=``: render only the pixel's tile."""
+    x, y = check_pixel(camera, pixel)
+    t = renderer.settings.tile_size
+    return pick_from_output(renderer.render(scene, camera, top_k=k, tiles=[(x // t, y // t)]), x, y)
 
 
 def fvdb_available() -> bool:

@@ -17,8 +17,7 @@ from ovseg_core.render.base import (
     RenderSettings,
     as_camera_batch,
     check_features,
-    check_pixel,
-    pick_from_output,
+    pick_by_tile,
 )
 from ovseg_core.scene import GaussianScene
 
@@ -91,10 +90,7 @@ class CpuRenderer:
         )
 
     def pick(self, scene: GaussianScene, camera: Camera, pixel: tuple[float, float], k: int = 8) -> Pick:
-        x, y = check_pixel(camera, pixel)
-        t = self.settings.tile_size
-        out = self.render(scene, camera, top_k=k, tiles=[(x // t, y // t)])
-        return pick_from_output(out, x, y)
+        return pick_by_tile(self, scene, camera, pixel, k)
 
     def _work_buffers(self, n: int, channels: int) -> tuple[np.ndarray, ...]:
         """Per-Gaussian scratch arrays, reused across frames: fresh ones cost page faults every frame.

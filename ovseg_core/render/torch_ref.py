@@ -17,8 +17,7 @@ from ovseg_core.render.base import (
     RenderSettings,
     as_camera_batch,
     check_features,
-    check_pixel,
-    pick_from_output,
+    pick_by_tile,
 )
 from ovseg_core.render.projection import Projection, covariances, project_gaussians, sh_colors
 from ovseg_core.scene import GaussianScene
@@ -74,10 +73,7 @@ class TorchRenderer:
         )
 
     def pick(self, scene: GaussianScene, camera: Camera, pixel: tuple[float, float], k: int = 8) -> Pick:
-        x, y = check_pixel(camera, pixel)
-        t = self.settings.tile_size
-        out = self.render(scene, camera, top_k=k, tiles=[(x // t, y // t)])
-        return pick_from_output(out, x, y)
+        return pick_by_tile(self, scene, camera, pixel, k)
 
     def _render_one(
         self,
