@@ -218,92 +218,91 @@ def _rasterize_tile(
     n_col = colors.shape[1]
     top_k = out_ids.shape[2]
     alpha_min = np.float32(1.0 / 255.0)
-    if True:
-        tx, ty = tile % tiles_x, tile // tiles_x
-        x0, y0 = tx * tile_size, ty * tile_size
-        x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
-        tw, th = x1 - x0, y1 - y0
-        npix = tw * th
-        trans = np.ones(npix, dtype=np.float32)
-        done = np.zeros(npix, dtype=np.bool_)
-        row_left = np.full(th, tw, dtype=np.int64)  # unsaturated pixels per row
-        acc_col = np.zeros((npix, n_col), dtype=np.float32)
-        acc_depth = np.zeros(npix, dtype=np.float32)
-        acc_feat = np.zeros((npix, n_feat), dtype=np.float32)
-        ids = np.full((npix, top_k), -1, dtype=np.int64)
-        ws = np.zeros((npix, top_k), dtype=np.float32)
-        ndone = 0
-        start, end = offsets[tile], offsets[tile + 1]
-        # Depth order within the tile; the list arrives in id order, so the stable sort
-        # breaks depth ties by id, like a global stable sort would.
-        tile_ids = gids[start:end]
-        tile_ids = tile_ids[np.argsort(depths[tile_ids], kind="mergesort")]
-        for g in tile_ids:
-            u, v = means2d[g, 0], means2d[g, 1]
-            ca, cb, cc = conics[g, 0], conics[g, 1], conics[g, 2]
-            op = opacities[g]
-            ex, ey, smax = extents[g, 0], extents[g, 1], extents[g, 2]
-            px0 = max(x0, int(math.ceil(u - ex - 0.5)))
-            px1 = min(x1 - 1, int(math.floor(u + ex - 0.5)))
-            py0 = max(y0, int(math.ceil(v - ey - 0.5)))
-            py1 = min(y1 - 1, int(math.floor(v + ey - 0.5)))
-            for py in range(py0, py1 + 1):
-                if row_left[py - y0] == 0:
+    tx, ty = tile % tiles_x, tile // tiles_x
+    x0, y0 = tx * tile_size, ty * tile_size
+    x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
+    tw, th = x1 - x0, y1 - y0
+    npix = tw * th
+    trans = np.ones(npix, dtype=np.float32)
+    done = np.zeros(npix, dtype=np.bool_)
+    row_left = np.full(th, tw, dtype=np.int64)  # unsaturated pixels per row
+    acc_col = np.zeros((npix, n_col), dtype=np.float32)
+    acc_depth = np.zeros(npix, dtype=np.float32)
+    acc_feat = np.zeros((npix, n_feat), dtype=np.float32)
+    ids = np.full((npix, top_k), -1, dtype=np.int64)
+    ws = np.zeros((npix, top_k), dtype=np.float32)
+    ndone = 0
+    start, end = offsets[tile], offsets[tile + 1]
+    # Depth order within the tile; the list arrives in id order, so the stable sort
+    # breaks depth ties by id, like a global stable sort would.
+    tile_ids = gids[start:end]
+    tile_ids = tile_ids[np.argsort(depths[tile_ids], kind="mergesort")]
+    for g in tile_ids:
+        u, v = means2d[g, 0], means2d[g, 1]
+        ca, cb, cc = conics[g, 0], conics[g, 1], conics[g, 2]
+        op = opacities[g]
+        ex, ey, smax = extents[g, 0], extents[g, 1], extents[g, 2]
+        px0 = max(x0, int(math.ceil(u - ex - 0.5)))
+        px1 = min(x1 - 1, int(math.floor(u + ex - 0.5)))
+        py0 = max(y0, int(math.ceil(v - ey - 0.5)))
+        py1 = min(y1 - 1, int(math.floor(v + ey - 0.5)))
+        for py in range(py0, py1 + 1):
+            if row_left[py - y0] == 0:
+                continue
+            dy = v - (np.float32(py) + np.float32(0.5))
+            # This row's span of the ellipse sigma <= smax (ca dx^2 + 2 cb dx dy + cc dy^2 <= 2 smax),
+            # widened by a pixel so rounding never drops a pixel the full test would keep.
+            bq = cb * dy
+            disc = bq * bq - ca * (cc * dy * dy - 2.0 * smax)
+            if disc < 0:
+                continue
+            sq = math.sqrt(disc)
+            qx0 = max(px0, int(math.ceil(u - (-bq + sq) / ca - 1.5)))
+            qx1 = min(px1, int(math.floor(u - (-bq - sq) / ca + 0.5)))
+            row = (py - y0) * tw
+            for px in range(qx0, qx1 + 1):
+                p = row + px - x0
+                if done[p]:
                     continue
-                dy = v - (np.float32(py) + np.float32(0.5))
-                # This row's span of the ellipse sigma <= smax (ca dx^2 + 2 cb dx dy + cc dy^2 <= 2 smax),
-                # widened by a pixel so rounding never drops a pixel the full test would keep.
-                bq = cb * dy
-                disc = bq * bq - ca * (cc * dy * dy - 2.0 * smax)
-                if disc < 0:
+                dx = u - (np.float32(px) + np.float32(0.5))
+                sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+                if sigma < 0:
                     continue
-                sq = math.sqrt(disc)
-                qx0 = max(px0, int(math.ceil(u - (-bq + sq) / ca - 1.5)))
-                qx1 = min(px1, int(math.floor(u - (-bq - sq) / ca + 0.5)))
-                row = (py - y0) * tw
-                for px in range(qx0, qx1 + 1):
-                    p = row + px - x0
-                    if done[p]:
-                        continue
-                    dx = u - (np.float32(px) + np.float32(0.5))
-                    sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if sigma < 0:
-                        continue
-                    alpha = min(np.float32(0.99), op * np.exp(-sigma))
-                    if alpha < alpha_min:
-                        continue
-                    t_next = trans[p] * (np.float32(1.0) - alpha)
-                    if t_next <= np.float32(1e-4):
-                        done[p] = True
-                        ndone += 1
-                        row_left[py - y0] -= 1
-                        continue
-                    w = alpha * trans[p]
-                    for ch in range(n_col):
-                        acc_col[p, ch] += w * colors[g, ch]
-                    acc_depth[p] += w * depths[g]
-                    for ch in range(n_feat):
-                        acc_feat[p, ch] += w * features[g, ch]
-                    trans[p] = t_next
-                    if top_k > 0 and w > ws[p, top_k - 1]:
-                        k = top_k - 1
-                        while k > 0 and ws[p, k - 1] < w:
-                            ws[p, k] = ws[p, k - 1]
-                            ids[p, k] = ids[p, k - 1]
-                            k -= 1
-                        ws[p, k] = w
-                        ids[p, k] = g
-            if ndone == npix:
-                break
-        for p in range(npix):
-            yy = y0 + p // tw
-            xx = x0 + p % tw
-            for ch in range(n_col):
-                out_rgb[yy, xx, ch] = acc_col[p, ch]
-            out_depth[yy, xx] = acc_depth[p]
-            out_trans[yy, xx] = trans[p]
-            for ch in range(n_feat):
-                out_feat[yy, xx, ch] = acc_feat[p, ch]
-            for k in range(top_k):
-                out_ids[yy, xx, k] = ids[p, k]
-                out_w[yy, xx, k] = ws[p, k]
+                alpha = min(np.float32(0.99), op * np.exp(-sigma))
+                if alpha < alpha_min:
+                    continue
+                t_next = trans[p] * (np.float32(1.0) - alpha)
+                if t_next <= np.float32(1e-4):
+                    done[p] = True
+                    ndone += 1
+                    row_left[py - y0] -= 1
+                    continue
+                w = alpha * trans[p]
+                for ch in range(n_col):
+                    acc_col[p, ch] += w * colors[g, ch]
+                acc_depth[p] += w * depths[g]
+                for ch in range(n_feat):
+                    acc_feat[p, ch] += w * features[g, ch]
+                trans[p] = t_next
+                if top_k > 0 and w > ws[p, top_k - 1]:
+                    k = top_k - 1
+                    while k > 0 and ws[p, k - 1] < w:
+                        ws[p, k] = ws[p, k - 1]
+                        ids[p, k] = ids[p, k - 1]
+                        k -= 1
+                    ws[p, k] = w
+                    ids[p, k] = g
+        if ndone == npix:
+            break
+    for p in range(npix):
+        yy = y0 + p // tw
+        xx = x0 + p % tw
+        for ch in range(n_col):
+            out_rgb[yy, xx, ch] = acc_col[p, ch]
+        out_depth[yy, xx] = acc_depth[p]
+        out_trans[yy, xx] = trans[p]
+        for ch in range(n_feat):
+            out_feat[yy, xx, ch] = acc_feat[p, ch]
+        for k in range(top_k):
+            out_ids[yy, xx, k] = ids[p, k]
+            out_w[yy, xx, k] = ws[p, k]
