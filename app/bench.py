@@ -2,6 +2,8 @@
 
 ``ovseg-bench render``: frames per second per backend and scene size, plus peak RSS of a
 1M-Gaussian 1280x720 CPU render measured in a fresh subprocess.
+``ovseg-bench train``: LangSplatV2 seconds per 1k steps, sparse contributions vs dense reference.
+``ovseg-bench query``: text query -> per-Gaussian relevancy on 1M Gaussians.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
+from app.bench_train import QueryBench, TrainBench
 from ovseg_core.camera import Camera
 from ovseg_core.render import make_renderer
 from ovseg_core.render.base import fvdb_available
@@ -180,7 +183,9 @@ def markdown_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     cmd = tyro.cli(
         Annotated[RenderBench, tyro.conf.subcommand("render")]
-        | Annotated[MemoryProbe, tyro.conf.subcommand("memory-probe")],
+        | Annotated[MemoryProbe, tyro.conf.subcommand("memory-probe")]
+        | Annotated[TrainBench, tyro.conf.subcommand("train")]
+        | Annotated[QueryBench, tyro.conf.subcommand("query")],
         args=argv,
     )
     cmd.execute()

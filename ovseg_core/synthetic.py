@@ -161,3 +161,72 @@ def demo_scene(seed: int = 7) -> GaussianScene:
 
 def to_torch_ids(ids: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(ids, dtype=np.int64))
+
+
+FLOATING_OBJECTS = (
+    DemoObject("red ball", (0.85, 0.1, 0.1)),
+    DemoObject("blue cube", (0.15, 0.3, 0.9)),
+    DemoObject("yellow ring", (0.95, 0.85, 0.1)),
+    DemoObject("green can", (0.15, 0.7, 0.2)),
+    DemoObject("purple egg", (0.6, 0.2, 0.7)),
+)
+
+
+def floating_objects_scene(points_per_object: int = 600, seed: int = 3, backdrop: int = 0) -> GaussianScene:
+    """Five separated surface objects around the origin (radius ~0.6), nothing touching.
+
+    Every Gaussian lies on an object's outer surface, so cameras around the scene observe all
+    of them; tests with known answers use it. ``object_id`` indexes ``FLOATING_OBJECTS``.
+    ``backdrop`` > 0 adds that many grey Gaussians on a sphere of radius 4 around everything
+    (object id -1), so views have no empty background.
+    """
+    g = np.random.default_rng(seed)
+    n = points_per_object
+
+    def sphere(c, r, stretch=(1.0, 1.0, 1.0)):
+        d = g.normal(size=(n, 3))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        return np.asarray(c) + r * d * np.asarray(stretch)
+
+    def cube(c, h):
+        face = g.integers(0, 6, n)
+        p = g.uniform(-1, 1, (n, 3))
+        p[np.arange(n), face // 2] = np.where(face % 2, 1.0, -1.0)
+        return np.asarray(c) + h * p
+
+    def ring(c, R, r):
+        u, v = g.uniform(0, 2 * np.pi, n), g.uniform(0, 2 * np.pi, n)
+        return np.asarray(c) + np.c_[(R + r * np.cos(v)) * np.cos(u), (R + r * np.cos(v)) * np.sin(u), r * np.sin(v)]
+
+    def can(c, r, h):
+        th, side = g.uniform(0, 2 * np.pi, n), g.uniform(0, 1, n)
+        z = np.where(side < 0.7, g.uniform(-h, h, n), np.where(side < 0.85, h, -h))
+        rad = np.where(side < 0.7, r, r * np.sqrt(g.uniform(0, 1, n)))
+        return np.asarray(c) + np.c_[rad * np.cos(th), rad * np.sin(th), z]
+
+    shapes = [
+        sphere((0.55, 0.0, 0.0), 0.14),
+        cube((-0.5, 0.3, 0.05), 0.12),
+        ring((0.0, 0.55, -0.1), 0.13, 0.04),
+        can((-0.2, -0.5, 0.0), 0.09, 0.13),
+        sphere((0.1, -0.05, 0.35), 0.1, (1.0, 1.0, 1.4)),
+    ]
+    points = np.concatenate(shapes)
+    ids = np.repeat(np.arange(len(shapes), dtype=np.int32), n)
+    palette = np.array([o.color for o in FLOATING_OBJECTS])
+    colour = np.clip(palette[ids] + g.normal(0, 0.03, (len(points), 3)), 0.01, 0.99)
+    sizes = np.full(len(points), 0.018)
+    if backdrop > 0:
+        d = g.normal(size=(backdrop, 3))
+        points = np.concatenate([points, 4.0 * d / np.linalg.norm(d, axis=1, keepdims=True)])
+        ids = np.concatenate([ids, np.full(backdrop, -1, np.int32)])
+        colour = np.concatenate([colour, np.clip(0.5 + g.normal(0, 0.15, (backdrop, 3)), 0.01, 0.99)])
+        sizes = np.concatenate([sizes, np.full(backdrop, 4.0 * np.sqrt(4.0 / backdrop))])
+    return make_scene(
+        means=points,
+        quats=g.normal(size=(len(points), 4)),
+        log_scales=np.log(sizes)[:, None] + g.normal(0, 0.1, (len(points), 3)),
+        logit_opacities=np.full(len(points), 3.0),
+        sh0=((colour - 0.5) / SH_C0)[:, None, :],
+        extras={"object_id": ids},
+    )

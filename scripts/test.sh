@@ -10,5 +10,8 @@ python=${PYTHON:-python3}
 # gsplat's pure-torch projection is the independent reference for ours; its sdist imports torch
 # at build time, so it builds without isolation, and BUILD_NO_CUDA skips its CUDA kernels.
 BUILD_NO_CUDA=1 .venv/bin/python -m pip install -q --no-build-isolation gsplat==1.5.3
+# SAM 2 is on PyPI only as an sdist: without isolation it builds against the installed torch, and
+# SAM2_BUILD_CUDA=0 skips its optional CUDA extension (ovseg replaces its one use with OpenCV).
+SAM2_BUILD_CUDA=0 .venv/bin/python -m pip install -q --no-build-isolation sam2==1.1.0
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest -q "$@"

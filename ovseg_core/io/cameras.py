@@ -116,7 +116,8 @@ def from_sfm_scene(sfm_scene: Any) -> list[PosedImage]:
         cm = meta.camera_metadata
         K = intrinsics(cm.fx, cm.fy, cm.cx, cm.cy)
         camera = Camera(np.asarray(meta.world_to_camera_matrix, dtype=np.float64), K, int(cm.width), int(cm.height))
-        dist = tuple(float(v) for v in np.asarray(getattr(cm, "distortion_coeffs", ()) or ()).ravel())
+        coeffs = getattr(cm, "distortion_coeffs", None)
+        dist = tuple(float(v) for v in np.asarray(() if coeffs is None else coeffs, dtype=np.float64).ravel())
         out.append(PosedImage(camera, Path(meta.image_path), Path(meta.image_path).name, dist if any(dist) else ()))
     return out
 

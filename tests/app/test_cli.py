@@ -95,3 +95,13 @@ def test_demo_scene_has_named_objects():
     scene = demo_scene()
     ids = scene.extras["object_id"]
     assert set(np.unique(ids)) == set(range(len(DEMO_OBJECTS)))
+
+
+def test_bench_train_and_query_smoke(tmp_path):
+    bench.main(["train", "--points-per-object", "60", "--backdrop", "300", "--width", "32", "--height", "24",
+                "--steps", "3", "--output", str(tmp_path / "train.json")])
+    train = json.loads((tmp_path / "train.json").read_text())
+    assert train["steps"] == 3 and train["sparse_seconds_per_1k_steps"] > 0 and train["speedup"] > 0
+    assert train["sparse_initial_loss"] == pytest.approx(train["dense_initial_loss"], rel=1e-3)
+    bench.main(["query", "--num-gaussians", "5000", "--repeats", "2", "--output", str(tmp_path / "query.json")])
+    assert json.loads((tmp_path / "query.json").read_text())["median_ms"] > 0

@@ -1,0 +1,152 @@
+"""``ovseg-bench train`` and ``ovseg-bench query``: LangSplatV2 training speed of the sparse
+contribution path against the dense re-rasterising reference, and per-Gaussian text queries."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ovseg_core.camera import orbit_cameras
+from ovseg_core.fields import FieldQuery, LanguageFieldTrainer, LanguageFields, LanguageTrainConfig, LevelCodes, TrainingView
+from ovseg_core.render import make_renderer
+from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
+
+
+def planted_views(scene, width: int, height: int, dim: int = 512, per_ring: int = 8, seed: int = 0) -> list[TrainingView]:
+    """Ring views whose masks are the rendered objects, each with one random unit feature."""
+    renderer = make_renderer("cpu")
+    ids = torch.from_numpy(scene.extras["object_id"]).long()
+    n_obj = len(FLOATING_OBJECTS) + 1  # + the backdrop (id -1 -> last)
+    onehot = F.one_hot(torch.where(ids < 0, n_obj - 1, ids), n_obj).float()
+    feats = F.normalize(torch.randn(n_obj, dim, generator=torch.Generator().manual_seed(seed)), dim=1)
+    views = []
+    cams = [c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, per_ring, elevation_deg=el, width=width, height=height)]
+    for i, cam in enumerate(cams):
+        w, obj = renderer.render(scene, cam, features=onehot).features[0].max(dim=-1)
+        seg = torch.where(w > 0.5, obj, torch.full_like(obj, -1)).long()
+        views.append(TrainingView(f"view{i:03d}", cam, feats, torch.stack([seg] * 4)))
+    return views
+
+
+@dataclasses.dataclass
+class TrainBench:
+    """Seconds per 1k steps: sparse (contributions reused) vs dense (the reference's re-rasterisation)."""
+
+    points_per_object: int = 2000
+    """Gaussians per object (5 objects) in the floating-objects scene."""
+    backdrop: int = 10000
+    """Backdrop Gaussians around the objects (fills the background)."""
+    width: int = 192
+    height: int = 144
+    steps: int = 200
+    """Training steps timed for each method (same seed, same views)."""
+    contributions_top_k: int = 64
+    """Per-pixel contributions kept by the sparse method."""
+    output: Path = Path("bench_results/train.json")
+
+    def execute(self) -> dict:
+        scene = floating_objects_scene(self.points_per_object, backdrop=self.backdrop)
+        views = planted_views(scene, self.width, self.height)
+        rows = {}
+        # One exact judge for both: the dense reference's loss over every view.
+        judge = LanguageFieldTrainer(scene, views, LanguageTrainConfig(feature_level=0, max_steps=1, method="dense"),
+                                     renderer=make_renderer("torch"))
+        for method, backend in (("sparse", "cpu"), ("dense", "torch")):
+            cfg = LanguageTrainConfig(feature_level=0, max_steps=self.steps, method=method, log_every=self.steps,
+                                      contributions_top_k=self.contributions_top_k)
+            # warm up (numba JIT, lazy torch imports on the first optimiser step) outside the timing
+            LanguageFieldTrainer(scene, views[:1], dataclasses.replace(cfg, max_steps=1), renderer=make_renderer(backend)).run()
+            trainer = LanguageFieldTrainer(scene, views, cfg, renderer=make_renderer(backend))
+            t0 = time.perf_counter()
+            if method == "sparse":
+                for v in views:
+                    trainer._contributions(v, 0)
+            t1 = time.perf_counter()
+            trainer.run()
+            t2 = time.perf_counter()
+            # run() also evaluates every view before and after; take that out of the step time.
+            eval_t = self._eval_time(trainer, views)
+            step_s = max((t2 - t1) - 2 * eval_t, 1e-9) / self.steps
+            judge.fields[0] = trainer.fields[0]
+            exact = judge.evaluate(views, 0)["cosine_loss_valid"]
+            rows[method] = {
+                "seconds_per_1k_steps": step_s * 1000,
+                "precompute_s": t1 - t0,
+                "initial_loss": trainer.initial_losses[0],
+                "final_loss": exact,
+            }
+            print(f"{method:>6}: {step_s * 1000:8.1f} ms/step, {step_s * 1000:8.0f} s per 1k steps, "
+                  f"precompute {t1 - t0:.2f} s, loss {trainer.initial_losses[0]:.4f} -> {exact:.4f} (exact, all views)", flush=True)
+        s, d = rows["sparse"], rows["dense"]
+        result = {
+            "scene_gaussians": scene.num_gaussians, "resolution": f"{self.width}x{self.height}", "views": len(views),
+            "steps": self.steps, **{f"{m}_{k}": v for m, r in rows.items() for k, v in r.items()},
+            "speedup": d["seconds_per_1k_steps"] / s["seconds_per_1k_steps"],
+            "speedup_with_precompute": d["seconds_per_1k_steps"] / (s["seconds_per_1k_steps"] + s["precompute_s"]),
+            "final_loss_rel_diff": abs(s["final_loss"] - d["final_loss"]) / max(d["final_loss"], 1e-12),
+        }
+        print(f"speedup {result['speedup']:.1f}x (with the one-off precompute amortised over 1k steps: "
+              f"{result['speedup_with_precompute']:.1f}x); final loss differs by {100 * result['final_loss_rel_diff']:.2f}%")
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.output.write_text(json.dumps(result, indent=2))
+        return result
+
+    @staticmethod
+    def _eval_time(trainer: LanguageFieldTrainer, views: list[TrainingView]) -> float:
+        t = time.perf_counter()
+        trainer.evaluate(views, 0)
+        return time.perf_counter() - t
+
+
+class _FixedText:
+    """Deterministic unit embeddings per phrase (the text tower is timed separately)."""
+
+    name = "bench-text"
+
+    def __init__(self, dim: int) -> None:
+        self.embed_dim = dim
+
+    def encode_texts(self, texts):
+        return torch.stack([F.normalize(torch.randn(self.embed_dim, generator=torch.Generator().manual_seed(hash(t) % 2**31)), dim=0) for t in texts])
+
+
+@dataclasses.dataclass
+class QueryBench:
+    """Text query -> per-Gaussian relevancy on 1M Gaussians (LangSplatV2 layout: 64 x 512 codebook, top-4)."""
+
+    num_gaussians: int = 1_000_000
+    repeats: int = 20
+    output: Path = Path("bench_results/query.json")
+
+    def execute(self) -> dict:
+        g = torch.Generator().manual_seed(0)
+        n, S, k, D = self.num_gaussians, 64, 4, 512
+        logits = torch.randn(n, S, generator=g)
+        val, idx = torch.topk(torch.softmax(logits, 1), k, dim=1)
+        codes = LevelCodes(idx=idx, val=val / val.sum(1, keepdim=True), basis=torch.randn(S, D, generator=g))
+        fields = LanguageFields(levels={1: codes}, method="langsplatv2", encoder_name="bench-text", embed_dim=D,
+                                scene_fingerprint="-", num_gaussians=n)
+        t = time.perf_counter()
+        query = FieldQuery(fields, _FixedText(D))
+        prepare_s = time.perf_counter() - t
+        query.gaussian_relevancy("warm up")
+        times = []
+        for i in range(self.repeats):
+            prompt = f"prompt {i}"
+            query.embed([prompt])  # text tower cost excluded: it does not depend on the scene
+            t = time.perf_counter()
+            query.gaussian_relevancy(prompt)
+            times.append(time.perf_counter() - t)
+        result = {"num_gaussians": n, "median_ms": 1000 * float(np.median(times)), "min_ms": 1000 * min(times),
+                  "prepare_s": prepare_s}
+        print(f"per-Gaussian relevancy, {n:,} Gaussians: median {result['median_ms']:.1f} ms "
+              f"(min {result['min_ms']:.1f} ms); one-off preparation {prepare_s:.2f} s")
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.output.write_text(json.dumps(result, indent=2))
+        return result

@@ -1,0 +1,128 @@
+"""``ovseg-query``: ask a scene's language fields for something and export it.
+
+    ovseg-query scene.ply --fields langsplatv2_logs --prompt mug --export mug.ply
+    ovseg-query scene.ply --prompt mug --invert --export without_mug.ply
+    ovseg-query scene.ply --prompt mug --dataset capture/ --relevancy-dir heat/
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+
+from ovseg_core.colormaps import heat_overlay
+from ovseg_core.errors import FieldMismatchError, ModelLoadError, SceneFormatError
+from ovseg_core.fields import DEFAULT_NEGATIVES, FieldQuery, QuerySettings, load_fields
+from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
+from ovseg_core.io import atomic_write_bytes, load_scene, save_scene
+from ovseg_core.models import OpenClipConfig
+from ovseg_core.render import make_renderer
+
+
+@dataclasses.dataclass
+class QueryCommand:
+    """Select the Gaussians that match a text prompt, export them, and/or write relevancy images."""
+
+    scene: tyro.conf.Positional[Path]
+    """The splat the fields were trained on."""
+    prompt: tuple[str, ...]
+    """What to look for; several prompts select the union."""
+    fields: Path | None = None
+    """Fields checkpoint (file, run directory or log directory); default: found beside the scene."""
+    negatives: tuple[str, ...] = DEFAULT_NEGATIVES
+    """Canonical phrases a match must beat."""
+    threshold: float = 0.5
+    """Relevancy above which a Gaussian is selected."""
+    level: int | None = None
+    """Feature level to use; default: per prompt, the level with the highest relevancy."""
+    export: Path | None = None
+    """Write the selected Gaussians here as a 3DGS PLY (INRIA layout)."""
+    invert: bool = False
+    """Export everything except the selection."""
+    dataset: Path | None = None
+    """With --relevancy-dir: the capture whose views to render."""
+    relevancy_dir: Path | None = None
+    """Write a relevancy heat map over RGB for each dataset view here (PNG)."""
+    downsample: int = 1
+    """Image downsample factor for relevancy views."""
+    clip_model: str | None = None
+    """OpenCLIP architecture of the text encoder; default: the one recorded in the checkpoint."""
+    clip_pretrained: str | None = None
+    """Its weights: a hub tag or a local checkpoint path; default: the checkpoint's."""
+    backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+
+    def execute(self) -> list[str]:
+        if self.export is None and self.relevancy_dir is None:
+            raise ValueError("nothing to do: give --export and/or --relevancy-dir")
+        if (self.relevancy_dir is None) != (self.dataset is None):
+            raise ValueError("--relevancy-dir and --dataset go together")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"--threshold must lie in [0, 1], got {self.threshold}")
+        scene = load_scene(self.scene)
+        if self.fields is not None:
+            fields = load_fields(self.fields, scene)
+        else:
+            fields = discover_fields(self.scene, scene)
+            if fields is None:
+                where = ", ".join(str(p) for p in candidate_field_paths(self.scene))
+                raise FileNotFoundError(f"no language fields for {self.scene} found (looked in {where}); pass --fields")
+        clip = None
+        if self.clip_model or self.clip_pretrained:
+            default = OpenClipConfig()
+            clip = OpenClipConfig(model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained)
+        query = FieldQuery(fields, text_encoder_for(fields, clip))
+        settings = QuerySettings(negatives=tuple(self.negatives), level=self.level)
+        report = []
+        selected = np.zeros(scene.num_gaussians, bool)
+        for prompt in self.prompt:
+            rel, level = query.gaussian_relevancy(prompt, settings)
+            hit = rel > self.threshold
+            selected |= hit
+            report.append(f"{prompt!r}: {int(hit.sum())} of {scene.num_gaussians} Gaussians (level {level}, max relevancy {rel.max():.3f})")
+        if self.export is not None:
+            keep = ~selected if self.invert else selected
+            if not keep.any():
+                raise ValueError(f"the selection is empty; nothing exported to {self.export} (try a lower --threshold)")
+            save_scene(scene.subset(keep), self.export)
+            report.append(f"wrote {int(keep.sum())} Gaussians to {self.export}")
+        if self.relevancy_dir is not None:
+            report += self._relevancy_images(scene, query, settings)
+        return report
+
+    def _relevancy_images(self, scene, query: FieldQuery, settings: QuerySettings) -> list[str]:  # noqa: ANN001
+        import imageio.v3 as iio
+
+        from ovseg_core.data import DatasetConfig, load_dataset
+
+        assert self.dataset is not None and self.relevancy_dir is not None
+        dataset = load_dataset(self.dataset, DatasetConfig(image_downsample_factor=self.downsample),
+                               reconstruction_metadata=scene.metadata)
+        renderer = make_renderer(self.backend)
+        for view in dataset:
+            rgb = renderer.render(scene, view.camera).rgb[0].clamp(0, 1).cpu().numpy()
+            codes = {lvl: query.render_codes(renderer, scene, view.camera, lvl) for lvl in query.levels}
+            rel = np.max([query.pixel_relevancy(renderer, scene, view.camera, p, settings, code_images=codes)[0]
+                          for p in self.prompt], axis=0)
+            image = heat_overlay(rgb, rel, floor=self.threshold)
+            atomic_write_bytes(self.relevancy_dir / f"{Path(view.name).stem}.png", iio.imwrite("<bytes>", image, extension=".png"))
+        return [f"wrote {len(dataset)} relevancy images to {self.relevancy_dir}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    cmd = tyro.cli(QueryCommand, args=argv)
+    try:
+        lines = cmd.execute()
+    except (SceneFormatError, FieldMismatchError, ModelLoadError, ValueError, FileNotFoundError) as e:
+        print(f"ovseg-query: error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The whole language-field chain on synthetic captures: dataset on disk -> masks + features
+(cached) -> LangSplatV2 training -> 3D and 2D text queries, with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ovseg_core.camera import orbit_cameras
+from ovseg_core.fields import FieldQuery, LanguageTrainConfig, QuerySettings, load_fields
+from ovseg_core.fields.from_dataset import PipelineProgress, PreprocessConfig, train_from_dataset
+from ovseg_core.render.base import make_renderer
+from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
+from ovseg_core.synthetic_capture import write_capture
+from planted_models import ColourMaskGenerator, PlantedEncoder
+
+PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
+NAMES = [o.name for o in FLOATING_OBJECTS]
+
+
+def ring_cameras(width: int, height: int, per_ring: int = 8):
+    cams = []
+    for elevation in (50, 10, -35):
+        cams += orbit_cameras((0, 0, 0.05), 2.0, per_ring, elevation_deg=elevation, width=width, height=height)
+    return cams
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory):
+    scene = floating_objects_scene()
+    root = tmp_path_factory.mktemp("capture")
+    write_capture(scene, ring_cameras(128, 96), root)
+    masks = ColourMaskGenerator(PALETTE)
+    encoder = PlantedEncoder(PALETTE, NAMES)
+    events: list[PipelineProgress] = []
+    result = train_from_dataset(
+        scene, root,
+        config=LanguageTrainConfig(feature_level=0, max_steps=300, log_every=20, val_every=100),
+        use_every_n_as_val=6,
+        log_path=root / "logs", run_name="planted",
+        mask_generator=masks, image_encoder=encoder, progress=events.append,
+    )
+    return scene, root, result, encoder, masks, events
+
+
+def test_run_directory_has_the_reference_layout(planted_run):
+    scene, root, result, encoder, masks, events = planted_run
+    run = root / "logs" / "planted"
+    assert result.checkpoint == run / "checkpoints" / "300" / "langsplatv2_ckpt.pt"
+    header, *rows = (run / "metrics_log.csv").read_text().splitlines()
+    assert header.split(",")[:3] == ["step", "train/loss", "train/cosine_loss_valid"]
+    assert "val/cosine_loss_valid" in header and len(rows) >= 15
+    assert any(p.name.endswith(".png") for p in (run / "images").iterdir())
+    assert events[-1].phase == "train" and events[-1].fraction == pytest.approx(1.0)
+    assert any(e.phase == "preprocess" for e in events)
+    loaded = load_fields(result.checkpoint, scene)
+    assert loaded.encoder_name == encoder.name
+
+
+def test_planted_features_select_each_object_in_3d(planted_run):
+    scene, root, result, encoder, _, _ = planted_run
+    query = FieldQuery(load_fields(result.checkpoint, scene), encoder)
+    truth = scene.extras["object_id"]
+    for k, name in enumerate(NAMES):
+        rel, level = query.gaussian_relevancy(name)
+        selected, gt = rel > 0.5, truth == k
+        iou = (selected & gt).sum() / (selected | gt).sum()
+        assert iou >= 0.9, f"{name}: per-Gaussian IoU {iou:.3f}"
+
+
+def test_planted_features_segment_each_object_in_2d(planted_run):
+    scene, root, result, encoder, _, _ = planted_run
+    query = FieldQuery(result.fields, encoder)
+    renderer = make_renderer("cpu")
+    onehot = F.one_hot(torch.from_numpy(scene.extras["object_id"]).long(), len(NAMES)).float()
+    inter, union = np.zeros(len(NAMES)), np.zeros(len(NAMES))
+    for cam in orbit_cameras((0, 0, 0.05), 2.0, 3, elevation_deg=25, width=128, height=96):  # unseen viewpoints
+        weight, obj = renderer.render(scene, cam, features=onehot).features[0].max(dim=-1)
+        codes = {lvl: query.render_codes(renderer, scene, cam, lvl) for lvl in query.levels}
+        for k, name in enumerate(NAMES):
+            gt = ((obj == k) & (weight > 0.5)).numpy()
+            pred = query.pixel_relevancy(renderer, scene, cam, name, code_images=codes)[0] > 0.5
+            inter[k] += (pred & gt).sum()
+            union[k] += (pred | gt).sum()
+    for k, name in enumerate(NAMES):  # IoU pooled over the views, so tiny occluded slivers do not dominate
+        assert union[k] > 300 and inter[k] / union[k] >= 0.9, f"{name}: pixel IoU {inter[k] / union[k]:.3f}"
+
+
+def test_preprocessing_cache_is_reused(planted_run, tmp_path):
+    scene, root, result, encoder, masks, _ = planted_run
+    calls = masks.calls
+    train_from_dataset(scene, root, config=LanguageTrainConfig(feature_level=0, max_steps=2), mask_generator=masks, image_encoder=encoder)
+    assert masks.calls == calls  # every view came from the cache
+
+
+def test_tiny_real_models_run_the_whole_chain(tmp_path):
+    from ovseg_core.models import tiny_open_clip, tiny_sam2
+
+    scene = floating_objects_scene(points_per_object=300, backdrop=3000)  # no empty (unlearnable) background
+    write_capture(scene, orbit_cameras((0, 0, 0.05), 2.0, 3, elevation_deg=30, width=64, height=48), tmp_path)
+    masks, encoder = tiny_sam2(), tiny_open_clip()
+    result = train_from_dataset(scene, tmp_path, config=LanguageTrainConfig(feature_level=0, max_steps=15, log_every=1),
+                                mask_generator=masks, image_encoder=encoder, log_path=tmp_path / "logs")
+    assert len(result.history) == 15
+    # mean masked cosine loss over all training views, before and after the 15 steps
+    assert result.final_losses[0] <= 0.5 * result.initial_losses[0], (result.initial_losses, result.final_losses)
+    rel, _ = FieldQuery(load_fields(result.checkpoint, scene), encoder).gaussian_relevancy("a red ball")
+    assert rel.shape == (scene.num_gaussians,) and np.isfinite(rel).all()
