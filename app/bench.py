@@ -4,6 +4,7 @@
 1M-Gaussian 1280x720 CPU render measured in a fresh subprocess.
 ``ovseg-bench train``: LangSplatV2 seconds per 1k steps, sparse contributions vs dense reference.
 ``ovseg-bench query``: text query -> per-Gaussian relevancy on 1M Gaussians.
+``ovseg-bench view``: viewer latencies (prompt -> frame, click -> highlight, orbit frames/s).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import tyro
 
 from app.bench_train import QueryBench, TrainBench
+from app.bench_view import ViewBench
 from ovseg_core.camera import Camera
 from ovseg_core.render import make_renderer
 from ovseg_core.render.base import fvdb_available
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         Annotated[RenderBench, tyro.conf.subcommand("render")]
         | Annotated[MemoryProbe, tyro.conf.subcommand("memory-probe")]
         | Annotated[TrainBench, tyro.conf.subcommand("train")]
-        | Annotated[QueryBench, tyro.conf.subcommand("query")],
+        | Annotated[QueryBench, tyro.conf.subcommand("query")]
+        | Annotated[ViewBench, tyro.conf.subcommand("view")],
         args=argv,
     )
     cmd.execute()

@@ -1,0 +1,107 @@
+"""``ovseg-view [SCENE] [--fields ...]``: open a scene (default: the built-in demo) in the browser."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+from ovseg_core.errors import FieldMismatchError, ModelLoadError, SceneFormatError
+from ovseg_core.fields import LanguageFields, load_fields
+from ovseg_core.fields.discovery import discover_fields, text_encoder_for
+from ovseg_core.io import load_scene
+from ovseg_core.render import make_renderer
+
+log = logging.getLogger("ovseg.viewer")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclasses.dataclass
+class ViewCommand:
+    """Open a Gaussian-splat scene with its language fields in a browser viewer."""
+
+    scene: tyro.conf.Positional[Path | None] = None
+    """Scene file; default: the built-in demo scene (prompts work offline)."""
+    fields: tuple[Path, ...] = ()
+    """Fields checkpoints or run/log directories (several: their levels are combined); default: found beside the scene."""
+    dataset: Path | None = None
+    """Capture for the training panel (COLMAP scene or transforms.json)."""
+    backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+    host: str = "127.0.0.1"
+    """Interface to bind; anything but localhost lets others on the network use the viewer."""
+    port: int = 8080
+    output_dir: Path = Path("ovseg_exports")
+    """Where 'Save PLY' writes (the GUI cannot write anywhere else)."""
+    display: Literal["server", "browser"] = "server"
+    """server: frames rendered here and streamed; browser: viser draws the splats client-side."""
+    height: int = 384
+    """Frame height when the camera is still (half while it moves)."""
+
+
+def merge_fields(parts: list[LanguageFields]) -> LanguageFields:
+    """Combine single-level runs (e.g. levels 1, 2, 3 trained separately) into one set."""
+    first = parts[0]
+    for p in parts[1:]:
+        if p.scene_fingerprint != first.scene_fingerprint or p.encoder_name != first.encoder_name:
+            raise FieldMismatchError(f"{p.source} and {first.source} come from different splats or encoders")
+    merged = dataclasses.replace(first, levels={}, state={})
+    for p in parts:
+        merged.levels.update(p.levels)
+        merged.state.update(p.state)
+    return merged
+
+
+def load_session_inputs(cmd: ViewCommand):  # noqa: ANN201
+    from app.demo import DEMO_PATH, load_demo_scene
+
+    scene_path = cmd.scene if cmd.scene is not None else DEMO_PATH
+    scene = load_scene(scene_path) if cmd.scene is not None else load_demo_scene()
+    fields = merge_fields([load_fields(f, scene) for f in cmd.fields]) if cmd.fields else discover_fields(scene_path, scene)
+    encoder, note = None, ""
+    if fields is not None:
+        try:
+            encoder = text_encoder_for(fields)
+        except ModelLoadError as e:
+            note = f"Language fields found but their text encoder cannot be loaded: {e}"
+            fields = None
+    return scene, fields, encoder, note
+
+
+def main(argv: list[str] | None = None) -> int:
+    cmd = tyro.cli(ViewCommand, args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        scene, fields, encoder, note = load_session_inputs(cmd)
+    except (SceneFormatError, FieldMismatchError, FileNotFoundError, ValueError) as e:
+        print(f"ovseg-view: error: {e}", file=sys.stderr)
+        return 2
+    from app.viewer.server import Viewer
+    from app.viewer.session import ViewerSession
+
+    if cmd.host not in LOCAL_HOSTS:
+        log.warning("binding %s: anyone who can reach this machine on port %d can use the viewer and its exports",
+                    cmd.host, cmd.port)
+    session = ViewerSession(scene, make_renderer(cmd.backend), fields=fields, text_encoder=encoder,
+                            output_dir=cmd.output_dir, device_lock=threading.RLock())
+    viewer = Viewer(session, host=cmd.host, port=cmd.port, dataset=cmd.dataset, display_mode=cmd.display,
+                    still_height=cmd.height, moving_height=max(cmd.height // 2, 64))
+    if note:
+        log.warning(note)
+    print(f"ovseg-view: serving {scene.num_gaussians:,} Gaussians at {viewer.url} "
+          f"(renderer: {session.renderer.name}, text encoder: {session.encoder_name})", flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        viewer.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Viewer state and everything computed from it, without any GUI.
+
+GUI callbacks only change this state (prompts, thresholds, selection, modes); the render loop
+asks it for frames. Every method is safe to call from several threads: scene-wide data sits
+behind one lock, and the renderer behind the shared device lock (training yields to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ovseg_core.camera import Camera
+from ovseg_core.colormaps import heat_overlay, turbo
+from ovseg_core.fields import DEFAULT_NEGATIVES, FieldQuery, LanguageFields, QuerySettings
+from ovseg_core.fields.feature_pca import pca_colors
+from ovseg_core.io.atomic import atomic_write_bytes
+from ovseg_core.io.ply import write_ply
+from ovseg_core.models import TextEncoder
+from ovseg_core.render.base import Renderer
+from ovseg_core.scene import GaussianScene
+
+ViewMode = Literal["rgb", "relevancy", "mask", "pca", "depth", "selection"]
+VIEW_MODES: tuple[str, ...] = ("rgb", "relevancy", "mask", "pca", "depth", "selection")
+Granularity = Literal["small", "medium", "large"]
+GRANULARITY_LEVEL = {"small": 1, "medium": 2, "large": 3}
+ExportKind = Literal["selection", "prompt", "selection-complement", "prompt-complement"]
+EXPORT_KINDS: tuple[str, ...] = ("selection", "prompt", "selection-complement", "prompt-complement")
+SELECTION_COLOR = np.array([1.0, 0.2, 0.9], np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptState:
+    """What the prompt panel says."""
+
+    positives: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = DEFAULT_NEGATIVES
+    threshold: float = 0.5
+    level: int | None = None
+    """Feature level, None = auto (per prompt, the level with the highest relevancy)."""
+
+
+@dataclasses.dataclass
+class ClickResult:
+    ids: np.ndarray
+    """Gaussian ids of the clicked instance."""
+    label: str | None
+    """Best-matching current prompt for the instance, if any prompt matches."""
+    selected_count: int
+
+
+class ViewerSession:
+    """One scene, its fields, the current prompt and the current selection."""
+
+    def __init__(
+        self,
+        scene: GaussianScene,
+        renderer: Renderer,
+        *,
+        fields: LanguageFields | None = None,
+        text_encoder: TextEncoder | None = None,
+        output_dir: str | Path | None = None,
+        device_lock: threading.RLock | None = None,
+    ) -> None:
+        self.scene = scene
+        self.renderer = renderer
+        self.output_dir = Path(output_dir).resolve() if output_dir is not None else None
+        self.device_lock = device_lock or threading.RLock()
+        self._lock = threading.RLock()
+        self.prompt = PromptState()
+        self.selection = np.zeros(scene.num_gaussians, bool)
+        self.query: FieldQuery | None = None
+        self._rel_cache: dict[tuple, np.ndarray] = {}
+        self.relevancy_source: Literal["splat", "pixel"] = "splat"
+        self._points = scene.means.detach().cpu().numpy()
+        self._kdtree = None
+        self.set_fields(fields, text_encoder)
+
+    # -- fields ---------------------------------------------------------------------------------
+    def set_fields(self, fields: LanguageFields | None, text_encoder: TextEncoder | None) -> None:
+        """Use new fields (e.g. when a background training run finishes)."""
+        if fields is not None:
+            fields.check_scene(self.scene)
+            if text_encoder is None:
+                raise ValueError("fields need a text encoder to be queried")
+        with self._lock:
+            self.fields = fields
+            self.text_encoder = text_encoder
+            self.query = FieldQuery(fields, text_encoder) if fields is not None else None
+            self._rel_cache.clear()
+
+    @property
+    def encoder_name(self) -> str:
+        return self.text_encoder.name if self.text_encoder is not None else "none (no language fields loaded)"
+
+    @property
+    def levels(self) -> list[int]:
+        return sorted(self.fields.levels) if self.fields is not None else []
+
+    # -- prompt state ---------------------------------------------------------------------------
+    def set_prompt(self, **changes) -> PromptState:  # noqa: ANN003
+        """Replace prompt fields (``positives``, ``negatives``, ``threshold``, ``level``)."""
+        if "positives" in changes:
+            changes["positives"] = tuple(p.strip() for p in changes["positives"] if p.strip())
+        if "negatives" in changes:
+            changes["negatives"] = tuple(n.strip() for n in changes["negatives"] if n.strip())
+        if "threshold" in changes and not 0.0 <= float(changes["threshold"]) <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {changes['threshold']}")
+        if changes.get("level") is not None and changes["level"] not in self.levels:
+            raise ValueError(f"level {changes['level']} is not in the loaded fields (they have {self.levels})")
+        with self._lock:
+            self.prompt = dataclasses.replace(self.prompt, **changes)
+            return self.prompt
+
+    def _settings(self, prompt: PromptState) -> QuerySettings:
+        return QuerySettings(negatives=prompt.negatives, level=prompt.level)
+
+    def gaussian_relevancy(self, prompt: PromptState | None = None) -> np.ndarray | None:
+        """Max over positives of per-Gaussian relevancy ``[N]``, or None without prompt/fields."""
+        prompt = prompt or self.prompt
+        query = self.query
+        if query is None or not prompt.positives:
+            return None
+        key = (id(query), prompt.positives, prompt.negatives, prompt.level)
+        cached = self._rel_cache.get(key)
+        if cached is None:
+            rels = [query.gaussian_relevancy(p, self._settings(prompt))[0] for p in prompt.positives]
+            cached = np.max(rels, axis=0)
+            with self._lock:
+                if len(self._rel_cache) > 32:
+                    self._rel_cache.clear()
+                self._rel_cache[key] = cached
+        return cached
+
+    def prompt_selection(self) -> np.ndarray:
+        """Gaussians above the threshold for the current prompt ``[N]`` bool."""
+        rel = self.gaussian_relevancy()
+        return np.zeros(self.scene.num_gaussians, bool) if rel is None else rel > self.prompt.threshold
+
+    # -- frames ---------------------------------------------------------------------------------
+    def render(self, camera: Camera, mode: ViewMode = "rgb") -> np.ndarray:
+        """A frame ``[H, W, 3]`` uint8 of ``camera`` in ``mode``.
+
+        With ``relevancy_source == "splat"`` (default) relevancy and masks come from the
+        per-Gaussian relevancy blended like colour (one extra channel: interactive on a CPU);
+        ``"pixel"`` renders the codes and scores each pixel's blended feature (LERF's exact
+        definition, ~64x the channels)."""
+        if mode not in VIEW_MODES:
+            raise ValueError(f"unknown view mode {mode!r}; choose one of {', '.join(VIEW_MODES)}")
+        prompt, query, selection = self.prompt, self.query, self.selection
+        features = None
+        level = None
+        if mode in ("relevancy", "mask") and query is not None and prompt.positives:
+            if self.relevancy_source == "pixel":
+                level = self._display_level(prompt)
+                features = query.levels[level].codes.dense_codes()
+            else:
+                rel_g = self.gaussian_relevancy(prompt)
+                assert rel_g is not None
+                features = torch.from_numpy(rel_g)[:, None]
+        elif mode == "pca" and query is not None:
+            features = torch.from_numpy(self._pca_gaussian_colors())
+        elif mode == "selection":
+            features = torch.from_numpy(selection.astype(np.float32))[:, None]
+        with self.device_lock:
+            out = self.renderer.render(self.scene, camera, features=features)
+        rgb = out.rgb[0].clamp(0, 1).cpu().numpy()
+        if mode == "depth":
+            d = out.depth[0, ..., 0].cpu().numpy()
+            valid = out.alpha[0, ..., 0].cpu().numpy() > 0.5
+            lo, hi = np.percentile(d[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+            return _to_u8(turbo(1 - (d - lo) / max(hi - lo, 1e-6)) * valid[..., None])
+        if features is None:
+            return _to_u8(rgb)
+        if mode == "selection":
+            w = out.features[0, ..., 0].cpu().numpy()[..., None]
+            return _to_u8(rgb * (1 - 0.6 * w) + 0.6 * w * SELECTION_COLOR)
+        alpha = out.alpha[0].cpu().numpy()
+        if mode == "pca":
+            return _to_u8(out.features[0].cpu().numpy() / np.maximum(alpha, 1e-6) * (alpha > 0.5))
+        if level is not None:  # exact per-pixel relevancy from rendered codes
+            rel = self._pixel_relevancy(out.features[0].float().cpu(), level, prompt)
+        else:
+            rel = np.where(alpha[..., 0] >= 0.5, out.features[0, ..., 0].cpu().numpy() / np.maximum(alpha[..., 0], 1e-6), 0.0)
+        if mode == "relevancy":
+            return heat_overlay(rgb, rel, floor=0.5 if prompt.threshold >= 0.5 else prompt.threshold)
+        keep = (rel > prompt.threshold)[..., None]
+        return _to_u8(np.where(keep, rgb, 0.25 * rgb))
+
+    def _pca_gaussian_colors(self) -> np.ndarray:
+        """Per-Gaussian RGB from the first three principal components of the decoded features."""
+        assert self.query is not None
+        key = ("pca", id(self.query), self.prompt.level)
+        cached = self._rel_cache.get(key)
+        if cached is None:
+            level = self.prompt.level if self.prompt.level is not None else self.levels[0]
+            feats = self.query.levels[level].codes.features()
+            cached = pca_colors(feats[None]).reshape(-1, 3).astype(np.float32) / 255.0
+            self._rel_cache[key] = cached
+        return cached
+
+    def _display_level(self, prompt: PromptState) -> int:
+        if prompt.level is not None:
+            return prompt.level
+        assert self.query is not None
+        if prompt.positives:  # the level the 3D query picks for the first prompt
+            return self.query.gaussian_relevancy(prompt.positives[0], self._settings(prompt))[1]
+        return self.levels[0]
+
+    def _pixel_relevancy(self, codes: torch.Tensor, level: int, prompt: PromptState) -> np.ndarray:
+        assert self.query is not None
+        settings = self._settings(prompt)
+        rels = []
+        for p in prompt.positives:
+            q = self.query._queries(p, settings)
+            rels.append(self.query.pixel_relevancy_from_codes(codes, level, q, settings.temperature, settings.min_alpha))
+        return np.max(rels, axis=0)
+
+    def relevancy_png(self, camera: Camera) -> bytes:
+        import imageio.v3 as iio
+
+        return iio.imwrite("<bytes>", self.render(camera, "relevancy"), extension=".png")
+
+    def gaussian_colors(self, mode: ViewMode) -> np.ndarray:
+        """Per-Gaussian RGB ``[N, 3]`` in [0, 1] for browser-side splat rendering in ``mode``."""
+        base = self.scene.base_colors.detach().cpu().numpy()[:, :3].clip(0, 1).astype(np.float32)
+        if mode == "selection":
+            return np.where(self.selection[:, None], 0.4 * base + 0.6 * SELECTION_COLOR, base)
+        rel = self.gaussian_relevancy()
+        if rel is None or mode not in ("relevancy", "mask"):
+            return base
+        if mode == "mask":
+            return np.where((rel > self.prompt.threshold)[:, None], base, 0.25 * base)
+        hot = rel > 0.5
+        heat = turbo(np.clip((rel - 0.5) / 0.5, 0, 1))
+        return np.where(hot[:, None], 0.3 * base + 0.7 * heat, base)
+
+    # -- selection ------------------------------------------------------------------------------
+    def click(
+        self,
+        camera: Camera,
+        pixel: tuple[float, float],
+        granularity: Granularity = "medium",
+        op: Literal["replace", "add", "remove"] = "replace",
+    ) -> ClickResult:
+        """Select the instance under ``pixel``: the Gaussians connected in space to the front one
+        whose features at the granularity's level agree with it (cosine >= 0.9)."""
+        with self.device_lock:
+            pick = self.renderer.pick(self.scene, camera, pixel, k=8)
+        if len(pick.ids) == 0:
+            ids = np.zeros(0, np.int64)
+        else:
+            ids = self._instance(int(pick.ids[0]), granularity)
+        with self._lock:
+            if op == "replace":
+                self.selection = np.zeros_like(self.selection)
+            if op == "remove":
+                self.selection[ids] = False
+            else:
+                self.selection[ids] = True
+            count = int(self.selection.sum())
+        return ClickResult(ids=ids, label=self.best_label(ids), selected_count=count)
+
+    def select_from_prompt(self, op: Literal["replace", "add", "remove"] = "replace") -> int:
+        hits = self.prompt_selection()
+        with self._lock:
+            if op == "replace":
+                self.selection = hits.copy()
+            elif op == "add":
+                self.selection |= hits
+            else:
+                self.selection &= ~hits
+            return int(self.selection.sum())
+
+    def clear_selection(self) -> None:
+        with self._lock:
+            self.selection = np.zeros_like(self.selection)
+
+    def _instance(self, seed: int, granularity: Granularity) -> np.ndarray:
+        query = self.query
+        if query is not None:
+            wanted = GRANULARITY_LEVEL[granularity]
+            level = wanted if wanted in query.levels else min(query.levels, key=lambda lvl: abs(lvl - wanted))
+            st = query.levels[level]
+            seed_feat = st.codes.features(torch.tensor([seed]))[0]
+            seed_feat = seed_feat / seed_feat.norm().clamp_min(1e-12)
+            table = (st.codes.basis.float() @ seed_feat[:, None]).numpy().astype(np.float32)
+            from ovseg_core.fields import _relevancy_kernels as kernels
+
+            similar = kernels.relevancy(st.idx, st.val_unit, table, np.float32(1.0)) >= 0.9
+        else:  # without fields an instance is a spatially connected blob
+            similar = np.ones(self.scene.num_gaussians, bool)
+        similar[seed] = True
+        return self._connected(seed, similar, granularity)
+
+    def _connected(self, seed: int, candidates: np.ndarray, granularity: Granularity) -> np.ndarray:
+        """The candidates reachable from ``seed`` in hops shorter than a radius set by the scene's
+        typical Gaussian size (and the granularity, when there are no fields to separate objects)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+        from scipy.spatial import cKDTree
+
+        cand = np.flatnonzero(candidates)
+        scale = float(np.median(self.scene.scales.detach().cpu().numpy().max(axis=1)))
+        factor = 4.0 if self.query is not None else {"small": 2.0, "medium": 4.0, "large": 8.0}[granularity]
+        tree = cKDTree(self._points[cand])
+        pairs = tree.query_pairs(factor * scale, output_type="ndarray")
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(cand), len(cand)))
+        _, labels = connected_components(graph, directed=False)
+        seed_local = int(np.searchsorted(cand, seed))
+        return cand[labels == labels[seed_local]]
+
+    def best_label(self, ids: np.ndarray) -> str | None:
+        """The current positive prompt with the highest mean relevancy over ``ids`` (if > 0.5)."""
+        if self.query is None or len(ids) == 0 or not self.prompt.positives:
+            return None
+        best, score = None, 0.5
+        for p in self.prompt.positives:
+            rel = self.gaussian_relevancy(dataclasses.replace(self.prompt, positives=(p,)))
+            assert rel is not None
+            m = float(rel[ids].mean())
+            if m > score:
+                best, score = p, m
+        return best
+
+    # -- export ---------------------------------------------------------------------------------
+    def export_mask(self, kind: ExportKind) -> np.ndarray:
+        if kind not in EXPORT_KINDS:
+            raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(EXPORT_KINDS)}")
+        base = self.selection if kind.startswith("selection") else self.prompt_selection()
+        return ~base if kind.endswith("complement") else base.copy()
+
+    def export_ply(self, kind: ExportKind) -> bytes:
+        """The chosen Gaussians as an INRIA-layout 3DGS PLY (opens in other splat viewers)."""
+        keep = self.export_mask(kind)
+        if not keep.any():
+            raise ValueError(f"nothing to export: the {kind.replace('-', ' ')} is empty")
+        return write_ply(self.scene.subset(keep))
+
+    def save_output(self, name: str, data: bytes) -> Path:
+        """Write ``data`` into the output directory under a sanitised ``name`` (never outside it)."""
+        if self.output_dir is None:
+            raise ValueError("no output directory was given at start-up (--output-dir)")
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip(".") or "export"
+        path = (self.output_dir / safe).resolve()
+        if path.parent != self.output_dir:
+            raise ValueError(f"refusing to write outside {self.output_dir}")
+        return atomic_write_bytes(path, data)
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)

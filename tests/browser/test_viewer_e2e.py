@@ -1,0 +1,140 @@
+"""The viewer in a real browser: demo scene, a typed prompt, a click, an export, a training run."""
+
+from __future__ import annotations
+
+import threading
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from plyfile import PlyData
+
+from app.viewer.cli import ViewCommand, load_session_inputs
+from app.viewer.server import Viewer
+from app.viewer.session import ViewerSession
+from harness import (
+    canvas_pixels, click_button, click_canvas, close_notifications, expect_download, free_port,
+    screenshot, select_dropdown, set_text_input, wait_for_viser, wait_until,
+)
+from ovseg_core.camera import orbit_cameras
+from ovseg_core.render import make_renderer
+from ovseg_core.synthetic_capture import write_capture
+
+MUG = 1  # DEMO_OBJECTS index
+
+
+@pytest.fixture
+def viewer(tmp_path):
+    scene, fields, encoder, note = load_session_inputs(ViewCommand())
+    assert fields is not None, f"demo fields missing: {note}"
+    session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder,
+                            output_dir=tmp_path / "exports", device_lock=threading.RLock())
+    v = Viewer(session, host="127.0.0.1", port=free_port(), still_height=300, moving_height=150)
+    yield v
+    v.stop()
+
+
+def streamed(page, viewer: Viewer) -> tuple[np.ndarray, object]:
+    """The canvas resized to the frame the server last sent, and that frame's camera."""
+    view = next(iter(viewer.clients.values()))
+    cam = view.last_camera
+    img = Image.fromarray(canvas_pixels(page)).resize((cam.width, cam.height), Image.BILINEAR)
+    return np.asarray(img).astype(int), cam
+
+
+def wait_frame(viewer: Viewer, after: int, what: str) -> None:
+    wait_until(lambda: viewer.clients and next(iter(viewer.clients.values())).frames > after
+               and next(iter(viewer.clients.values())).rendered_key[-1] == viewer.version, what=what, timeout=30)
+
+
+def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artifact_dir, tmp_path):
+    page = chromium.pages[0]
+    wait_for_viser(page, viewer.url, ready_text="Start training")
+    wait_frame(viewer, 0, "first frame")
+    close_notifications(page)
+    page.wait_for_timeout(300)
+    before, cam = streamed(page, viewer)
+    screenshot(page, artifact_dir / "1_demo.png")
+    assert page.get_by_text("vocabulary:").count() >= 1  # the GUI says which text encoder answers
+
+    # an error in a callback is shown, and the viewer keeps serving
+    click_button(page, "Download PLY")  # nothing selected yet
+    wait_until(lambda: page.get_by_text("nothing to export").count() >= 1, what="error notification")
+    screenshot(page, artifact_dir / "1b_error_shown.png")
+    close_notifications(page)
+
+    # the mug's pixels in that frame, rendered directly
+    scene = viewer.session.scene
+    onehot = F.one_hot(torch.from_numpy(scene.extras["object_id"]).long(), 5).float()
+    mug = make_renderer("cpu").render(scene, cam, features=onehot).features[0, ..., MUG].numpy() > 0.5
+    assert mug.sum() > 100
+    direct = viewer.session.render(cam, "relevancy").astype(int)
+
+    frames = next(iter(viewer.clients.values())).frames
+    set_text_input(page, "Prompt", "red mug")
+    wait_until(lambda: viewer.session.prompt.positives == ("red mug",), what="prompt reaches the server")
+    wait_frame(viewer, frames, "frame after the prompt")
+    page.wait_for_timeout(300)
+    after, cam2 = streamed(page, viewer)
+    screenshot(page, artifact_dir / "2_prompt_red_mug.png")
+    assert np.allclose(cam2.w2c, cam.w2c)
+    change = np.abs(after - before).sum(-1)
+    assert change[mug].mean() > 30 and change[mug].mean() > 10 * change[~mug].mean(), (change[mug].mean(), change[~mug].mean())
+    # what the browser shows is the frame the session renders for that camera (JPEG tolerance)
+    assert np.median(np.abs(after - direct).sum(-1)) < 20
+
+    # click on the mug -> its Gaussians are selected and labelled
+    ys, xs = np.nonzero(mug)
+    click_canvas(page, (np.median(xs) + 0.5) / cam.width, (np.median(ys) + 0.5) / cam.height)
+    wait_until(lambda: viewer.session.selection.any(), what="selection after click")
+    wait_until(lambda: "red mug" in viewer.selection_md.content, what="label of the clicked instance")
+    selected = viewer.session.selection
+    truth = scene.extras["object_id"]
+    assert (truth[selected] == MUG).mean() >= 0.99 and selected[truth == MUG].mean() >= 0.8
+    select_dropdown(page, "View", "selection")
+    page.wait_for_timeout(800)
+    screenshot(page, artifact_dir / "3_selected_mug.png")
+
+    # export the selection: a valid PLY with only the mug's Gaussians
+    path = expect_download(page, lambda: click_button(page, "Download PLY"), dest_dir=tmp_path)
+    ply = PlyData.read(str(path))
+    ids = np.asarray(ply["vertex"]["object_id"])
+    assert ply["vertex"].count == selected.sum() and (ids == MUG).mean() >= 0.99
+    assert {"x", "f_dc_0", "opacity", "scale_0", "rot_0"} <= set(ply["vertex"].data.dtype.names)
+
+    # train on a tiny capture from the panel; progress reaches 100 % and the new field is used
+    capture = tmp_path / "capture"
+    write_capture(scene, orbit_cameras((0, 0, 0.8), 1.4, 2, elevation_deg=35, width=48, height=36), capture)
+    set_text_input(page, "Dataset", str(capture))
+    select_dropdown(page, "Levels", "0")
+    set_text_input(page, "Steps", "6")
+    select_dropdown(page, "Models", "tiny-random")
+    wait_until(lambda: viewer.models_in.value == "tiny-random" and int(viewer.steps_in.value) == 6, what="training inputs")
+    click_button(page, "Start training")
+    wait_until(lambda: viewer.job.state in ("done", "failed"), what="training finished", timeout=240)
+    assert viewer.job.state == "done", viewer.job.message
+    wait_until(lambda: page.get_by_text("ovseg-tiny-clip").count() >= 1, what="new encoder shown", timeout=10)
+    wait_until(lambda: viewer.progress.value >= 100.0, what="progress 100%")
+    wait_until(lambda: page.get_by_text("the new fields are in use").count() >= 1, what="done shown in the panel")
+    screenshot(page, artifact_dir / "4_trained.png")
+    assert viewer.session.encoder_name.startswith("open_clip:ovseg-tiny-clip")
+    assert viewer.errors == ["ValueError: nothing to export: the selection is empty"]
+
+
+def test_eight_clients_each_get_their_own_camera_and_view(viewer, chromium):
+    pages = [chromium.pages[0]] + [chromium.new_page() for _ in range(7)]
+    for page in pages:
+        wait_for_viser(page, viewer.url, ready_text="Start training")
+    wait_until(lambda: len(viewer.clients) == 8 and all(v.frames > 0 for v in viewer.clients.values()),
+               what="8 clients with frames", timeout=60)
+    views = list(viewer.clients.values())
+    for i, view in enumerate(views):  # move every client's camera somewhere else
+        view.client.camera.position = tuple(np.array([np.cos(i), np.sin(i), 0.6]) * 2.0 + np.array([0, 0, 0.8]))
+        view.client.camera.look_at = (0.0, 0.0, 0.8)
+    wait_until(lambda: len({v.last_camera.w2c.tobytes() for v in views if v.last_camera is not None}) == 8,
+               what="8 distinct cameras rendered", timeout=60)
+    frames = [v.last_frame for v in views]
+    assert len({f.tobytes() for f in frames}) == 8
