@@ -19,10 +19,28 @@ def turbo(values: np.ndarray) -> np.ndarray:
     return np.clip(powers @ _TURBO.T, 0.0, 1.0).astype(np.float32)
 
 
-def heat_overlay(rgb: np.ndarray, relevancy: np.ndarray, *, floor: float = 0.5, opacity: float = 0.7) -> np.ndarray:
-    """Blend a turbo heat map of ``relevancy`` [H, W] over ``rgb`` [H, W, 3] (float in [0, 1]) where
+def hot(values: np.ndarray) -> np.ndarray:
+    """Black -> red -> yellow -> white, [...] in [0, 1] -> float32 [..., 3]."""
+    x = np.clip(np.asarray(values, np.float32), 0.0, 1.0)[..., None]
+    return np.clip(np.concatenate([3 * x, 3 * x - 1, 3 * x - 2], axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def gray(values: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(values, np.float32), 0.0, 1.0)[..., None]
+    return np.repeat(x, 3, axis=-1)
+
+
+COLORMAPS = {"turbo": turbo, "hot": hot, "gray": gray}
+
+
+def heat_overlay(
+    rgb: np.ndarray, relevancy: np.ndarray, *, floor: float = 0.5, opacity: float = 0.7, colormap: str = "turbo"
+) -> np.ndarray:
+    """Blend a heat map of ``relevancy`` [H, W] over ``rgb`` [H, W, 3] (float in [0, 1]) where
     relevancy exceeds ``floor`` (values are stretched from ``floor`` to 1). Returns uint8 [H, W, 3]."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose one of {', '.join(COLORMAPS)}")
     r = np.clip((relevancy - floor) / max(1.0 - floor, 1e-6), 0.0, 1.0)
     a = (opacity * (relevancy > floor))[..., None]
-    out = (1 - a) * rgb + a * turbo(r)
+    out = (1 - a) * rgb + a * COLORMAPS[colormap](r)
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)

@@ -24,4 +24,6 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null \
         || echo "warning: could not install chromium; browser tests will skip" >&2
 fi
 export HF_HUB_OFFLINE=1
+# browser tests save their screenshots here
+export OVSEG_TEST_ARTIFACTS=${OVSEG_TEST_ARTIFACTS:-$PWD/test-artifacts}
 exec .venv/bin/python -m pytest -q "$@"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from app.viewer.session import EXPORT_KINDS, VIEW_MODES, ViewerSession
+from ovseg_core.colormaps import COLORMAPS
 from app.viewer.training_job import MODEL_SIZES, TrainingJob, TrainingRequest, encoder_for
 from ovseg_core.camera import Camera
 
@@ -80,6 +81,8 @@ class ClientView:
             return
         camera = self.camera(height)
         frame = v.session.render(camera, v.view_mode)
+        if not self.alive:  # the tab closed while we rendered
+            return
         self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=90)
         self.rendered_key, self.last_frame, self.last_camera = key, frame, camera
         self.frames += 1
@@ -173,6 +176,7 @@ class Viewer:
             self.threshold_in = gui.add_slider("Threshold", min=0.0, max=1.0, step=0.01, initial_value=s.prompt.threshold)
             self.level_in = gui.add_dropdown("Level", options=self._level_options(), initial_value="auto")
             self.view_in = gui.add_dropdown("View", options=VIEW_MODES, initial_value=self.view_mode)
+            self.cmap_in = gui.add_dropdown("Colormap", options=tuple(COLORMAPS), initial_value=s.prompt.colormap)
             self.display_in = gui.add_dropdown("Display", options=("server", "browser"), initial_value=self.display_mode)
         with gui.add_folder("Selection"):
             self.gran_in = gui.add_dropdown("Granularity", options=("small", "medium", "large"), initial_value="medium")
@@ -205,6 +209,7 @@ class Viewer:
         self.threshold_in.on_update(g(lambda e: (s.set_prompt(threshold=float(self.threshold_in.value)), self.changed())))
         self.level_in.on_update(g(self._on_level))
         self.view_in.on_update(g(self._on_view))
+        self.cmap_in.on_update(g(lambda e: (s.set_prompt(colormap=self.cmap_in.value), self.changed())))
         self.display_in.on_update(g(self._on_display))
         self.gran_in.on_update(g(lambda e: setattr(self, "granularity", self.gran_in.value)))
         self.select_prompt_btn.on_click(g(self._on_select_prompt))
@@ -315,13 +320,30 @@ class Viewer:
             name += ".ply"
         return name, self.session.export_ply(kind)
 
+    def _with_progress(self, client: Any, work: Callable[[], Any]) -> Any:
+        """Run an export, showing a spinner notification while a large one is written."""
+        n = int(self.session.export_mask(self.export_kind_in.value).sum())
+        note = client.add_notification("Exporting", f"{n:,} Gaussians ...", loading=True, with_close_button=False) \
+            if n > 50_000 else None
+        try:
+            return work()
+        finally:
+            if note is not None:
+                note.remove()
+
     def _on_download(self, event: Any) -> None:
-        name, data = self._export()
-        event.client.send_file_download(Path(name).name, data)
+        def work() -> None:
+            name, data = self._export()
+            event.client.send_file_download(Path(name).name, data)
+
+        self._with_progress(event.client, work)
 
     def _on_save(self, event: Any) -> None:
-        name, data = self._export()
-        path = self.session.save_output(name, data)
+        def work() -> Path:
+            name, data = self._export()
+            return self.session.save_output(name, data)
+
+        path = self._with_progress(event.client, work)
         self.notify(event.client, "Saved", f"{path}")
 
     def _on_png(self, event: Any) -> None:

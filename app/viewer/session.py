@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ovseg_core.camera import Camera
-from ovseg_core.colormaps import heat_overlay, turbo
+from ovseg_core.colormaps import COLORMAPS, heat_overlay, turbo
 from ovseg_core.fields import DEFAULT_NEGATIVES, FieldQuery, LanguageFields, QuerySettings
 from ovseg_core.fields.feature_pca import pca_colors
 from ovseg_core.io.atomic import atomic_write_bytes
@@ -44,6 +44,8 @@ class PromptState:
     threshold: float = 0.5
     level: int | None = None
     """Feature level, None = auto (per prompt, the level with the highest relevancy)."""
+    colormap: str = "turbo"
+    """Heat-map colours: turbo, hot or gray."""
 
 
 @dataclasses.dataclass
@@ -110,6 +112,8 @@ class ViewerSession:
             changes["positives"] = tuple(p.strip() for p in changes["positives"] if p.strip())
         if "negatives" in changes:
             changes["negatives"] = tuple(n.strip() for n in changes["negatives"] if n.strip())
+        if "colormap" in changes and changes["colormap"] not in COLORMAPS:
+            raise ValueError(f"unknown colormap {changes['colormap']!r}; choose one of {', '.join(COLORMAPS)}")
         if "threshold" in changes and not 0.0 <= float(changes["threshold"]) <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {changes['threshold']}")
         if changes.get("level") is not None and changes["level"] not in self.levels:
@@ -189,7 +193,7 @@ class ViewerSession:
         else:
             rel = np.where(alpha[..., 0] >= 0.5, out.features[0, ..., 0].cpu().numpy() / np.maximum(alpha[..., 0], 1e-6), 0.0)
         if mode == "relevancy":
-            return heat_overlay(rgb, rel, floor=0.5 if prompt.threshold >= 0.5 else prompt.threshold)
+            return heat_overlay(rgb, rel, floor=0.5 if prompt.threshold >= 0.5 else prompt.threshold, colormap=prompt.colormap)
         keep = (rel > prompt.threshold)[..., None]
         return _to_u8(np.where(keep, rgb, 0.25 * rgb))
 
@@ -238,7 +242,7 @@ class ViewerSession:
         if mode == "mask":
             return np.where((rel > self.prompt.threshold)[:, None], base, 0.25 * base)
         hot = rel > 0.5
-        heat = turbo(np.clip((rel - 0.5) / 0.5, 0, 1))
+        heat = COLORMAPS[self.prompt.colormap](np.clip((rel - 0.5) / 0.5, 0, 1))
         return np.where(hot[:, None], 0.3 * base + 0.7 * heat, base)
 
     # -- selection ------------------------------------------------------------------------------

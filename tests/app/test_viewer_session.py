@@ -146,3 +146,51 @@ def test_training_job_runs_in_the_background_and_swaps_fields(trained, tmp_path)
     job.start(TrainingRequest(tmp_path / "empty", levels=(0,), steps=1, model_size="tiny-random"))
     job.wait(60)
     assert job.state == "failed" and "empty" in job.error
+
+
+def test_colormaps_and_browser_side_colours(session, trained):
+    scene = trained[0]
+    cam = view_camera()
+    session.set_prompt(positives=["purple egg"])
+    turbo_frame = session.render(cam, "relevancy")
+    session.set_prompt(colormap="hot")
+    assert not np.array_equal(session.render(cam, "relevancy"), turbo_frame)
+    with pytest.raises(ValueError, match="unknown colormap"):
+        session.set_prompt(colormap="rainbow")
+    # browser-side display: per-Gaussian colours mark the prompt's object
+    colors = session.gaussian_colors("relevancy")
+    base = session.gaussian_colors("rgb")
+    changed = np.abs(colors - base).sum(1) > 0.05
+    egg = scene.extras["object_id"] == 4
+    assert changed[egg].mean() > 0.9 and changed[~egg].mean() < 0.05
+
+
+def test_ovseg_view_serves_the_demo_and_warns_on_open_hosts(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "app.viewer.cli", "--port", str(port), "--host", "0.0.0.0",
+                             "--output-dir", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "ovseg-view: serving" in line:
+                break
+        text = "".join(lines)
+        assert "vocabulary:ovseg-demo-tabletop-v1" in text and "anyone who can reach this machine" in text, text
+        html = urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=10).read()
+        assert b"<html" in html.lower() or b"<!doctype" in html.lower()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    bad = subprocess.run([sys.executable, "-m", "app.viewer.cli", str(tmp_path / "missing.ply")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "missing.ply" in bad.stderr
