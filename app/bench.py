@@ -4,6 +4,7 @@
 1M-Gaussian 1280x720 CPU render measured in a fresh subprocess.
 ``ovseg-bench train``: LangSplatV2 seconds per 1k steps, sparse contributions vs dense reference.
 ``ovseg-bench query``: text query -> per-Gaussian relevancy on 1M Gaussians.
+``ovseg-bench lift``: training-free lifting vs LangSplatV2 training (time, per-object IoU).
 ``ovseg-bench view``: viewer latencies (prompt -> frame, click -> highlight, orbit frames/s).
 """
 
@@ -22,7 +23,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from app.bench_train import QueryBench, TrainBench
+from app.bench_train import LiftBench, QueryBench, TrainBench
 from app.bench_view import ViewBench
 from ovseg_core.camera import Camera
 from ovseg_core.render import make_renderer
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         | Annotated[MemoryProbe, tyro.conf.subcommand("memory-probe")]
         | Annotated[TrainBench, tyro.conf.subcommand("train")]
         | Annotated[QueryBench, tyro.conf.subcommand("query")]
-        | Annotated[ViewBench, tyro.conf.subcommand("view")],
+        | Annotated[ViewBench, tyro.conf.subcommand("view")]
+        | Annotated[LiftBench, tyro.conf.subcommand("lift")],
         args=argv,
     )
     cmd.execute()

@@ -150,3 +150,56 @@ class QueryBench:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(result, indent=2))
         return result
+
+
+@dataclasses.dataclass
+class LiftBench:
+    """Training-free lifting vs LangSplatV2 training on the same views (per-Gaussian IoU and time)."""
+
+    points_per_object: int = 2000
+    backdrop: int = 10000
+    width: int = 192
+    height: int = 144
+    train_steps: int = 300
+    """LangSplatV2 steps timed (a short run; the reference schedule is 10k steps per level)."""
+    output: Path = Path("bench_results/lift.json")
+
+    def execute(self) -> dict:
+        from ovseg_core.fields import load_fields  # noqa: F401  (keeps the import graph the CLI's)
+        from ovseg_core.fields.lifting import lift_language_fields
+
+        scene = floating_objects_scene(self.points_per_object, backdrop=self.backdrop)
+        views = planted_views(scene, self.width, self.height)
+        feats = views[0].features
+        renderer = make_renderer("cpu")
+        lift_language_fields(scene, views[:1], [0], renderer)  # JIT warm-up
+        t = time.perf_counter()
+        lifted = lift_language_fields(scene, views, [0], renderer)
+        lift_s = time.perf_counter() - t
+        cfg = LanguageTrainConfig(feature_level=0, max_steps=self.train_steps, log_every=self.train_steps)
+        LanguageFieldTrainer(scene, views[:1], dataclasses.replace(cfg, max_steps=1)).run()  # warm-up
+        trainer = LanguageFieldTrainer(scene, views, cfg)
+        t = time.perf_counter()
+        trained = trainer.run()
+        train_s = time.perf_counter() - t
+        step_s = train_s / self.train_steps
+        ious = {}
+        truth = scene.extras["object_id"]
+        for name, fields in (("lift", lifted), ("train", trained)):
+            level = fields.levels[0]
+            sims = F.normalize(level.features(), dim=1) @ feats.T  # [N, objects + backdrop]
+            pred = sims.argmax(dim=1).numpy()
+            ious[name] = [float(((pred == k) & (truth == k)).sum() / ((pred == k) | (truth == k)).sum())
+                          for k in range(len(FLOATING_OBJECTS))]
+        result = {
+            "scene_gaussians": scene.num_gaussians, "views": len(views), "resolution": f"{self.width}x{self.height}",
+            "lift_s": lift_s, "train_s": train_s, "train_steps": self.train_steps,
+            "train_10k_steps_s_estimate": step_s * 10_000,
+            "lift_ious": ious["lift"], "train_ious": ious["train"],
+        }
+        print(f"lift {lift_s:.2f} s, per-object IoU {[round(v, 3) for v in ious['lift']]}")
+        print(f"train {self.train_steps} steps {train_s:.2f} s ({train_s / lift_s:.1f}x the lift), per-object IoU "
+              f"{[round(v, 3) for v in ious['train']]}; 10k steps ~{step_s * 10_000:.0f} s ({step_s * 10_000 / lift_s:.0f}x)")
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.output.write_text(json.dumps(result, indent=2))
+        return result

@@ -15,6 +15,7 @@ import tyro
 
 from ovseg_core.errors import Cancelled, FieldMismatchError, ModelLoadError, SceneFormatError
 from ovseg_core.fields import LanguageTrainConfig
+from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.fields.from_dataset import IOConfig, PipelineProgress, PreprocessConfig, train_from_dataset
 from ovseg_core.io import load_scene
 from ovseg_core.render import make_renderer
@@ -39,6 +40,10 @@ class TrainCommand:
     """Hold out every N-th image for validation (e.g. 5); -1: no validation."""
     backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
     """Renderer for the per-view contributions (fvdb on CUDA, else the cpu rasteriser)."""
+    method: Literal["langsplatv2", "lift"] = "langsplatv2"
+    """langsplatv2: train sparse codebook fields. lift: training-free, visibility-weighted average
+    of the 2D mask features per Gaussian (OpenScene-style), stored the same way."""
+    lift: LiftConfig = LiftConfig()
 
 
 class _TerminalProgress:
@@ -46,6 +51,7 @@ class _TerminalProgress:
 
     def __init__(self) -> None:
         self.phase = ""
+        self.offset = 0.0
         self.bar = None
 
     def __call__(self, p: PipelineProgress) -> None:
@@ -58,13 +64,14 @@ class _TerminalProgress:
             self.close()
             self.phase = p.phase
             total = p.train.total_steps if p.train else 100
+            self.offset = 0.0 if p.phase == "preprocess" else 0.3
             self.bar = tqdm(total=total, desc=p.phase, unit="step" if p.train else "%", dynamic_ncols=True)
         assert self.bar is not None
         if p.train is not None:
             self.bar.n = p.train.step
             self.bar.set_postfix(level=p.train.level, loss=f"{p.train.cosine_loss_valid:.4f}", refresh=False)
         else:
-            self.bar.n = round(100 * p.fraction / 0.3)
+            self.bar.n = round(100 * (p.fraction - self.offset) / (0.3 if p.phase == "preprocess" else 0.7))
         self.bar.refresh()
 
     def close(self) -> None:
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             io=cmd.io,
             renderer=renderer,
             progress=progress,
+            method=cmd.method,
+            lift=cmd.lift,
         )
     except (Cancelled, KeyboardInterrupt):
         progress.close()

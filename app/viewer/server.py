@@ -194,6 +194,7 @@ class Viewer:
             self.levels_in = gui.add_dropdown("Levels", options=LEVEL_CHOICES, initial_value="1")
             self.steps_in = gui.add_number("Steps", initial_value=10_000, min=1, max=1_000_000, step=1)
             self.models_in = gui.add_dropdown("Models", options=MODEL_SIZES, initial_value="large")
+            self.method_in = gui.add_dropdown("Method", options=("langsplatv2", "lift"), initial_value="langsplatv2")
             self.train_btn = gui.add_button("Start training")
             self.cancel_btn = gui.add_button("Cancel training", disabled=True)
             self.progress = gui.add_progress_bar(0.0, animated=False)
@@ -360,7 +361,7 @@ class Viewer:
             raise ValueError("enter the dataset path (a COLMAP scene or transforms.json) first")
         levels = tuple(int(v) for v in self.levels_in.value.split(","))
         request = TrainingRequest(Path(dataset).expanduser(), levels=levels, steps=int(self.steps_in.value),
-                                  model_size=self.models_in.value)
+                                  model_size=self.models_in.value, method=self.method_in.value)
         self.job.start(request)
         self.train_btn.disabled, self.cancel_btn.disabled = True, False
 

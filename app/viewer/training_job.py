@@ -43,6 +43,8 @@ class TrainingRequest:
     """SAM2 size; ``tiny-random`` uses tiny random SAM2 + OpenCLIP (a smoke run, fields mean nothing)."""
     image_downsample_factor: int = 1
     log_path: Path | None = None
+    method: Literal["langsplatv2", "lift"] = "langsplatv2"
+    """langsplatv2 trains; lift averages the 2D features onto the Gaussians (no training)."""
 
     def train_config(self) -> LanguageTrainConfig:
         if self.levels == (1, 2, 3):
@@ -116,7 +118,7 @@ class TrainingJob:
             result = train_from_dataset(
                 self.scene, request.dataset_path, config=config, preprocess=preprocess,
                 log_path=request.log_path, renderer=self.renderer, progress=self._progress,
-                cancel=self._cancel, device_lock=self.device_lock,
+                cancel=self._cancel, device_lock=self.device_lock, method=request.method,
             )
             self.result = result
             if self.on_finished is not None:

@@ -7,12 +7,13 @@ import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
 from ovseg_core.fields.language_fields import LanguageFields
+from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.fields.run_directory import RunDirectory
 from ovseg_core.fields.training import CancelFlag, LanguageFieldTrainer, LanguageTrainConfig, TrainingView, TrainProgress
 from ovseg_core.models import ImageEncoder, MaskGenerator, OpenClipConfig, Sam2Config
@@ -34,6 +35,11 @@ class PreprocessConfig:
     resulting fields are meaningless)."""
     cache_dir: Path | None = None
     """Where the cache lives; default ``<dataset>/.ovseg_cache/preprocess``."""
+    concept_fusion: bool = False
+    """Fuse each mask's feature with the image's global feature, weighted by their similarity
+    (ConceptFusion), before training or lifting."""
+    fusion_temperature: float = 1.0
+    """Softmax temperature of that fusion."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,9 +118,15 @@ def train_from_dataset(
     progress: Callable[[PipelineProgress], None] | None = None,
     cancel: CancelFlag | None = None,
     device_lock: Any = None,
+    method: Literal["langsplatv2", "lift"] = "langsplatv2",
+    lift: LiftConfig = LiftConfig(),
 ) -> PipelineResult:
     """Load the dataset aligned with ``scene`` (its normalisation transform), preprocess (cached),
-    train, and write the run directory when ``log_path`` is given. Raises ``Cancelled`` on cancel."""
+    then train LangSplatV2 fields (``method="langsplatv2"``) or lift the 2D features without
+    training (``"lift"``, OpenScene-style), and write the run directory when ``log_path`` is
+    given. Raises ``Cancelled`` on cancel."""
+    if method not in ("langsplatv2", "lift"):
+        raise ValueError(f"unknown method {method!r}; choose langsplatv2 or lift")
 
     def report(p: PipelineProgress) -> None:
         if progress is not None:
@@ -137,13 +149,31 @@ def train_from_dataset(
         report(PipelineProgress("preprocess", PREPROCESS_SHARE * done / max(total, 1), f"preprocessing view {done}/{total}"))
 
     features = preprocess_views(dataset, mask_generator, image_encoder, preprocess.cache_dir,
-                                indices=indices, progress=on_preprocess, cancel=cancel)
+                                indices=indices, progress=on_preprocess, cancel=cancel,
+                                fuse_global=preprocess.concept_fusion, fusion_temperature=preprocess.fusion_temperature)
     views = training_views(dataset, features, indices)
     n_train = len(dataset.train_indices)
     train_views, val_views = views[:n_train], views[n_train:]
 
     writer = RunDirectory(log_path, run_name, use_tensorboard=io.use_tensorboard, save_images=io.save_images,
                           save_checkpoints=io.save_checkpoints) if log_path is not None else None
+
+    if method == "lift":
+        from ovseg_core.fields.lifting import lift_language_fields
+        from ovseg_core.render.base import make_renderer
+
+        def on_lift(fraction: float, message: str) -> None:
+            report(PipelineProgress("lift", PREPROCESS_SHARE + (1 - PREPROCESS_SHARE) * fraction, message))
+
+        fields = lift_language_fields(scene, views, config.levels, renderer or make_renderer("cpu"), lift,
+                                      encoder_name=image_encoder.name, progress=on_lift, cancel=cancel,
+                                      device_lock=device_lock)
+        if writer is not None:
+            writer.save_checkpoint(0, fields)
+            writer.close()
+        return PipelineResult(fields=fields, run_dir=writer.path if writer else None,
+                              checkpoint=writer.last_checkpoint if writer else None, history=[],
+                              initial_losses={}, final_losses={})
 
     def on_train(p: TrainProgress) -> None:
         eta = f", ETA {p.eta_s:.0f} s" if p.eta_s != float("inf") else ""

@@ -38,6 +38,8 @@ def preprocess_views(
     progress: Callable[[int, int], None] | None = None,
     cancel: CancelEvent | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    fuse_global: bool = False,
+    fusion_temperature: float = 1.0,
 ) -> CachedViewFeatures:
     """Masks and CLIP features of dataset views, computed once and then read from the cache.
 
@@ -52,6 +54,8 @@ def preprocess_views(
         cancel: Checked between images and between encoder batches; when set, raises
             ``Cancelled`` and leaves no partial cache file.
         batch_size: Crops per ``encode_images`` call.
+        fuse_global: Fuse each mask feature with the image's global feature (ConceptFusion).
+        fusion_temperature: Softmax temperature of that fusion.
 
     Returns:
         A lazy sequence: position ``i`` loads the ``ViewFeatures`` of view ``indices[i]``.
@@ -69,6 +73,8 @@ def preprocess_views(
         "input_size": int(image_encoder.input_size),
         "image_downsample_factor": int(dataset.config.image_downsample_factor),
     }
+    if fuse_global:  # only when on, so caches made without fusion keep their key
+        settings["concept_fusion_temperature"] = float(fusion_temperature)
     cache = FeatureCache(Path(cache_dir) if cache_dir is not None else dataset.root / CACHE_SUBDIR, settings)
     total = len(indices)
     paths = []
@@ -83,7 +89,8 @@ def preprocess_views(
             shape = (view.camera.height, view.camera.width, 3)
             if cache.read(path, sha, shape) is None:
                 image = dataset.load_image(i)
-                vf = compute_view_features(image, mask_generator, image_encoder, batch_size=batch_size, cancel=cancel)
+                vf = compute_view_features(image, mask_generator, image_encoder, batch_size=batch_size, cancel=cancel,
+                                           fuse_global=fuse_global, fusion_temperature=fusion_temperature)
                 cache.write(path, vf, sha)
             paths.append(path)
             bar.update(1)
@@ -99,8 +106,11 @@ def compute_view_features(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     cancel: CancelEvent | None = None,
+    fuse_global: bool = False,
+    fusion_temperature: float = 1.0,
 ) -> ViewFeatures:
-    """One image -> its masks, their CLIP features and seg maps (no caching).
+    """One image -> its masks, their CLIP features and seg maps (no caching); with ``fuse_global``
+    the features are ConceptFusion's local-global fusions.
 
     Args:
         image: ``[H, W, 3]`` uint8 RGB.
@@ -126,6 +136,10 @@ def compute_view_features(
             chunks.append(emb.detach().to("cpu", torch.float32))
     features = torch.cat(chunks) if chunks else torch.zeros((0, dim))
     features = F.normalize(features, dim=-1)  # the encoder normalises; this guards float16 round-off
+    if fuse_global:
+        from ovseg_core.preprocess.concept_fusion import fuse_local_global, global_feature
+
+        features = fuse_local_global(features, global_feature(image, image_encoder), fusion_temperature)
     seg_maps, lengths = build_seg_maps(masks, height, width)
     return ViewFeatures(features.numpy().astype(np.float32), seg_maps, lengths, masks)
 

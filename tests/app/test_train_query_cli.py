@@ -78,3 +78,17 @@ def test_cli_errors_name_the_problem(trained, tmp_path, capsys):
                      "--log-path", "None", "--preprocess.tiny-models"])
     assert rc == 2 and "missing" in capsys.readouterr().err
     assert not (tmp_path / "o.ply").exists()
+
+
+def test_train_cli_lift_method(trained, tmp_path):
+    root, scene = trained
+    rc = train_main(["--sfm-dataset-path", str(root / "capture"), "--reconstruction-path", str(root / "scene.ply"),
+                     "--method", "lift", "--config.feature-level", "0", "--preprocess.tiny-models",
+                     "--log-path", str(tmp_path), "--run-name", "lifted"])
+    assert rc == 0
+    ckpt = tmp_path / "lifted" / "checkpoints" / "0" / "langsplatv2_ckpt.pt"
+    from ovseg_core.fields import load_fields
+
+    assert load_fields(ckpt, scene).method == "lift"
+    assert query_main([str(root / "scene.ply"), "--fields", str(ckpt), "--prompt", "red ball", "--threshold", "0",
+                       "--export", str(tmp_path / "sel.ply")]) == 0
