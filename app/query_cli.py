@@ -3,6 +3,7 @@
     ovseg-query scene.ply --fields langsplatv2_logs --prompt mug --export mug.ply
     ovseg-query scene.ply --prompt mug --invert --export without_mug.ply
     ovseg-query scene.ply --prompt mug --dataset capture/ --relevancy-dir heat/
+    ovseg-query scene.ply --instances scene.instances.pt --prompt mug chair --export-instances parts/
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ class QueryCommand:
 
     scene: tyro.conf.Positional[Path]
     """The splat the fields were trained on."""
-    prompt: tuple[str, ...]
-    """What to look for; several prompts select the union."""
+    prompt: tuple[str, ...] = ()
+    """What to look for; several prompts select the union. With --export-instances: the labels
+    instances are named after."""
     fields: Path | None = None
     """Fields checkpoint (file, run directory or log directory); default: found beside the scene."""
     negatives: tuple[str, ...] = DEFAULT_NEGATIVES
@@ -55,8 +57,18 @@ class QueryCommand:
     clip_pretrained: str | None = None
     """Its weights: a hub tag or a local checkpoint path; default: the checkpoint's."""
     backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+    instances: Path | None = None
+    """An instances file (``InstanceSet.save``) to query instead of language fields: --export then
+    writes the instances whose relevancy to a prompt exceeds --threshold."""
+    export_instances: Path | None = None
+    """With --instances: write every instance as its own PLY here (``<index>_<best prompt>.ply``
+    when prompts are given, else ``<index>.ply``)."""
 
     def execute(self) -> list[str]:
+        if self.instances is not None or self.export_instances is not None:
+            return self._execute_instances()
+        if not self.prompt:
+            raise ValueError("give at least one --prompt")
         if self.export is None and self.relevancy_dir is None:
             raise ValueError("nothing to do: give --export and/or --relevancy-dir")
         if (self.relevancy_dir is None) != (self.dataset is None):
@@ -92,6 +104,44 @@ class QueryCommand:
             report.append(f"wrote {int(keep.sum())} Gaussians to {self.export}")
         if self.relevancy_dir is not None:
             report += self._relevancy_images(scene, query, settings)
+        return report
+
+    def _execute_instances(self) -> list[str]:
+        from ovseg_core.instances import export_instances, load_instances, text_encoder_for_instances
+
+        if self.instances is None:
+            raise ValueError("--export-instances needs --instances (an instances file)")
+        if self.export is None and self.export_instances is None:
+            raise ValueError("nothing to do: give --export and/or --export-instances with --instances")
+        if self.relevancy_dir is not None or self.fields is not None:
+            raise ValueError("--instances does not combine with --fields or --relevancy-dir")
+        if self.export is not None and not self.prompt:
+            raise ValueError("--export with --instances needs at least one --prompt")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"--threshold must lie in [0, 1], got {self.threshold}")
+        scene = load_scene(self.scene)
+        instances = load_instances(self.instances, scene)
+        report = [f"{instances.num_instances} instances cover {int((instances.labels >= 0).sum())} of {scene.num_gaussians} Gaussians"]
+        if self.prompt:
+            clip = None
+            if self.clip_model or self.clip_pretrained:
+                default = OpenClipConfig()
+                clip = OpenClipConfig(model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained)
+            encoder = text_encoder_for_instances(instances, clip)
+            instances.classify(encoder, self.prompt)
+        if self.export is not None:
+            rel = instances.relevancy(encoder, self.prompt, self.negatives).max(axis=1)  # [K]
+            hit = np.flatnonzero(rel > self.threshold)
+            selected = np.isin(instances.labels, hit)
+            keep = ~selected if self.invert else selected
+            if not keep.any():
+                raise ValueError(f"the selection is empty; nothing exported to {self.export} (try a lower --threshold)")
+            save_scene(scene.subset(keep), self.export)
+            report.append(f"wrote {int(keep.sum())} Gaussians of {len(hit)} matching instances to {self.export}")
+        if self.export_instances is not None:
+            paths = export_instances(scene, instances, self.export_instances)
+            report += [f"  {p.name}: {int(n)} Gaussians, {int(v)} views" for p, n, v in zip(paths, instances.sizes, instances.support)]
+            report.append(f"wrote {len(paths)} instance PLYs to {self.export_instances}")
         return report
 
     def _relevancy_images(self, scene, query: FieldQuery, settings: QuerySettings) -> list[str]:  # noqa: ANN001

@@ -1,0 +1,165 @@
+"""Dataset views + preprocessed masks/features -> ``InstanceSet`` (OpenMask3D-style lifting)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
+from ovseg_core.fields.view_contributions import compute_contributions
+from ovseg_core.instances.config import InstanceConfig
+from ovseg_core.instances.instance_set import InstanceSet
+from ovseg_core.instances.lifting_masks import lift_view_masks
+from ovseg_core.instances.merge import merge_view_masks
+from ovseg_core.models.protocols import SCALES, ImageEncoder, MaskGenerator
+from ovseg_core.preprocess import ViewFeatures
+from ovseg_core.render.base import Renderer, make_renderer
+from ovseg_core.scene import GaussianScene
+
+
+@dataclasses.dataclass
+class LiftedMasks:
+    """Every view mask of one scale as a Gaussian set."""
+
+    members: sp.csr_matrix
+    """``[M, N]`` binary: Gaussians of each mask (all views stacked)."""
+    view_of: np.ndarray
+    """``[M]`` int64 position (in the processed views) of each mask's view."""
+    features: np.ndarray
+    """``[M, D]`` float32 the masks' CLIP features."""
+    visible: sp.csr_matrix
+    """``[V, N]`` binary: Gaussians visible in each view."""
+
+
+def lift_views(
+    scene: GaussianScene,
+    dataset: ViewDataset,
+    features_seq: Sequence[ViewFeatures],
+    renderer: Renderer,
+    config: InstanceConfig,
+    view_indices: Sequence[int],
+    progress: Callable[[int, int], None] | None = None,
+) -> LiftedMasks:
+    """Render each view's contributions once and lift its masks (``lifting_masks`` rules)."""
+    level = SCALES.index(config.scale)
+    N = scene.num_gaussians
+    members, view_of, feats, visible_rows = [], [], [], []
+    for pos, i in enumerate(view_indices):
+        vf = _with_masks(features_seq, pos)
+        cam = dataset[i].camera
+        if (vf.height, vf.width) != (cam.height, cam.width):
+            raise ValueError(f"view {dataset[i].name}: features are {vf.height}x{vf.width} but the camera is "
+                             f"{cam.height}x{cam.width}; preprocess with the same image_downsample_factor")
+        contrib = compute_contributions(renderer, scene, cam, None, top_k=config.top_k)
+        m, visible = lift_view_masks(contrib, vf.masks[config.scale].segmentations, N, config)
+        members.append(m)
+        view_of.append(np.full(m.shape[0], pos, np.int64))
+        feats.append(vf.level_features(level))
+        visible_rows.append(visible)
+        if progress is not None:
+            progress(pos + 1, len(view_indices))
+    dim = feats[0].shape[1] if feats else 0
+    vis_ptr = np.concatenate([[0], np.cumsum([len(v) for v in visible_rows])]).astype(np.int64)
+    vis_ids = np.concatenate(visible_rows) if visible_rows else np.zeros(0, np.int64)
+    return LiftedMasks(
+        members=sp.vstack(members, format="csr") if members else sp.csr_matrix((0, N), dtype=np.float32),
+        view_of=np.concatenate(view_of) if view_of else np.zeros(0, np.int64),
+        features=np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, dim), np.float32),
+        visible=sp.csr_matrix((np.ones(len(vis_ids), np.float32), vis_ids, vis_ptr), shape=(len(visible_rows), N)),
+    )
+
+
+def build_instances(
+    scene: GaussianScene,
+    dataset: ViewDataset,
+    features_seq: Sequence[ViewFeatures],
+    renderer: Renderer | None = None,
+    config: InstanceConfig = InstanceConfig(),
+    *,
+    view_indices: Sequence[int] | None = None,
+    image_encoder: ImageEncoder | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> InstanceSet:
+    """Lift every view's masks to Gaussian sets, merge them into instances, average their features.
+
+    Args:
+        scene: The splat; ``dataset``'s cameras must be aligned with it.
+        features_seq: Preprocessed views (e.g. ``preprocess_views``' result); position ``p`` is
+            dataset view ``view_indices[p]``. Masks are read with ``load(p, with_masks=True)``
+            when available, else from ``.masks``.
+        renderer: Renders the contributions (default: CPU).
+        view_indices: Default: ``features_seq.view_indices`` if present, else ``0..len-1``.
+        image_encoder: Only recorded (its name, and the vocabulary of ``vocabulary:`` encoders)
+            so text prompts can later use the matching text tower.
+        progress: ``progress(done, total)`` per lifted view.
+    """
+    if view_indices is None:
+        view_indices = getattr(features_seq, "view_indices", None) or range(len(features_seq))
+    view_indices = [int(i) for i in view_indices]
+    if len(view_indices) != len(features_seq):
+        raise ValueError(f"{len(view_indices)} view indices for {len(features_seq)} preprocessed views")
+    renderer = renderer or make_renderer("cpu")
+    lifted = lift_views(scene, dataset, features_seq, renderer, config, view_indices, progress)
+    merged = merge_view_masks(lifted.members, lifted.view_of, lifted.visible, config)
+    dim = lifted.features.shape[1] if lifted.features.ndim == 2 else 0
+    feats = np.zeros((len(merged.groups), dim), np.float32)
+    for k, rows in enumerate(merged.groups):
+        mean = lifted.features[rows].mean(axis=0)
+        feats[k] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    record: dict[str, Any] = {"instances": dataclasses.asdict(config), "num_views": len(view_indices),
+                              "num_masks": int(lifted.members.shape[0])}
+    vocabulary = getattr(image_encoder, "vocabulary", None)
+    if vocabulary is not None and hasattr(vocabulary, "to_dict"):
+        record["vocabulary"] = vocabulary.to_dict()
+    return InstanceSet(
+        labels=merged.labels,
+        features=feats,
+        sizes=merged.sizes,
+        support=merged.support,
+        scene_fingerprint=scene.fingerprint(),
+        encoder_name=getattr(image_encoder, "name", ""),
+        config=record,
+    )
+
+
+def build_instances_from_dataset(
+    scene: GaussianScene,
+    dataset_path: str | os.PathLike[str],
+    mask_generator: MaskGenerator | None = None,
+    image_encoder: ImageEncoder | None = None,
+    *,
+    config: InstanceConfig = InstanceConfig(),
+    preprocess: Any = None,
+    renderer: Renderer | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> InstanceSet:
+    """Load the capture aligned with ``scene``, preprocess every view exactly as
+    ``train_from_dataset`` does (same cache, so a trained scene reuses its masks and features),
+    and build instances. ``preprocess`` is a ``PreprocessConfig`` (default one)."""
+    from ovseg_core.fields.from_dataset import PreprocessConfig, build_models
+    from ovseg_core.preprocess import preprocess_views
+
+    preprocess = preprocess or PreprocessConfig()
+    dataset = load_dataset(dataset_path, DatasetConfig(image_downsample_factor=preprocess.image_downsample_factor),
+                           reconstruction_metadata=scene.metadata)
+    if mask_generator is None or image_encoder is None:
+        built_masks, built_encoder = build_models(preprocess)
+        mask_generator = mask_generator or built_masks
+        image_encoder = image_encoder or built_encoder
+    indices = list(range(len(dataset)))
+    features = preprocess_views(dataset, mask_generator, image_encoder, preprocess.cache_dir, indices=indices)
+    return build_instances(scene, dataset, features, renderer, config, view_indices=indices,
+                           image_encoder=image_encoder, progress=progress)
+
+
+def _with_masks(features_seq: Sequence[ViewFeatures], pos: int) -> ViewFeatures:
+    load = getattr(features_seq, "load", None)
+    vf = load(pos, with_masks=True) if callable(load) else features_seq[pos]
+    if vf.masks is None:
+        raise ValueError(f"preprocessed view {pos} carries no masks; pass features loaded with their masks")
+    return vf

@@ -1,0 +1,51 @@
+"""Settings of 2D-mask -> 3D-instance lifting (OpenMask3D-style, class-agnostic)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ovseg_core.models.protocols import SCALES
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceConfig:
+    """How view masks become Gaussian sets and how those sets merge into instances."""
+
+    scale: str = "default"
+    """Mask scale to lift (one of ``SCALES``): ``default`` = every mask the generator produced."""
+    top_k: int = 32
+    """Blending contributions kept per pixel when rendering a view's weights."""
+    min_inside_fraction: float = 0.5
+    """A Gaussian joins a view mask when at least this fraction of the blending weight it puts on
+    the whole view falls inside the mask (edge Gaussians straddling two masks join at most one)."""
+    min_inside_weight: float = 0.05
+    """... and the weight inside the mask (alpha * T summed over the mask's pixels) is at least this.
+    Occluded Gaussians put a tiny, noisy weight everywhere; without a floor their fraction would be
+    meaningless and they would join whatever object hides them. The same floor decides whether a
+    Gaussian counts as visible in a view."""
+    min_mask_gaussians: int = 3
+    """View masks lifting to fewer Gaussians are ignored (specks, or masks of empty space)."""
+    iou_threshold: float = 0.4
+    """Two view masks (or two instances) merge when their Gaussian sets overlap with IoU >= this."""
+    consensus: float = 0.5
+    """An instance keeps a Gaussian only if, of its masks whose views see that Gaussian, at least
+    this fraction contain it (a single bad mask cannot drag neighbours in)."""
+    max_merge_rounds: int = 10
+    """Rounds of instance-level re-merging after the mask-level pass."""
+    min_views: int = 3
+    """Drop instances supported by masks from fewer views than this."""
+    min_gaussians: int = 10
+    """Drop instances holding fewer Gaussians than this (after claims are resolved)."""
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        for name in ("min_inside_fraction", "iou_threshold", "consensus"):
+            v = getattr(self, name)
+            if not 0.0 < v <= 1.0:
+                raise ValueError(f"{name} must lie in (0, 1], got {v}")
+        if self.min_inside_weight < 0:
+            raise ValueError(f"min_inside_weight must be >= 0, got {self.min_inside_weight}")
+        for name in ("top_k", "min_views", "min_gaussians", "min_mask_gaussians"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -1,0 +1,196 @@
+"""Class-agnostic 3D instances of a splat: per-Gaussian labels plus one CLIP feature per instance,
+classified against any prompt list; saved as a ``torch.save`` dict (``weights_only`` loadable)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ovseg_core.errors import FieldMismatchError
+from ovseg_core.io.atomic import atomic_write_bytes
+from ovseg_core.models.protocols import TextEncoder
+from ovseg_core.scene import GaussianScene
+
+INSTANCES_FORMAT = "ovseg-instances"
+INSTANCES_VERSION = 1
+RELEVANCY_TEMPERATURE = 10.0
+"""LERF's softmax temperature on cosine similarities."""
+
+
+@dataclasses.dataclass
+class InstanceSet:
+    """Instances ``0..K-1`` of a scene with ``N`` Gaussians."""
+
+    labels: np.ndarray
+    """``[N]`` int64 instance of each Gaussian, -1 = none."""
+    features: np.ndarray
+    """``[K, D]`` float32 L2-normalised mean of the instance's mask features."""
+    sizes: np.ndarray
+    """``[K]`` int64 Gaussians per instance."""
+    support: np.ndarray
+    """``[K]`` int64 views whose masks built the instance."""
+    scene_fingerprint: str
+    encoder_name: str = ""
+    """The image encoder the features came from; text prompts must use its text tower."""
+    names: list[str] = dataclasses.field(default_factory=list)
+    """``[K]`` best prompt per instance after ``classify`` ("" = unnamed)."""
+    scores: np.ndarray | None = None
+    """``[K]`` float32 score of that prompt (cosine, or relevancy with negatives)."""
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Build settings (and, for ``vocabulary:`` encoders, the vocabulary as ``config["vocabulary"]``)."""
+    source: str = ""
+    """The file these were loaded from, if any."""
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        self.features = np.asarray(self.features, dtype=np.float32)
+        self.sizes = np.asarray(self.sizes, dtype=np.int64).reshape(-1)
+        self.support = np.asarray(self.support, dtype=np.int64).reshape(-1)
+        K = len(self.sizes)
+        if self.features.ndim != 2 or self.features.shape[0] != K or self.support.shape != (K,):
+            raise ValueError(f"features [{K}, D] and support [{K}] must match sizes [{K}]; got "
+                             f"{list(self.features.shape)} and {list(self.support.shape)}")
+        if self.labels.size and (self.labels.min() < -1 or self.labels.max() >= K):
+            raise ValueError(f"labels must lie in -1..{K - 1}, got {self.labels.min()}..{self.labels.max()}")
+        self.names = [str(n) for n in self.names] or [""] * K
+        if len(self.names) != K:
+            raise ValueError(f"names must hold {K} entries, got {len(self.names)}")
+        if self.scores is not None:
+            self.scores = np.asarray(self.scores, dtype=np.float32).reshape(K)
+
+    @property
+    def num_instances(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def num_gaussians(self) -> int:
+        return len(self.labels)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def mask(self, k: int) -> np.ndarray:
+        """``[N]`` bool Gaussians of instance ``k``."""
+        if not 0 <= k < self.num_instances:
+            raise IndexError(f"instance {k} out of range (0..{self.num_instances - 1})")
+        return self.labels == k
+
+    def check_scene(self, scene: GaussianScene) -> None:
+        """Raise ``FieldMismatchError`` unless these instances were built on ``scene``."""
+        fp = scene.fingerprint()
+        if scene.num_gaussians != self.num_gaussians or fp != self.scene_fingerprint:
+            where = f" in {self.source}" if self.source else ""
+            raise FieldMismatchError(
+                f"instances{where} were built on a splat with {self.num_gaussians} Gaussians (fingerprint "
+                f"{self.scene_fingerprint}); this scene has {scene.num_gaussians} (fingerprint {fp}). "
+                "Build instances for this splat or load the splat they belong to."
+            )
+
+    def similarity(self, text_encoder: TextEncoder, prompts: Sequence[str]) -> np.ndarray:
+        """``[K, P]`` cosine similarity of every instance to every prompt."""
+        return self.features @ self._embed(text_encoder, prompts).T
+
+    def relevancy(self, text_encoder: TextEncoder, prompts: Sequence[str], negatives: Sequence[str]) -> np.ndarray:
+        """``[K, P]`` LERF relevancy: min over negatives n of softmax(10 * [cos(f, p), cos(f, n)])[p]."""
+        pos = self.similarity(text_encoder, prompts)  # [K, P]
+        if not negatives:
+            raise ValueError("relevancy needs at least one negative phrase")
+        neg = self.features @ self._embed(text_encoder, negatives).T  # [K, Q]
+        diff = RELEVANCY_TEMPERATURE * (pos[:, :, None] - neg[:, None, :])
+        return (1.0 / (1.0 + np.exp(-diff))).min(axis=2).astype(np.float32)
+
+    def classify(
+        self, text_encoder: TextEncoder, prompts: Sequence[str], negatives: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best prompt per instance by cosine (or LERF relevancy when ``negatives`` are given);
+        sets ``names`` and ``scores``. -> (``[K]`` int64 prompt index, ``[K]`` float32 score)."""
+        prompts = list(prompts)
+        if not prompts:
+            raise ValueError("classify needs at least one prompt")
+        scores = self.relevancy(text_encoder, prompts, negatives) if negatives else self.similarity(text_encoder, prompts)
+        best = scores.argmax(axis=1) if self.num_instances else np.zeros(0, np.int64)
+        top = scores[np.arange(self.num_instances), best].astype(np.float32)
+        self.names = [prompts[b] for b in best]
+        self.scores = top
+        return best.astype(np.int64), top
+
+    def _embed(self, text_encoder: TextEncoder, texts: Sequence[str]) -> np.ndarray:
+        if int(text_encoder.embed_dim) != self.embed_dim:
+            raise FieldMismatchError(f"text encoder {text_encoder.name!r} embeds in {text_encoder.embed_dim} dims; "
+                                     f"the instance features ({self.encoder_name!r}) have {self.embed_dim}")
+        with torch.inference_mode():
+            emb = F.normalize(text_encoder.encode_texts(list(texts)).float().cpu(), dim=-1)
+        return emb.numpy().astype(np.float32)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically; loadable with ``torch.load(weights_only=True)``."""
+        payload = {
+            "format": INSTANCES_FORMAT,
+            "version": INSTANCES_VERSION,
+            "scene": {"fingerprint": self.scene_fingerprint, "num_gaussians": self.num_gaussians},
+            "encoder": {"name": self.encoder_name, "embed_dim": self.embed_dim},
+            "labels": torch.from_numpy(self.labels),
+            "features": torch.from_numpy(self.features),
+            "sizes": torch.from_numpy(self.sizes),
+            "support": torch.from_numpy(self.support),
+            "names": list(self.names),
+            "scores": None if self.scores is None else torch.from_numpy(self.scores),
+            "config": self.config,
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        return atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_instances(path: str | os.PathLike[str], scene: GaussianScene | None = None) -> InstanceSet:
+    """Read an instances file; with ``scene``, refuse one built on another splat (``FieldMismatchError``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such instances file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated / foreign files
+        raise FieldMismatchError(f"{path}: not a readable ovseg instances file ({e})") from e
+    if not isinstance(payload, dict) or payload.get("format") != INSTANCES_FORMAT:
+        raise FieldMismatchError(f"{path}: not an ovseg instances file (no '{INSTANCES_FORMAT}' header)")
+    if payload.get("version", 0) > INSTANCES_VERSION:
+        raise FieldMismatchError(f"{path}: instances version {payload['version']} is newer than this ovseg ({INSTANCES_VERSION})")
+    try:
+        scores = payload.get("scores")
+        instances = InstanceSet(
+            labels=payload["labels"].numpy(),
+            features=payload["features"].numpy(),
+            sizes=payload["sizes"].numpy(),
+            support=payload["support"].numpy(),
+            scene_fingerprint=str(payload["scene"]["fingerprint"]),
+            encoder_name=str(payload["encoder"]["name"]),
+            names=list(payload.get("names") or []),
+            scores=None if scores is None else scores.numpy(),
+            config=dict(payload.get("config") or {}),
+            source=str(path),
+        )
+        if int(payload["scene"]["num_gaussians"]) != instances.num_gaussians:
+            raise ValueError(f"{instances.num_gaussians} labels for {payload['scene']['num_gaussians']} Gaussians")
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise FieldMismatchError(f"{path}: malformed instances file ({e})") from e
+    if scene is not None:
+        instances.check_scene(scene)
+    return instances
+
+
+def text_encoder_for_instances(instances: InstanceSet, clip: Any = None) -> TextEncoder:
+    """The text tower matching the instances' image encoder (same rules as for language fields:
+    stored vocabulary, tiny test CLIP, or the recorded / configured OpenCLIP)."""
+    from ovseg_core.fields.discovery import text_encoder_for
+
+    # text_encoder_for reads only encoder_name, config, source and embed_dim, which InstanceSet shares
+    return text_encoder_for(instances, clip)  # type: ignore[arg-type]

@@ -1,0 +1,167 @@
+"""Class-agnostic 3D instances from 2D masks (OpenMask3D-style) on a synthetic capture with known
+objects: lifting, merging, classification, save/load, export and ``ovseg-query --export-instances``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from app.query_cli import main as query_main
+from ovseg_core.camera import orbit_cameras
+from ovseg_core.errors import FieldMismatchError
+from ovseg_core.fields.view_contributions import ViewContributions
+from ovseg_core.instances import (
+    InstanceConfig,
+    InstanceSet,
+    build_instances_from_dataset,
+    export_instances,
+    lift_view_masks,
+    load_instances,
+    merge_view_masks,
+)
+from ovseg_core.io import load_scene, save_scene
+from ovseg_core.models.palette_models import Vocabulary, palette_models
+from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
+from ovseg_core.synthetic_capture import write_capture
+from planted_models import ColourMaskGenerator, PlantedEncoder
+
+PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
+NAMES = [o.name for o in FLOATING_OBJECTS]
+
+
+def ring_cameras(width: int = 96, height: int = 72, per_ring: int = 8):
+    return [c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, per_ring, elevation_deg=el, width=width, height=height)]
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    root = tmp_path_factory.mktemp("instances")
+    # the scene as read back from its PLY, so the CLI (which loads the file) sees the same fingerprint
+    scene = load_scene(save_scene(floating_objects_scene(points_per_object=300), root / "scene.ply"))
+    write_capture(scene, ring_cameras(), root / "capture")
+    return root, scene
+
+
+@pytest.fixture(scope="module")
+def planted(capture):
+    root, scene = capture
+    encoder = PlantedEncoder(PALETTE, NAMES)
+    instances = build_instances_from_dataset(scene, root / "capture", ColourMaskGenerator(PALETTE), encoder)
+    return instances, encoder
+
+
+def best_instance(instances: InstanceSet, gt: np.ndarray) -> tuple[int, np.ndarray]:
+    """The instance holding most of ``gt`` and the fraction of ``gt`` each instance holds."""
+    lab = instances.labels[gt]
+    share = np.bincount(lab[lab >= 0], minlength=instances.num_instances) / gt.sum()
+    return int(share.argmax()), share
+
+
+def test_instances_recover_each_object_unsplit(capture, planted):
+    _, scene = capture
+    instances, _ = planted
+    truth = scene.extras["object_id"]
+    assert instances.num_instances == len(NAMES)
+    for k, name in enumerate(NAMES):
+        gt = truth == k
+        best, share = best_instance(instances, gt)
+        pred = instances.labels == best
+        iou = (pred & gt).sum() / (pred | gt).sum()
+        assert iou >= 0.8, f"{name}: IoU {iou:.3f}"
+        assert share[best] >= 0.8 and np.delete(share, best).max(initial=0) <= 0.1, f"{name} split: {share}"
+    assert (instances.support >= 3).all() and (instances.sizes == np.bincount(instances.labels[instances.labels >= 0])).all()
+
+
+def test_classification_names_each_object(capture, planted):
+    _, scene = capture
+    instances, encoder = planted
+    labels, scores = instances.classify(encoder, NAMES)
+    for k, name in enumerate(NAMES):
+        best, _ = best_instance(instances, scene.extras["object_id"] == k)
+        assert instances.names[best] == name and NAMES[labels[best]] == name
+    rel = instances.relevancy(encoder, NAMES, ["object", "things"])  # [K, P]
+    assert rel.shape == (len(NAMES), len(NAMES))
+    assert (rel.max(axis=1) > 0.5).all() and (np.sort(rel, axis=1)[:, -2] < 0.5).all()
+
+
+def test_membership_rule_keeps_edge_and_occluded_gaussians_out():
+    # a 1x4 view; masks: pixels {0, 1} and {2, 3}
+    # Gaussian 10: weight 0.6 left, 0.4 right (edge) -> left only; Gaussian 11: 0.01 everywhere (hidden) -> none
+    ids = np.array([[10, 11], [10, 11], [10, 11], [10, 11]])
+    w = np.array([[0.3, 0.01], [0.3, 0.01], [0.2, 0.01], [0.2, 0.01]], np.float32)
+    gaussian_ids, cols = np.unique(ids, return_inverse=True)
+    contrib = ViewContributions(1, 4, np.arange(4), gaussian_ids, np.arange(0, 9, 2), cols.reshape(-1).astype(np.int32),
+                                w.reshape(-1), np.zeros(3, np.int64), np.zeros(8, np.int32), np.zeros(8, np.float32))
+    segs = np.array([[[1, 1, 0, 0]], [[0, 0, 1, 1]]], bool)
+    members, visible = lift_view_masks(contrib, segs, 12, InstanceConfig())
+    assert members.toarray()[:, 10:].tolist() == [[1, 0], [0, 0]]
+    assert visible.tolist() == [10]
+
+
+def test_a_mask_spanning_two_objects_does_not_chain_them():
+    # Gaussians 0-19 object A, 20-39 object B; views 0-3 mask each object, view 4 masks both at once
+    N = 40
+    rows = [np.arange(20), np.arange(20, 40)] * 4 + [np.arange(40)]
+    views = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4])
+    members = sp.csr_matrix([np.isin(np.arange(N), r).astype(np.float32) for r in rows])
+    visible = sp.csr_matrix(np.ones((5, N), np.float32))
+    merged = merge_view_masks(members, views, visible, InstanceConfig(iou_threshold=0.4, min_views=2))
+    assert len(merged.groups) == 2
+    assert len(set(merged.labels[:20])) == 1 and len(set(merged.labels[20:])) == 1 and merged.labels[0] != merged.labels[20]
+
+
+def test_save_load_round_trip_and_scene_check(capture, planted, tmp_path):
+    _, scene = capture
+    instances, encoder = planted
+    instances.classify(encoder, NAMES)
+    path = instances.save(tmp_path / "scene.instances.pt")
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "ovseg-instances"
+    back = load_instances(path, scene)
+    assert (back.labels == instances.labels).all() and np.allclose(back.features, instances.features)
+    assert (back.sizes == instances.sizes).all() and (back.support == instances.support).all()
+    assert back.names == instances.names and back.encoder_name == encoder.name
+    with pytest.raises(FieldMismatchError, match="built on a splat with"):
+        load_instances(path, floating_objects_scene(points_per_object=50))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(FieldMismatchError, match="not a readable"):
+        load_instances(tmp_path / "junk.pt")
+
+
+def test_export_writes_one_valid_ply_per_instance(capture, planted, tmp_path):
+    _, scene = capture
+    instances, encoder = planted
+    instances.classify(encoder, NAMES)
+    paths = export_instances(scene, instances, tmp_path / "parts")
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == sorted(p.name for p in paths)
+    assert len(paths) == instances.num_instances
+    for k, p in enumerate(paths):
+        assert p.name == f"{k}_{instances.names[k].replace(' ', '_')}.ply"
+        assert load_scene(p).num_gaussians == instances.sizes[k]
+
+
+def test_query_cli_exports_instances(capture, tmp_path, capsys):
+    root, scene = capture
+    vocab = Vocabulary.build(NAMES, PALETTE, name="test-floating")
+    masks, image_encoder, _ = palette_models(vocab)
+    instances = build_instances_from_dataset(scene, root / "capture", masks, image_encoder)
+    path = instances.save(root / "scene.instances.pt")
+    args = [str(root / "scene.ply"), "--instances", str(path)]
+    prompts = ["--prompt", *NAMES]
+    assert query_main([*args, *prompts, "--export-instances", str(tmp_path / "named")]) == 0
+    names = sorted(p.name for p in (tmp_path / "named").glob("*.ply"))
+    assert sorted(n.split("_", 1)[1][:-4].replace("_", " ") for n in names) == sorted(NAMES)
+    assert query_main([*args, "--export-instances", str(tmp_path / "plain")]) == 0
+    assert sorted(p.name for p in (tmp_path / "plain").glob("*.ply")) == [f"{k}.ply" for k in range(len(NAMES))]
+    assert query_main([*args, "--prompt", "red ball", "--export", str(tmp_path / "ball.ply")]) == 0
+    ball = load_scene(tmp_path / "ball.ply")
+    assert abs(ball.num_gaussians - (scene.extras["object_id"] == 0).sum()) <= 30
+    capsys.readouterr()
+    assert query_main([str(root / "scene.ply"), "--export-instances", str(tmp_path / "x")]) == 2
+    assert "needs --instances" in capsys.readouterr().err
+    other = tmp_path / "other.ply"
+    save_scene(floating_objects_scene(points_per_object=50), other)
+    assert query_main([str(other), "--instances", str(path), "--export-instances", str(tmp_path / "y")]) == 2
+    assert "built on a splat with" in capsys.readouterr().err and not (tmp_path / "y").exists()
