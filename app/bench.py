@@ -5,6 +5,7 @@
 ``ovseg-bench train``: LangSplatV2 seconds per 1k steps, sparse contributions vs dense reference.
 ``ovseg-bench query``: text query -> per-Gaussian relevancy on 1M Gaussians.
 ``ovseg-bench lift``: training-free lifting vs LangSplatV2 training (time, per-object IoU).
+``ovseg-bench instances``: building 3D instances from multi-view masks.
 ``ovseg-bench view``: viewer latencies (prompt -> frame, click -> highlight, orbit frames/s).
 """
 
@@ -23,6 +24,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
+from app.bench_instances import InstancesBench
 from app.bench_train import LiftBench, QueryBench, TrainBench
 from app.bench_view import ViewBench
 from ovseg_core.camera import Camera
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         | Annotated[TrainBench, tyro.conf.subcommand("train")]
         | Annotated[QueryBench, tyro.conf.subcommand("query")]
         | Annotated[ViewBench, tyro.conf.subcommand("view")]
-        | Annotated[LiftBench, tyro.conf.subcommand("lift")],
+        | Annotated[LiftBench, tyro.conf.subcommand("lift")]
+        | Annotated[InstancesBench, tyro.conf.subcommand("instances")],
         args=argv,
     )
     cmd.execute()

@@ -30,6 +30,8 @@ class ViewCommand:
     """Scene file; default: the built-in demo scene (prompts work offline)."""
     fields: tuple[Path, ...] = ()
     """Fields checkpoints or run/log directories (several: their levels are combined); default: found beside the scene."""
+    instances: Path | None = None
+    """3D instances file (``ovseg-query``/viewer built); default: ``scene.instances.pt`` beside the scene."""
     dataset: Path | None = None
     """Capture for the training panel (COLMAP scene or transforms.json)."""
     backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
@@ -89,6 +91,16 @@ def main(argv: list[str] | None = None) -> int:
                     cmd.host, cmd.port)
     session = ViewerSession(scene, make_renderer(cmd.backend), fields=fields, text_encoder=encoder,
                             output_dir=cmd.output_dir, device_lock=threading.RLock())
+    instances_path = cmd.instances or (cmd.scene.with_suffix(".instances.pt") if cmd.scene is not None else None)
+    if instances_path is not None and (cmd.instances is not None or instances_path.is_file()):
+        from ovseg_core.instances import load_instances, text_encoder_for_instances
+
+        try:
+            instances = load_instances(instances_path, scene)
+            session.set_instances(instances, text_encoder_for_instances(instances))
+        except (FieldMismatchError, ModelLoadError, FileNotFoundError) as e:
+            print(f"ovseg-view: error: {e}", file=sys.stderr)
+            return 2
     viewer = Viewer(session, host=cmd.host, port=cmd.port, dataset=cmd.dataset, display_mode=cmd.display,
                     still_height=cmd.height, moving_height=max(cmd.height // 2, 64))
     if note:

@@ -115,7 +115,8 @@ class Viewer:
         self.version = 0
         self.clients: dict[int, ClientView] = {}
         self.errors: list[str] = []
-        self.job = TrainingJob(session.scene, session.renderer, session.device_lock, on_finished=self._fields_trained)
+        self.job = TrainingJob(session.scene, session.renderer, session.device_lock, on_finished=self._fields_trained,
+                               on_instances=self._instances_built)
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.host, self.port = host, self.server.get_port()
         self._build_gui(dataset)
@@ -183,6 +184,11 @@ class Viewer:
             self.select_prompt_btn = gui.add_button("Select prompt result")
             self.clear_btn = gui.add_button("Clear selection")
             self.selection_md = gui.add_markdown("Click an object to select it (shift adds, ctrl/alt removes).")
+        with gui.add_folder("Instances"):
+            self.instances_md = gui.add_markdown(self._instances_text())
+            self.instance_in = gui.add_dropdown("Instance", options=self._instance_options(), initial_value=self._instance_options()[0])
+            self.select_instance_btn = gui.add_button("Select instance")
+            self.instance_ply_btn = gui.add_button("Download instance PLY")
         with gui.add_folder("Export"):
             self.export_kind_in = gui.add_dropdown("Export what", options=EXPORT_KINDS, initial_value="selection")
             self.export_name_in = gui.add_text("File name", initial_value="selection.ply")
@@ -194,7 +200,7 @@ class Viewer:
             self.levels_in = gui.add_dropdown("Levels", options=LEVEL_CHOICES, initial_value="1")
             self.steps_in = gui.add_number("Steps", initial_value=10_000, min=1, max=1_000_000, step=1)
             self.models_in = gui.add_dropdown("Models", options=MODEL_SIZES, initial_value="large")
-            self.method_in = gui.add_dropdown("Method", options=("langsplatv2", "lift"), initial_value="langsplatv2")
+            self.method_in = gui.add_dropdown("Method", options=("langsplatv2", "lift", "instances"), initial_value="langsplatv2")
             self.train_btn = gui.add_button("Start training")
             self.cancel_btn = gui.add_button("Cancel training", disabled=True)
             self.progress = gui.add_progress_bar(0.0, animated=False)
@@ -215,6 +221,8 @@ class Viewer:
         self.gran_in.on_update(g(lambda e: setattr(self, "granularity", self.gran_in.value)))
         self.select_prompt_btn.on_click(g(self._on_select_prompt))
         self.clear_btn.on_click(g(lambda e: (s.clear_selection(), self._selection_text(None), self.changed())))
+        self.select_instance_btn.on_click(g(self._on_select_instance))
+        self.instance_ply_btn.on_click(g(self._on_instance_ply))
         self.download_btn.on_click(g(self._on_download))
         self.save_btn.on_click(g(self._on_save))
         self.png_btn.on_click(g(self._on_png))
@@ -232,7 +240,51 @@ class Viewer:
     def _on_prompt(self, event: Any) -> None:
         positives = [p for p in self.prompt_in.value.split(",") if p.strip()]
         self.session.set_prompt(positives=positives)
+        if self.session.instances is not None:
+            self.instances_md.content = self._instances_text()
         self.changed()
+
+    # -- instances ---------------------------------------------------------------------------------
+    def _instances_text(self) -> str:
+        rows = self.session.instance_rows()
+        if not rows:
+            return "No 3D instances loaded (build them in the Training panel: Method = instances)."
+        lines = ["| # | name | Gaussians | best prompt |", "|---:|---|---:|---|"]
+        lines += [f"| {k} | {name} | {size:,} | {best} |" for k, name, size, best in rows[:30]]
+        return "\n".join(lines)
+
+    def _instance_options(self) -> tuple[str, ...]:
+        rows = self.session.instance_rows()
+        return tuple(f"{k}: {name}" for k, name, _, _ in rows) or ("none",)
+
+    def _instance_index(self) -> int:
+        value = self.instance_in.value
+        if value == "none":
+            raise ValueError("no 3D instances loaded")
+        return int(value.split(":")[0])
+
+    def _on_select_instance(self, event: Any) -> None:
+        n = self.session.select_instance(self._instance_index())
+        self.selection_md.content = f"Selection: {n} Gaussians (instance {self.instance_in.value})."
+        self.changed()
+
+    def _on_instance_ply(self, event: Any) -> None:
+        k = self._instance_index()
+        from ovseg_core.instances import safe_name
+
+        name = safe_name(self.instance_in.value.split(":", 1)[1].strip()) or "instance"
+        event.client.send_file_download(f"{k}_{name}.ply", self.session.export_instance_ply(k))
+
+    def _instances_built(self, payload: Any) -> None:
+        instances, encoder = payload
+        self.session.set_instances(instances, encoder)
+        self.refresh_instances()
+
+    def refresh_instances(self) -> None:
+        self.instances_md.content = self._instances_text()
+        options = self._instance_options()
+        self.instance_in.options = options
+        self.instance_in.value = options[0]
 
     def _on_negatives(self, event: Any) -> None:
         self.session.set_prompt(negatives=[n for n in self.neg_in.value.split(",")])

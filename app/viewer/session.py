@@ -82,6 +82,8 @@ class ViewerSession:
         self.relevancy_source: Literal["splat", "pixel"] = "splat"
         self._points = scene.means.detach().cpu().numpy()
         self._kdtree = None
+        self.instances = None
+        self.instance_encoder: TextEncoder | None = None
         self.set_fields(fields, text_encoder)
 
     # -- fields ---------------------------------------------------------------------------------
@@ -96,6 +98,40 @@ class ViewerSession:
             self.text_encoder = text_encoder
             self.query = FieldQuery(fields, text_encoder) if fields is not None else None
             self._rel_cache.clear()
+
+    def set_instances(self, instances, text_encoder: TextEncoder | None = None) -> None:  # noqa: ANN001
+        """Use 3D instances (``ovseg_core.instances.InstanceSet``) for clicks and the instance list."""
+        if instances is not None:
+            instances.check_scene(self.scene)
+        with self._lock:
+            self.instances = instances
+            self.instance_encoder = text_encoder
+
+    def instance_rows(self) -> list[tuple[int, str, int, str]]:
+        """(index, name, size, best current prompt or '') per instance, largest first."""
+        inst = self.instances
+        if inst is None:
+            return []
+        best = [""] * len(inst.sizes)
+        encoder = self.instance_encoder or self.text_encoder
+        if self.prompt.positives and encoder is not None and encoder.embed_dim == inst.features.shape[1]:
+            rel = inst.relevancy(encoder, list(self.prompt.positives), list(self.prompt.negatives))  # [K, P]
+            for k in range(len(best)):
+                j = int(np.argmax(rel[k]))
+                best[k] = self.prompt.positives[j] if rel[k, j] > 0.5 else ""
+        names = list(inst.names) if inst.names else [""] * len(best)
+        rows = [(k, names[k] or f"instance {k}", int(inst.sizes[k]), best[k]) for k in range(len(best))]
+        return sorted(rows, key=lambda r: -r[2])
+
+    def select_instance(self, k: int, op: Literal["replace", "add", "remove"] = "replace") -> int:
+        if self.instances is None or not 0 <= k < len(self.instances.sizes):
+            raise ValueError(f"no instance {k}")
+        ids = np.flatnonzero(self.instances.labels == k)
+        with self._lock:
+            if op == "replace":
+                self.selection = np.zeros_like(self.selection)
+            self.selection[ids] = op != "remove"
+            return int(self.selection.sum())
 
     @property
     def encoder_name(self) -> str:
@@ -259,6 +295,8 @@ class ViewerSession:
             pick = self.renderer.pick(self.scene, camera, pixel, k=8)
         if len(pick.ids) == 0:
             ids = np.zeros(0, np.int64)
+        elif self.instances is not None and self.instances.labels[int(pick.ids[0])] >= 0:
+            ids = np.flatnonzero(self.instances.labels == self.instances.labels[int(pick.ids[0])])
         else:
             ids = self._instance(int(pick.ids[0]), granularity)
         with self._lock:
@@ -339,6 +377,11 @@ class ViewerSession:
             raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(EXPORT_KINDS)}")
         base = self.selection if kind.startswith("selection") else self.prompt_selection()
         return ~base if kind.endswith("complement") else base.copy()
+
+    def export_instance_ply(self, k: int) -> bytes:
+        if self.instances is None or not 0 <= k < len(self.instances.sizes):
+            raise ValueError(f"no instance {k}")
+        return write_ply(self.scene.subset(self.instances.labels == k))
 
     def export_ply(self, kind: ExportKind) -> bytes:
         """The chosen Gaussians as an INRIA-layout 3DGS PLY (opens in other splat viewers)."""

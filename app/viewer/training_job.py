@@ -43,8 +43,9 @@ class TrainingRequest:
     """SAM2 size; ``tiny-random`` uses tiny random SAM2 + OpenCLIP (a smoke run, fields mean nothing)."""
     image_downsample_factor: int = 1
     log_path: Path | None = None
-    method: Literal["langsplatv2", "lift"] = "langsplatv2"
-    """langsplatv2 trains; lift averages the 2D features onto the Gaussians (no training)."""
+    method: Literal["langsplatv2", "lift", "instances"] = "langsplatv2"
+    """langsplatv2 trains; lift averages the 2D features onto the Gaussians (no training);
+    instances builds class-agnostic 3D instances from the views' masks."""
 
     def train_config(self) -> LanguageTrainConfig:
         if self.levels == (1, 2, 3):
@@ -63,7 +64,9 @@ class TrainingJob:
     """At most one training run at a time for a scene; everything a GUI shows is an attribute."""
 
     def __init__(self, scene: GaussianScene, renderer: Renderer, device_lock: threading.RLock,
-                 on_finished: Callable[[LanguageFields], None] | None = None) -> None:
+                 on_finished: Callable[[LanguageFields], None] | None = None,
+                 on_instances: Callable[[object], None] | None = None) -> None:
+        self.on_instances = on_instances
         self.scene = scene
         self.renderer = renderer
         self.device_lock = device_lock
@@ -112,9 +115,29 @@ class TrainingJob:
             self.losses.append((p.train.step, p.train.cosine_loss_valid))
             self.eta_s = p.train.eta_s if p.train.eta_s != float("inf") else None
 
+    def _build_instances(self, request: TrainingRequest, preprocess: PreprocessConfig, started: float) -> None:
+        from ovseg_core.instances import build_instances_from_dataset
+        from ovseg_core.instances.instance_set import text_encoder_for_instances
+
+        def progress(done: int, total: int) -> None:
+            if self._cancel.is_set():
+                raise Cancelled("instance building cancelled")
+            self.fraction, self.message = done / max(total, 1), f"instances: view {done}/{total}"
+
+        with self.device_lock:  # short (one render per view); the viewer waits a moment
+            instances = build_instances_from_dataset(self.scene, request.dataset_path, preprocess=preprocess,
+                                                     renderer=self.renderer, progress=progress)
+        if self.on_instances is not None:
+            self.on_instances((instances, text_encoder_for_instances(instances)))
+        self.fraction, self.state = 1.0, "done"
+        self.message = f"{len(instances.sizes)} instances in {time.perf_counter() - started:.0f} s; click one to select it"
+
     def _run(self, request: TrainingRequest, config: LanguageTrainConfig, preprocess: PreprocessConfig) -> None:
         started = time.perf_counter()
         try:
+            if request.method == "instances":
+                self._build_instances(request, preprocess, started)
+                return
             result = train_from_dataset(
                 self.scene, request.dataset_path, config=config, preprocess=preprocess,
                 log_path=request.log_path, renderer=self.renderer, progress=self._progress,

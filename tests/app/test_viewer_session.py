@@ -194,3 +194,25 @@ def test_ovseg_view_serves_the_demo_and_warns_on_open_hosts(tmp_path):
         proc.wait(10)
     bad = subprocess.run([sys.executable, "-m", "app.viewer.cli", str(tmp_path / "missing.ply")], capture_output=True, text=True)
     assert bad.returncode == 2 and "missing.ply" in bad.stderr
+
+
+def test_instances_drive_clicks_the_list_and_per_instance_export(session, trained):
+    from ovseg_core.instances import build_instances_from_dataset
+
+    scene, root, _, encoder = trained
+    instances = build_instances_from_dataset(scene, root / "capture", ColourMaskGenerator(PALETTE), encoder)
+    session.set_instances(instances, encoder)
+    session.set_prompt(positives=["blue cube", "red ball"])
+    rows = session.instance_rows()
+    assert len(rows) == 5 and {best for *_, best in rows} >= {"blue cube", "red ball"}
+    truth = scene.extras["object_id"]
+    cam = view_camera()
+    ys, xs = np.nonzero(object_pixels(scene, cam, 1))
+    res = session.click(cam, (float(np.median(xs)) + 0.5, float(np.median(ys)) + 0.5), "small")
+    assert res.label == "blue cube" and (truth[session.selection] == 1).all()
+    cube = next(k for k, _, _, best in rows if best == "blue cube")
+    assert np.array_equal(np.flatnonzero(session.selection), np.flatnonzero(instances.labels == cube))
+    ply = PlyData.read(io.BytesIO(session.export_instance_ply(cube)))
+    assert ply["vertex"].count == (instances.labels == cube).sum()
+    with pytest.raises(ValueError, match="no instance 99"):
+        session.select_instance(99)
