@@ -40,3 +40,24 @@ def blend_codes_backward(col_ptr, rows, weights_t, idx, grad_out):
             for j in range(J):
                 grad_val[u, j] += w * grad_out[p, idx[u, j]]
     return grad_val
+
+
+@nb.njit(cache=True)
+def transpose_csr(cols, weights, num_cols, num_rows_ptr):
+    """Counting sort of CSR entries by column: (col_ptr [U+1], rows [E] int32, weights [E]) of W^T."""
+    E = cols.shape[0]
+    col_ptr = np.zeros(num_cols + 1, np.int64)
+    for k in range(E):
+        col_ptr[cols[k] + 1] += 1
+    for u in range(num_cols):
+        col_ptr[u + 1] += col_ptr[u]
+    fill = col_ptr[:-1].copy()
+    rows_t = np.empty(E, np.int32)
+    weights_t = np.empty(E, np.float32)
+    for p in range(num_rows_ptr.shape[0] - 1):
+        for k in range(num_rows_ptr[p], num_rows_ptr[p + 1]):
+            u = cols[k]
+            rows_t[fill[u]] = p
+            weights_t[fill[u]] = weights[k]
+            fill[u] += 1
+    return col_ptr, rows_t, weights_t

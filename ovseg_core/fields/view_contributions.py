@@ -79,12 +79,12 @@ def compute_contributions(
     np.cumsum(counts, out=row_ptr[1:])
     flat_ids = ids[keep]
     weights = ws[keep]
-    gaussian_ids, cols = np.unique(flat_ids, return_inverse=True)
-    cols = cols.astype(np.int32).reshape(-1)
-    entry_rows = np.repeat(np.arange(len(pixels), dtype=np.int32), counts)
-    order = np.argsort(cols, kind="stable")
-    col_ptr = np.zeros(len(gaussian_ids) + 1, np.int64)
-    np.cumsum(np.bincount(cols, minlength=len(gaussian_ids)), out=col_ptr[1:])
+    # Compact the touched Gaussians without sorting: a presence mask and its running count.
+    present = np.zeros(scene.num_gaussians, bool)
+    present[flat_ids] = True
+    gaussian_ids = np.flatnonzero(present)
+    cols = (np.cumsum(present, dtype=np.int64) - 1)[flat_ids].astype(np.int32)
+    col_ptr, rows_t, weights_t = kernels.transpose_csr(cols, weights, len(gaussian_ids), row_ptr)
     return ViewContributions(
         height=H,
         width=W,
@@ -94,8 +94,8 @@ def compute_contributions(
         cols=cols,
         weights=weights,
         col_ptr=col_ptr,
-        rows_t=entry_rows[order],
-        weights_t=weights[order],
+        rows_t=rows_t,
+        weights_t=weights_t,
     )
 
 
