@@ -18,6 +18,7 @@ import torch
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.fields.codebook_field import CodebookField, FieldConfig
 from ovseg_core.io.atomic import atomic_write_bytes
+from ovseg_core.io.tensor_file import load_tagged_payload
 from ovseg_core.scene import GaussianScene
 
 CHECKPOINT_FORMAT = "ovseg-language-fields"
@@ -137,14 +138,7 @@ def load_fields(path: str | os.PathLike[str], scene: GaussianScene | None = None
     """Load a fields checkpoint (a file, or a run/checkpoint directory: the latest step inside).
     With ``scene``, refuse fields trained on another splat."""
     path = resolve_checkpoint(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated / foreign files
-        raise FieldMismatchError(f"{path}: not a readable ovseg language-field checkpoint ({e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise FieldMismatchError(f"{path}: not an ovseg language-field checkpoint (no '{CHECKPOINT_FORMAT}' header)")
-    if payload.get("version", 0) > CHECKPOINT_VERSION:
-        raise FieldMismatchError(f"{path}: checkpoint version {payload['version']} is newer than this ovseg ({CHECKPOINT_VERSION})")
+    payload = load_tagged_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "language-field checkpoint")
     try:
         method = payload["method"]
         levels_raw: dict[int, dict[str, torch.Tensor]] = payload["levels"]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.io.atomic import atomic_write_bytes
+from ovseg_core.io.tensor_file import load_tagged_payload
 from ovseg_core.models.protocols import TextEncoder
 from ovseg_core.scene import GaussianScene
 
@@ -156,14 +157,7 @@ def load_instances(path: str | os.PathLike[str], scene: GaussianScene | None = N
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such instances file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated / foreign files
-        raise FieldMismatchError(f"{path}: not a readable ovseg instances file ({e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != INSTANCES_FORMAT:
-        raise FieldMismatchError(f"{path}: not an ovseg instances file (no '{INSTANCES_FORMAT}' header)")
-    if payload.get("version", 0) > INSTANCES_VERSION:
-        raise FieldMismatchError(f"{path}: instances version {payload['version']} is newer than this ovseg ({INSTANCES_VERSION})")
+    payload = load_tagged_payload(path, INSTANCES_FORMAT, INSTANCES_VERSION, "instances file")
     try:
         scores = payload.get("scores")
         instances = InstanceSet(
