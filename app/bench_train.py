@@ -165,7 +165,6 @@ class LiftBench:
     output: Path = Path("bench_results/lift.json")
 
     def execute(self) -> dict:
-        from ovseg_core.fields import load_fields  # noqa: F401  (keeps the import graph the CLI's)
         from ovseg_core.fields.lifting import lift_language_fields
 
         scene = floating_objects_scene(self.points_per_object, backdrop=self.backdrop)

@@ -124,6 +124,18 @@ class GaussianScene:
             metadata=dict(self.metadata),
         )
 
+    def check_same(self, fingerprint: str, num_gaussians: int, what: str, remedy: str) -> None:
+        """Raise ``FieldMismatchError`` unless this is the splat (``fingerprint``, ``num_gaussians``)
+        that ``what`` (e.g. "language fields in x.pt were trained") refers to; ``remedy`` says what to do."""
+        from ovseg_core.errors import FieldMismatchError
+
+        fp = self.fingerprint()
+        if self.num_gaussians != num_gaussians or fp != fingerprint:
+            raise FieldMismatchError(
+                f"{what} on a splat with {num_gaussians} Gaussians (fingerprint {fingerprint}); this scene "
+                f"has {self.num_gaussians} (fingerprint {fp}). {remedy}"
+            )
+
     def fingerprint(self) -> str:
         """A short hash of the geometry (means, quats, scales, opacities): identifies the splat."""
         h = hashlib.sha256()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never download weights, whatever the environment says
 
 from ovseg_core.camera import Camera  # noqa: E402
 from ovseg_core.synthetic import random_scene  # noqa: E402

@@ -22,7 +22,8 @@ import numpy as np
 
 from app.viewer.session import EXPORT_KINDS, VIEW_MODES, ViewerSession
 from ovseg_core.colormaps import COLORMAPS
-from app.viewer.training_job import MODEL_SIZES, TrainingJob, TrainingRequest, encoder_for
+from ovseg_core.fields.discovery import text_encoder_for
+from app.viewer.training_job import MODEL_SIZES, TrainingJob, TrainingRequest
 from ovseg_core.camera import Camera
 
 log = logging.getLogger("ovseg.viewer")
@@ -168,6 +169,8 @@ class Viewer:
 
     # -- GUI --------------------------------------------------------------------------------------
     def _build_gui(self, dataset: Path | None) -> None:
+        from viser import uplot
+
         gui = self.server.gui
         s = self.session
         self.encoder_md = gui.add_markdown(self._encoder_text())
@@ -207,7 +210,7 @@ class Viewer:
             self.train_md = gui.add_markdown("Idle.")
             self.loss_plot = gui.add_uplot(
                 data=(np.zeros(1), np.zeros(1)),
-                series=(__import__("viser").uplot.Series(label="step"), __import__("viser").uplot.Series(label="loss", stroke="red")),
+                series=(uplot.Series(label="step"), uplot.Series(label="loss", stroke="red")),
                 title="training loss", aspect=2.0,
             )
         g = self.guarded
@@ -418,7 +421,7 @@ class Viewer:
         self.train_btn.disabled, self.cancel_btn.disabled = True, False
 
     def _fields_trained(self, fields: Any) -> None:
-        self.session.set_fields(fields, encoder_for(fields))
+        self.session.set_fields(fields, text_encoder_for(fields))
         self.level_in.options = self._level_options()
         self.encoder_md.content = self._encoder_text()
         self.changed()

@@ -258,7 +258,7 @@ class ViewerSession:
         settings = self._settings(prompt)
         rels = []
         for p in prompt.positives:
-            q = self.query._queries(p, settings)
+            q = self.query.queries(p, settings)
             rels.append(self.query.pixel_relevancy_from_codes(codes, level, q, settings.temperature, settings.min_alpha))
         return np.max(rels, axis=0)
 
@@ -329,13 +329,7 @@ class ViewerSession:
         if query is not None:
             wanted = GRANULARITY_LEVEL[granularity]
             level = wanted if wanted in query.levels else min(query.levels, key=lambda lvl: abs(lvl - wanted))
-            st = query.levels[level]
-            seed_feat = st.codes.features(torch.tensor([seed]))[0]
-            seed_feat = seed_feat / seed_feat.norm().clamp_min(1e-12)
-            table = (st.codes.basis.float() @ seed_feat[:, None]).numpy().astype(np.float32)
-            from ovseg_core.fields import _relevancy_kernels as kernels
-
-            similar = kernels.relevancy(st.idx, st.val_unit, table, np.float32(1.0)) >= 0.9
+            similar = query.similarity_to(level, seed) >= 0.9
         else:  # without fields an instance is a spatially connected blob
             similar = np.ones(self.scene.num_gaussians, bool)
         similar[seed] = True

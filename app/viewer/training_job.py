@@ -17,7 +17,6 @@ from typing import Literal
 
 from ovseg_core.errors import Cancelled
 from ovseg_core.fields import LanguageFields, LanguageTrainConfig
-from ovseg_core.fields.discovery import text_encoder_for
 from ovseg_core.fields.from_dataset import PipelineProgress, PipelineResult, PreprocessConfig, train_from_dataset
 from ovseg_core.models import Sam2Config
 from ovseg_core.render.base import Renderer
@@ -155,7 +154,3 @@ class TrainingJob:
             self.state, self.error = "failed", f"{type(e).__name__}: {e}"
             self.message = f"failed: {self.error}"
 
-
-def encoder_for(fields: LanguageFields):  # noqa: ANN201
-    """The text encoder matching fields trained in the viewer."""
-    return text_encoder_for(fields)

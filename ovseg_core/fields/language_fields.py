@@ -81,14 +81,9 @@ class LanguageFields:
 
     def check_scene(self, scene: GaussianScene) -> None:
         """Raise ``FieldMismatchError`` unless these fields were trained on ``scene``."""
-        fp = scene.fingerprint()
-        if scene.num_gaussians != self.num_gaussians or fp != self.scene_fingerprint:
-            where = f" in {self.source}" if self.source else ""
-            raise FieldMismatchError(
-                f"language fields{where} were trained on a splat with {self.num_gaussians} Gaussians "
-                f"(fingerprint {self.scene_fingerprint}); this scene has {scene.num_gaussians} "
-                f"(fingerprint {fp}). Train fields for this splat or load the splat they belong to."
-            )
+        where = f" in {self.source}" if self.source else ""
+        scene.check_same(self.scene_fingerprint, self.num_gaussians, f"language fields{where} were trained",
+                         "Train fields for this splat or load the splat they belong to.")
 
     @classmethod
     def from_codebook_fields(

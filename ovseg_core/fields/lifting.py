@@ -10,6 +10,7 @@ entry, and its top-k entries (renormalised) are its code, i.e. the same factored
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -89,10 +90,7 @@ def lift_language_fields(
             seg = v.seg_maps[level]
             valid = (seg >= 0).cpu().numpy()
             if valid.any():
-                if device_lock is not None:
-                    with device_lock:
-                        contrib = compute_contributions(renderer, scene, v.camera, valid, config.contributions_top_k, 0.0)
-                else:
+                with device_lock or contextlib.nullcontext():
                     contrib = compute_contributions(renderer, scene, v.camera, valid, config.contributions_top_k, 0.0)
                 entry_of_mask = (F.normalize(v.features.float(), dim=1) @ unit_basis.T).argmax(dim=1).numpy().astype(np.int64)
                 pixel_entry = entry_of_mask[seg.reshape(-1).numpy()[contrib.pixels]]

@@ -46,7 +46,6 @@ class LevelQueryState:
 
     codes: LevelCodes
     idx: np.ndarray  # [N, J] uint8 / int32 (the smallest that holds E)
-    val: np.ndarray  # [N, J] float32
     val_unit: np.ndarray  # [N, J] float32, val / |feature| (cosines come out directly)
     gram: torch.Tensor  # [E, E]
     val_sum: float  # what every Gaussian's mixing weights add up to (1 per layer)
@@ -76,7 +75,7 @@ class FieldQuery:
         inv = np.where(norms > 1e-12, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
         val_sum = float(val[0].sum()) if len(val) else 1.0
         small_idx = idx.astype(np.uint8) if basis.shape[0] <= 256 else idx  # 4x less memory traffic
-        return LevelQueryState(codes=codes, idx=small_idx, val=val, val_unit=np.ascontiguousarray(val * inv[:, None]),
+        return LevelQueryState(codes=codes, idx=small_idx, val_unit=np.ascontiguousarray(val * inv[:, None]),
                                gram=gram, val_sum=max(val_sum, 1e-12))
 
     # -- text ----------------------------------------------------------------------------------
@@ -88,7 +87,8 @@ class FieldQuery:
                 self._text_cache[t] = e.float()
         return torch.stack([self._text_cache[t] for t in texts]) if texts else torch.zeros(0, self.fields.embed_dim)
 
-    def _queries(self, prompt: str, settings: QuerySettings) -> torch.Tensor:
+    def queries(self, prompt: str, settings: QuerySettings) -> torch.Tensor:
+        """``[1 + negatives, D]`` embeddings: the prompt, then the non-empty negatives."""
         if not prompt.strip():
             raise ValueError("the prompt is empty; type what to look for")
         return self.embed([prompt, *[n for n in settings.negatives if n.strip()]])
@@ -97,7 +97,7 @@ class FieldQuery:
     def gaussian_relevancy(self, prompt: str, settings: QuerySettings = QuerySettings()) -> tuple[np.ndarray, int]:
         """Relevancy ``[N]`` float32 in [0, 1] of every Gaussian for ``prompt`` and the level used.
         (Without negatives the score is the plain cosine similarity.)"""
-        q = self._queries(prompt, settings)
+        q = self.queries(prompt, settings)
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
             st = self.levels[lvl]
@@ -107,6 +107,13 @@ class FieldQuery:
                 best = (rel, lvl)
         assert best is not None
         return best
+
+    def similarity_to(self, level: int, gaussian: int) -> np.ndarray:
+        """Cosine similarity ``[N]`` of every Gaussian's feature to Gaussian ``gaussian``'s at ``level``."""
+        st = self.levels[level]
+        seed = st.codes.features(torch.tensor([gaussian]))[0]
+        table = (st.codes.basis.float() @ (seed / seed.norm().clamp_min(1e-12))[:, None]).numpy().astype(np.float32)
+        return kernels.relevancy(st.idx, st.val_unit, table, np.float32(1.0))  # one column: plain cosine
 
     # -- 2D ------------------------------------------------------------------------------------
     def render_codes(self, renderer: Renderer, scene: GaussianScene, camera: Camera, level: int) -> torch.Tensor:
@@ -125,7 +132,7 @@ class FieldQuery:
     ) -> tuple[np.ndarray, int]:
         """Relevancy ``[H, W]`` float32 of ``prompt`` in the view and the level used. Pass
         ``code_images`` (level -> ``render_codes`` output) to reuse renders across prompts."""
-        q = self._queries(prompt, settings)
+        q = self.queries(prompt, settings)
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
             codes = code_images[lvl] if code_images and lvl in code_images else self.render_codes(renderer, scene, camera, lvl)

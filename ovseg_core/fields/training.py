@@ -14,6 +14,7 @@ Two ways to compute a step, with the same loss:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -251,10 +252,8 @@ class LanguageFieldTrainer:
 
     # -- internals ----------------------------------------------------------------------------
     def _render_features(self, camera: Camera, codes: torch.Tensor) -> torch.Tensor:
-        if self.device_lock is not None:
-            with self.device_lock:
-                return self.renderer.render(self.scene, camera, features=codes).features[0]
-        return self.renderer.render(self.scene, camera, features=codes).features[0]
+        with self.device_lock or contextlib.nullcontext():
+            return self.renderer.render(self.scene, camera, features=codes).features[0]
 
     def _train_level(self, level: int) -> None:
         cfg = self.config
@@ -318,13 +317,9 @@ class LanguageFieldTrainer:
         contrib = self._contrib_cache.get(key)
         if contrib is None:
             valid = (view.seg_maps[level] >= 0).cpu().numpy()
-            if self.device_lock is not None:
-                with self.device_lock:
-                    contrib = compute_contributions(self.renderer, self.scene, view.camera, valid,
-                                                    self.config.contributions_top_k, self.config.contributions_min_weight)
-            else:
+            with self.device_lock or contextlib.nullcontext():
                 contrib = compute_contributions(self.renderer, self.scene, view.camera, valid,
-                                                    self.config.contributions_top_k, self.config.contributions_min_weight)
+                                                self.config.contributions_top_k, self.config.contributions_min_weight)
             self._contrib_cache[key] = contrib
         return contrib
 

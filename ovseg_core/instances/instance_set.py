@@ -87,14 +87,9 @@ class InstanceSet:
 
     def check_scene(self, scene: GaussianScene) -> None:
         """Raise ``FieldMismatchError`` unless these instances were built on ``scene``."""
-        fp = scene.fingerprint()
-        if scene.num_gaussians != self.num_gaussians or fp != self.scene_fingerprint:
-            where = f" in {self.source}" if self.source else ""
-            raise FieldMismatchError(
-                f"instances{where} were built on a splat with {self.num_gaussians} Gaussians (fingerprint "
-                f"{self.scene_fingerprint}); this scene has {scene.num_gaussians} (fingerprint {fp}). "
-                "Build instances for this splat or load the splat they belong to."
-            )
+        where = f" in {self.source}" if self.source else ""
+        scene.check_same(self.scene_fingerprint, self.num_gaussians, f"instances{where} were built",
+                         "Build instances for this splat or load the splat they belong to.")
 
     def similarity(self, text_encoder: TextEncoder, prompts: Sequence[str]) -> np.ndarray:
         """``[K, P]`` cosine similarity of every instance to every prompt."""

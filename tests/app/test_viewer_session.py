@@ -123,9 +123,9 @@ def test_training_job_runs_in_the_background_and_swaps_fields(trained, tmp_path)
     scene, root, _, _ = trained
     lock = threading.RLock()
     session = ViewerSession(scene, make_renderer("cpu"), device_lock=lock)
-    from app.viewer.training_job import encoder_for
+    from ovseg_core.fields.discovery import text_encoder_for
 
-    job = TrainingJob(scene, session.renderer, lock, on_finished=lambda f: session.set_fields(f, encoder_for(f)))
+    job = TrainingJob(scene, session.renderer, lock, on_finished=lambda f: session.set_fields(f, text_encoder_for(f)))
     small = tmp_path / "capture"
     write_capture(scene, orbit_cameras((0, 0, 0.05), 2.0, 2, elevation_deg=30, width=48, height=36), small)
     job.start(TrainingRequest(small, levels=(0,), steps=8, model_size="tiny-random"))
