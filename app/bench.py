@@ -24,9 +24,9 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from app.bench_instances import InstancesBench
-from app.bench_train import LiftBench, QueryBench, TrainBench
-from app.bench_view import ViewBench
+from ovseg_app.bench_instances import InstancesBench
+from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
+from ovseg_app.bench_view import ViewBench
 from ovseg_core.camera import Camera
 from ovseg_core.render import make_renderer
 from ovseg_core.render.base import fvdb_available
@@ -138,7 +138,18 @@ class MemoryProbe:
 
 
 def measure_peak_rss(n: int, width: int, height: int) -> dict:
-    cmd = [sys.executable, "-m", "app.bench", "memory-probe", "--num-gaussians", str(n), "--width", str(width), "--height", str(height)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ovseg_app.bench",
+        "memory-probe",
+        "--num-gaussians",
+        str(n),
+        "--width",
+        str(width),
+        "--height",
+        str(height),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result.update({"num_gaussians": n, "resolution": f"{width}x{height}", "backend": "cpu"})
@@ -172,7 +183,10 @@ def _machine() -> dict:
 
 
 def _print_row(r: dict) -> None:
-    print(f"{r['scene']:>16} {r['resolution']:>9} {r['backend']:>6}: {r['fps']:8.2f} fps ({r['seconds_per_frame'] * 1000:.0f} ms)", flush=True)
+    print(
+        f"{r['scene']:>16} {r['resolution']:>9} {r['backend']:>6}: {r['fps']:8.2f} fps ({r['seconds_per_frame'] * 1000:.0f} ms)",
+        flush=True,
+    )
 
 
 def markdown_table(rows: list[dict]) -> str:

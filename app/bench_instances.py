@@ -41,15 +41,20 @@ def bench_instances(
             scene, dataset_path, mask_generator, image_encoder = _synthetic_capture(tmp)
         if mask_generator is None or image_encoder is None:
             raise ValueError("give mask_generator and image_encoder for a real capture")
-        dataset = load_dataset(dataset_path, DatasetConfig(image_downsample_factor=image_downsample_factor),
-                               reconstruction_metadata=scene.metadata)
+        dataset = load_dataset(
+            dataset_path,
+            DatasetConfig(image_downsample_factor=image_downsample_factor),
+            reconstruction_metadata=scene.metadata,
+        )
         indices = list(range(len(dataset)))
         features = preprocess_views(dataset, mask_generator, image_encoder, indices=indices)
         renderer = renderer or make_renderer("cpu")
         best = float("inf")
         for _ in range(max(1, repeats)):
             t0 = time.perf_counter()
-            build_instances(scene, dataset, features, renderer, config, view_indices=indices, image_encoder=image_encoder)
+            build_instances(
+                scene, dataset, features, renderer, config, view_indices=indices, image_encoder=image_encoder
+            )
             best = min(best, time.perf_counter() - t0)
         return best
 
@@ -61,9 +66,13 @@ def _synthetic_capture(root: str):  # noqa: ANN202
     from ovseg_core.synthetic_capture import write_capture
 
     scene = floating_objects_scene()
-    cams = [c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, 8, elevation_deg=el, width=96, height=72)]
+    cams = [
+        c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, 8, elevation_deg=el, width=96, height=72)
+    ]
     write_capture(scene, cams, root)
-    vocab = Vocabulary.build([o.name for o in FLOATING_OBJECTS], [o.color for o in FLOATING_OBJECTS], name="bench-floating")
+    vocab = Vocabulary.build(
+        [o.name for o in FLOATING_OBJECTS], [o.color for o in FLOATING_OBJECTS], name="bench-floating"
+    )
     masks, encoder, _ = palette_models(vocab)
     return scene, root, masks, encoder
 

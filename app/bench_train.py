@@ -13,12 +13,21 @@ import torch
 import torch.nn.functional as F
 
 from ovseg_core.camera import orbit_cameras
-from ovseg_core.fields import FieldQuery, LanguageFieldTrainer, LanguageFields, LanguageTrainConfig, LevelCodes, TrainingView
+from ovseg_core.fields import (
+    FieldQuery,
+    LanguageFields,
+    LanguageFieldTrainer,
+    LanguageTrainConfig,
+    LevelCodes,
+    TrainingView,
+)
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 
 
-def planted_views(scene, width: int, height: int, dim: int = 512, per_ring: int = 8, seed: int = 0) -> list[TrainingView]:
+def planted_views(
+    scene, width: int, height: int, dim: int = 512, per_ring: int = 8, seed: int = 0
+) -> list[TrainingView]:
     """Ring views whose masks are the rendered objects, each with one random unit feature."""
     renderer = make_renderer("cpu")
     ids = torch.from_numpy(scene.extras["object_id"]).long()
@@ -26,7 +35,11 @@ def planted_views(scene, width: int, height: int, dim: int = 512, per_ring: int 
     onehot = F.one_hot(torch.where(ids < 0, n_obj - 1, ids), n_obj).float()
     feats = F.normalize(torch.randn(n_obj, dim, generator=torch.Generator().manual_seed(seed)), dim=1)
     views = []
-    cams = [c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, per_ring, elevation_deg=el, width=width, height=height)]
+    cams = [
+        c
+        for el in (50, 10, -35)
+        for c in orbit_cameras((0, 0, 0.05), 2.0, per_ring, elevation_deg=el, width=width, height=height)
+    ]
     for i, cam in enumerate(cams):
         w, obj = renderer.render(scene, cam, features=onehot).features[0].max(dim=-1)
         seg = torch.where(w > 0.5, obj, torch.full_like(obj, -1)).long()
@@ -55,13 +68,24 @@ class TrainBench:
         views = planted_views(scene, self.width, self.height)
         rows = {}
         # One exact judge for both: the dense reference's loss over every view.
-        judge = LanguageFieldTrainer(scene, views, LanguageTrainConfig(feature_level=0, max_steps=1, method="dense"),
-                                     renderer=make_renderer("torch"))
+        judge = LanguageFieldTrainer(
+            scene,
+            views,
+            LanguageTrainConfig(feature_level=0, max_steps=1, method="dense"),
+            renderer=make_renderer("torch"),
+        )
         for method, backend in (("sparse", "cpu"), ("dense", "torch")):
-            cfg = LanguageTrainConfig(feature_level=0, max_steps=self.steps, method=method, log_every=self.steps,
-                                      contributions_top_k=self.contributions_top_k)
+            cfg = LanguageTrainConfig(
+                feature_level=0,
+                max_steps=self.steps,
+                method=method,
+                log_every=self.steps,
+                contributions_top_k=self.contributions_top_k,
+            )
             # warm up (numba JIT, lazy torch imports on the first optimiser step) outside the timing
-            LanguageFieldTrainer(scene, views[:1], dataclasses.replace(cfg, max_steps=1), renderer=make_renderer(backend)).run()
+            LanguageFieldTrainer(
+                scene, views[:1], dataclasses.replace(cfg, max_steps=1), renderer=make_renderer(backend)
+            ).run()
             trainer = LanguageFieldTrainer(scene, views, cfg, renderer=make_renderer(backend))
             t0 = time.perf_counter()
             if method == "sparse":
@@ -81,18 +105,26 @@ class TrainBench:
                 "initial_loss": trainer.initial_losses[0],
                 "final_loss": exact,
             }
-            print(f"{method:>6}: {step_s * 1000:8.1f} ms/step, {step_s * 1000:8.0f} s per 1k steps, "
-                  f"precompute {t1 - t0:.2f} s, loss {trainer.initial_losses[0]:.4f} -> {exact:.4f} (exact, all views)", flush=True)
+            print(
+                f"{method:>6}: {step_s * 1000:8.1f} ms/step, {step_s * 1000:8.0f} s per 1k steps, "
+                f"precompute {t1 - t0:.2f} s, loss {trainer.initial_losses[0]:.4f} -> {exact:.4f} (exact, all views)",
+                flush=True,
+            )
         s, d = rows["sparse"], rows["dense"]
         result = {
-            "scene_gaussians": scene.num_gaussians, "resolution": f"{self.width}x{self.height}", "views": len(views),
-            "steps": self.steps, **{f"{m}_{k}": v for m, r in rows.items() for k, v in r.items()},
+            "scene_gaussians": scene.num_gaussians,
+            "resolution": f"{self.width}x{self.height}",
+            "views": len(views),
+            "steps": self.steps,
+            **{f"{m}_{k}": v for m, r in rows.items() for k, v in r.items()},
             "speedup": d["seconds_per_1k_steps"] / s["seconds_per_1k_steps"],
             "speedup_with_precompute": d["seconds_per_1k_steps"] / (s["seconds_per_1k_steps"] + s["precompute_s"]),
             "final_loss_rel_diff": abs(s["final_loss"] - d["final_loss"]) / max(d["final_loss"], 1e-12),
         }
-        print(f"speedup {result['speedup']:.1f}x (with the one-off precompute amortised over 1k steps: "
-              f"{result['speedup_with_precompute']:.1f}x); final loss differs by {100 * result['final_loss_rel_diff']:.2f}%")
+        print(
+            f"speedup {result['speedup']:.1f}x (with the one-off precompute amortised over 1k steps: "
+            f"{result['speedup_with_precompute']:.1f}x); final loss differs by {100 * result['final_loss_rel_diff']:.2f}%"
+        )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(result, indent=2))
         return result
@@ -113,7 +145,14 @@ class _FixedText:
         self.embed_dim = dim
 
     def encode_texts(self, texts):
-        return torch.stack([F.normalize(torch.randn(self.embed_dim, generator=torch.Generator().manual_seed(hash(t) % 2**31)), dim=0) for t in texts])
+        return torch.stack(
+            [
+                F.normalize(
+                    torch.randn(self.embed_dim, generator=torch.Generator().manual_seed(hash(t) % 2**31)), dim=0
+                )
+                for t in texts
+            ]
+        )
 
 
 @dataclasses.dataclass
@@ -130,8 +169,14 @@ class QueryBench:
         logits = torch.randn(n, S, generator=g)
         val, idx = torch.topk(torch.softmax(logits, 1), k, dim=1)
         codes = LevelCodes(idx=idx, val=val / val.sum(1, keepdim=True), basis=torch.randn(S, D, generator=g))
-        fields = LanguageFields(levels={1: codes}, method="langsplatv2", encoder_name="bench-text", embed_dim=D,
-                                scene_fingerprint="-", num_gaussians=n)
+        fields = LanguageFields(
+            levels={1: codes},
+            method="langsplatv2",
+            encoder_name="bench-text",
+            embed_dim=D,
+            scene_fingerprint="-",
+            num_gaussians=n,
+        )
         t = time.perf_counter()
         query = FieldQuery(fields, _FixedText(D))
         prepare_s = time.perf_counter() - t
@@ -143,10 +188,16 @@ class QueryBench:
             t = time.perf_counter()
             query.gaussian_relevancy(prompt)
             times.append(time.perf_counter() - t)
-        result = {"num_gaussians": n, "median_ms": 1000 * float(np.median(times)), "min_ms": 1000 * min(times),
-                  "prepare_s": prepare_s}
-        print(f"per-Gaussian relevancy, {n:,} Gaussians: median {result['median_ms']:.1f} ms "
-              f"(min {result['min_ms']:.1f} ms); one-off preparation {prepare_s:.2f} s")
+        result = {
+            "num_gaussians": n,
+            "median_ms": 1000 * float(np.median(times)),
+            "min_ms": 1000 * min(times),
+            "prepare_s": prepare_s,
+        }
+        print(
+            f"per-Gaussian relevancy, {n:,} Gaussians: median {result['median_ms']:.1f} ms "
+            f"(min {result['min_ms']:.1f} ms); one-off preparation {prepare_s:.2f} s"
+        )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(result, indent=2))
         return result
@@ -188,17 +239,26 @@ class LiftBench:
             level = fields.levels[0]
             sims = F.normalize(level.features(), dim=1) @ feats.T  # [N, objects + backdrop]
             pred = sims.argmax(dim=1).numpy()
-            ious[name] = [float(((pred == k) & (truth == k)).sum() / ((pred == k) | (truth == k)).sum())
-                          for k in range(len(FLOATING_OBJECTS))]
+            ious[name] = [
+                float(((pred == k) & (truth == k)).sum() / ((pred == k) | (truth == k)).sum())
+                for k in range(len(FLOATING_OBJECTS))
+            ]
         result = {
-            "scene_gaussians": scene.num_gaussians, "views": len(views), "resolution": f"{self.width}x{self.height}",
-            "lift_s": lift_s, "train_s": train_s, "train_steps": self.train_steps,
+            "scene_gaussians": scene.num_gaussians,
+            "views": len(views),
+            "resolution": f"{self.width}x{self.height}",
+            "lift_s": lift_s,
+            "train_s": train_s,
+            "train_steps": self.train_steps,
             "train_10k_steps_s_estimate": step_s * 10_000,
-            "lift_ious": ious["lift"], "train_ious": ious["train"],
+            "lift_ious": ious["lift"],
+            "train_ious": ious["train"],
         }
         print(f"lift {lift_s:.2f} s, per-object IoU {[round(v, 3) for v in ious['lift']]}")
-        print(f"train {self.train_steps} steps {train_s:.2f} s ({train_s / lift_s:.1f}x the lift), per-object IoU "
-              f"{[round(v, 3) for v in ious['train']]}; 10k steps ~{step_s * 10_000:.0f} s ({step_s * 10_000 / lift_s:.0f}x)")
+        print(
+            f"train {self.train_steps} steps {train_s:.2f} s ({train_s / lift_s:.1f}x the lift), per-object IoU "
+            f"{[round(v, 3) for v in ious['train']]}; 10k steps ~{step_s * 10_000:.0f} s ({step_s * 10_000 / lift_s:.0f}x)"
+        )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(result, indent=2))
         return result

@@ -27,16 +27,19 @@ class ViewBench:
     output: Path = Path("bench_results/view.json")
 
     def execute(self) -> dict:
-        from app.demo import load_demo_scene
-        from app.viewer.cli import ViewCommand, load_session_inputs
-        from app.viewer.session import ViewerSession
+        from ovseg_app.demo import load_demo_scene
+        from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
+        from ovseg_app.viewer.session import ViewerSession
 
         scene, fields, encoder, note = load_session_inputs(ViewCommand())
         if fields is None:
             raise RuntimeError(f"the demo fields are missing ({note or 'assets/demo_scene.fields.pt'})")
-        session = ViewerSession(load_demo_scene(), make_renderer("cpu"), fields=fields, text_encoder=encoder,
-                                device_lock=threading.RLock())
-        cams = orbit_cameras((0, 0, 0.8), 1.6, self.orbit_frames, elevation_deg=30, width=self.width, height=self.height)
+        session = ViewerSession(
+            load_demo_scene(), make_renderer("cpu"), fields=fields, text_encoder=encoder, device_lock=threading.RLock()
+        )
+        cams = orbit_cameras(
+            (0, 0, 0.8), 1.6, self.orbit_frames, elevation_deg=30, width=self.width, height=self.height
+        )
         cam = cams[0]
         session.render(cam, "relevancy")  # JIT warm-up
         prompts = ["red mug", "yellow ball", "blue box", "green plant", "table", "mug", "ball", "box"]
@@ -63,14 +66,20 @@ class ViewBench:
                 session.render(c, mode)
             orbit[mode] = len(cams) / (time.perf_counter() - t)
         result = {
-            "resolution": f"{self.width}x{self.height}", "gaussians": scene.num_gaussians, "encoder": session.encoder_name,
-            "prompt_to_frame_ms_median": float(np.median(prompt_ms)), "click_to_highlight_ms_median": float(np.median(click_ms)),
-            "orbit_fps_rgb": orbit["rgb"], "orbit_fps_relevancy": orbit["relevancy"],
+            "resolution": f"{self.width}x{self.height}",
+            "gaussians": scene.num_gaussians,
+            "encoder": session.encoder_name,
+            "prompt_to_frame_ms_median": float(np.median(prompt_ms)),
+            "click_to_highlight_ms_median": float(np.median(click_ms)),
+            "orbit_fps_rgb": orbit["rgb"],
+            "orbit_fps_relevancy": orbit["relevancy"],
             "clicked_instance_gaussians": int(session.selection.sum()),
         }
-        print(f"prompt -> frame {result['prompt_to_frame_ms_median']:.0f} ms, click -> highlight "
-              f"{result['click_to_highlight_ms_median']:.0f} ms, orbit {orbit['rgb']:.1f} fps (rgb), "
-              f"{orbit['relevancy']:.1f} fps (relevancy) at {self.width}x{self.height}")
+        print(
+            f"prompt -> frame {result['prompt_to_frame_ms_median']:.0f} ms, click -> highlight "
+            f"{result['click_to_highlight_ms_median']:.0f} ms, orbit {orbit['rgb']:.1f} fps (rgb), "
+            f"{orbit['relevancy']:.1f} fps (relevancy) at {self.width}x{self.height}"
+        )
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(result, indent=2))
         return result

@@ -23,13 +23,30 @@ from ovseg_core.camera import Camera, orbit_cameras
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.fields.language_fields import LanguageFields, load_fields
 from ovseg_core.io import load_scene
-from ovseg_core.models.palette_models import PaletteImageEncoder, PaletteMaskGenerator, Vocabulary, VocabularyTextEncoder
+from ovseg_core.models.palette_models import (
+    PaletteImageEncoder,
+    PaletteMaskGenerator,
+    Vocabulary,
+    VocabularyTextEncoder,
+)
 from ovseg_core.scene import GaussianScene
 from ovseg_core.synthetic import DEMO_OBJECTS, demo_scene
 
 log = logging.getLogger(__name__)
 
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+
+def _assets_dir() -> Path:
+    """The demo assets: ``ovseg_app/assets`` inside an installed wheel, ``assets/`` in a checkout
+    (an editable install maps only top-level packages, so the checkout's folder is used as is)."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("ovseg_app.assets")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "assets"
+
+
+ASSETS_DIR = _assets_dir()
 DEMO_PATH = ASSETS_DIR / "demo_scene.ply"
 DEMO_FIELDS_PATH = DEMO_PATH.with_suffix(".fields.pt")
 """Where ``discover_fields(DEMO_PATH, scene)`` looks first (``scene.fields.pt`` beside the PLY)."""
@@ -49,8 +66,9 @@ def load_demo_scene() -> GaussianScene:
 # -- the demo's text queries ---------------------------------------------------------------------
 def demo_vocabulary() -> Vocabulary:
     """The demo objects' names and colours (``DEMO_OBJECTS``) with seeded 64-dim features."""
-    return Vocabulary.build([o.name for o in DEMO_OBJECTS], [o.color for o in DEMO_OBJECTS], dim=64, seed=0,
-                            name=DEMO_VOCABULARY_NAME)
+    return Vocabulary.build(
+        [o.name for o in DEMO_OBJECTS], [o.color for o in DEMO_OBJECTS], dim=64, seed=0, name=DEMO_VOCABULARY_NAME
+    )
 
 
 def load_demo_fields(scene: GaussianScene, path: str | os.PathLike[str] | None = None) -> LanguageFields | None:
@@ -80,8 +98,12 @@ def demo_text_encoder(fields: LanguageFields | None = None) -> VocabularyTextEnc
 def demo_capture_cameras(width: int = 160, height: int = 120, per_ring: int = 8) -> list[Camera]:
     """Four rings around the table: high, mid and near-horizontal rings on the objects, and a low
     ring from below the table top (its underside and legs)."""
-    rings = (((0.0, 0.0, 0.8), 1.3, 60.0), ((0.0, 0.0, 0.8), 1.3, 30.0), ((0.0, 0.0, 0.8), 1.3, 6.0),
-             ((0.0, 0.0, 0.45), 1.6, -20.0))
+    rings = (
+        ((0.0, 0.0, 0.8), 1.3, 60.0),
+        ((0.0, 0.0, 0.8), 1.3, 30.0),
+        ((0.0, 0.0, 0.8), 1.3, 6.0),
+        ((0.0, 0.0, 0.45), 1.6, -20.0),
+    )
     cams: list[Camera] = []
     for i, (center, radius, elevation) in enumerate(rings):
         # every other ring half a step round, so the rings' azimuths interleave
@@ -120,18 +142,27 @@ def train_demo_fields(
     cameras = list(cameras) if cameras is not None else demo_capture_cameras()
     write_capture(scene, cameras, work_dir)
     result = train_from_dataset(
-        scene, work_dir,
-        config=LanguageTrainConfig(feature_level=DEMO_FEATURE_LEVEL, max_steps=max_steps, log_every=20,
-                                   contributions_top_k=contributions_top_k,
-                                   contributions_min_weight=contributions_min_weight),
+        scene,
+        work_dir,
+        config=LanguageTrainConfig(
+            feature_level=DEMO_FEATURE_LEVEL,
+            max_steps=max_steps,
+            log_every=20,
+            contributions_top_k=contributions_top_k,
+            contributions_min_weight=contributions_min_weight,
+        ),
         mask_generator=PaletteMaskGenerator(vocabulary.colors.numpy()),
         image_encoder=PaletteImageEncoder(vocabulary),
         progress=progress,
     )
     result.fields.config["vocabulary"] = vocabulary.to_dict()
     if fill:
-        fill_unobserved(result.fields, scene, observed_weight(scene, cameras, contributions_top_k),
-                        min_weight=max(contributions_min_weight, 1e-4))
+        fill_unobserved(
+            result.fields,
+            scene,
+            observed_weight(scene, cameras, contributions_top_k),
+            min_weight=max(contributions_min_weight, 1e-4),
+        )
     return result
 
 
@@ -151,8 +182,13 @@ def observed_weight(scene: GaussianScene, cameras: Sequence[Camera], top_k: int 
     return best
 
 
-def fill_unobserved(fields: LanguageFields, scene: GaussianScene, observed: np.ndarray,
-                    min_weight: float = 0.02, source_weight: float = 0.3) -> int:
+def fill_unobserved(
+    fields: LanguageFields,
+    scene: GaussianScene,
+    observed: np.ndarray,
+    min_weight: float = 0.02,
+    source_weight: float = 0.3,
+) -> int:
     """Give every Gaussian whose ``observed`` weight is below ``min_weight`` the codes of its nearest
     (in 3D) Gaussian observed with weight >= ``source_weight``. Returns how many were filled.
 
@@ -176,8 +212,11 @@ def fill_unobserved(fields: LanguageFields, scene: GaussianScene, observed: np.n
         codes.idx[dst] = codes.idx[src]
         codes.val[dst] = codes.val[src]
     fields.state = {}
-    fields.config["filled_unobserved"] = {"count": int(len(targets)), "min_weight": float(min_weight),
-                                          "source_weight": float(source_weight)}
+    fields.config["filled_unobserved"] = {
+        "count": int(len(targets)),
+        "min_weight": float(min_weight),
+        "source_weight": float(source_weight),
+    }
     return int(len(targets))
 
 

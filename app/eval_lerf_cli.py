@@ -57,7 +57,12 @@ class EvalLerfCommand:
         n = len(self.scene)
         if n == 0:
             raise ValueError("give at least one --scene")
-        for opt, values in (("--dataset", self.dataset), ("--gt", self.gt), ("--fields", self.fields), ("--name", self.name)):
+        for opt, values in (
+            ("--dataset", self.dataset),
+            ("--gt", self.gt),
+            ("--fields", self.fields),
+            ("--name", self.name),
+        ):
             if opt in ("--fields", "--name") and not values:
                 continue
             if len(values) != n:
@@ -75,7 +80,13 @@ class EvalLerfCommand:
 
     def execute(self) -> str:
         from ovseg_core.data import DatasetConfig, load_dataset
-        from ovseg_core.eval import EvalConfig, FieldRelevancyProvider, FieldRelevancySettings, LerfScene, evaluate_scenes
+        from ovseg_core.eval import (
+            EvalConfig,
+            FieldRelevancyProvider,
+            FieldRelevancySettings,
+            LerfScene,
+            evaluate_scenes,
+        )
         from ovseg_core.fields import load_fields
         from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
         from ovseg_core.io import load_scene
@@ -86,7 +97,9 @@ class EvalLerfCommand:
         clip = None
         if self.clip_model or self.clip_pretrained:
             default = OpenClipConfig()
-            clip = OpenClipConfig(model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained)
+            clip = OpenClipConfig(
+                model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained
+            )
         renderer = make_renderer(self.backend)
         settings = FieldRelevancySettings(negatives=tuple(self.negatives), min_alpha=self.min_alpha)
         scenes = []
@@ -99,8 +112,11 @@ class EvalLerfCommand:
                 if fields is None:
                     where = ", ".join(str(p) for p in candidate_field_paths(ply))
                     raise FileNotFoundError(f"no language fields for {ply} found (looked in {where}); pass --fields")
-            dataset = load_dataset(self.dataset[i], DatasetConfig(image_downsample_factor=self.downsample),
-                                   reconstruction_metadata=splats.metadata)
+            dataset = load_dataset(
+                self.dataset[i],
+                DatasetConfig(image_downsample_factor=self.downsample),
+                reconstruction_metadata=splats.metadata,
+            )
             provider = FieldRelevancyProvider(splats, fields, text_encoder_for(fields, clip), renderer, settings)
             name = self.name[i] if self.name else self.gt[i].resolve().name
             scenes.append(LerfScene(name, self.gt[i], provider, dataset))

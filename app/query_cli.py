@@ -1,9 +1,9 @@
 """``ovseg-query``: ask a scene's language fields for something and export it.
 
-    ovseg-query scene.ply --fields langsplatv2_logs --prompt mug --export mug.ply
-    ovseg-query scene.ply --prompt mug --invert --export without_mug.ply
-    ovseg-query scene.ply --prompt mug --dataset capture/ --relevancy-dir heat/
-    ovseg-query scene.ply --instances scene.instances.pt --prompt mug chair --export-instances parts/
+ovseg-query scene.ply --fields langsplatv2_logs --prompt mug --export mug.ply
+ovseg-query scene.ply --prompt mug --invert --export without_mug.ply
+ovseg-query scene.ply --prompt mug --dataset capture/ --relevancy-dir heat/
+ovseg-query scene.ply --instances scene.instances.pt --prompt mug chair --export-instances parts/
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class QueryCommand:
         clip = None
         if self.clip_model or self.clip_pretrained:
             default = OpenClipConfig()
-            clip = OpenClipConfig(model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained)
+            clip = OpenClipConfig(
+                model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained
+            )
         query = FieldQuery(fields, text_encoder_for(fields, clip))
         settings = QuerySettings(negatives=tuple(self.negatives), level=self.level)
         report = []
@@ -95,7 +97,9 @@ class QueryCommand:
             rel, level = query.gaussian_relevancy(prompt, settings)
             hit = rel > self.threshold
             selected |= hit
-            report.append(f"{prompt!r}: {int(hit.sum())} of {scene.num_gaussians} Gaussians (level {level}, max relevancy {rel.max():.3f})")
+            report.append(
+                f"{prompt!r}: {int(hit.sum())} of {scene.num_gaussians} Gaussians (level {level}, max relevancy {rel.max():.3f})"
+            )
         if self.export is not None:
             keep = ~selected if self.invert else selected
             if not keep.any():
@@ -121,12 +125,16 @@ class QueryCommand:
             raise ValueError(f"--threshold must lie in [0, 1], got {self.threshold}")
         scene = load_scene(self.scene)
         instances = load_instances(self.instances, scene)
-        report = [f"{instances.num_instances} instances cover {int((instances.labels >= 0).sum())} of {scene.num_gaussians} Gaussians"]
+        report = [
+            f"{instances.num_instances} instances cover {int((instances.labels >= 0).sum())} of {scene.num_gaussians} Gaussians"
+        ]
         if self.prompt:
             clip = None
             if self.clip_model or self.clip_pretrained:
                 default = OpenClipConfig()
-                clip = OpenClipConfig(model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained)
+                clip = OpenClipConfig(
+                    model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained
+                )
             encoder = text_encoder_for_instances(instances, clip)
             instances.classify(encoder, self.prompt)
         if self.export is not None:
@@ -140,7 +148,10 @@ class QueryCommand:
             report.append(f"wrote {int(keep.sum())} Gaussians of {len(hit)} matching instances to {self.export}")
         if self.export_instances is not None:
             paths = export_instances(scene, instances, self.export_instances)
-            report += [f"  {p.name}: {int(n)} Gaussians, {int(v)} views" for p, n, v in zip(paths, instances.sizes, instances.support)]
+            report += [
+                f"  {p.name}: {int(n)} Gaussians, {int(v)} views"
+                for p, n, v in zip(paths, instances.sizes, instances.support)
+            ]
             report.append(f"wrote {len(paths)} instance PLYs to {self.export_instances}")
         return report
 
@@ -150,16 +161,24 @@ class QueryCommand:
         from ovseg_core.data import DatasetConfig, load_dataset
 
         assert self.dataset is not None and self.relevancy_dir is not None
-        dataset = load_dataset(self.dataset, DatasetConfig(image_downsample_factor=self.downsample),
-                               reconstruction_metadata=scene.metadata)
+        dataset = load_dataset(
+            self.dataset, DatasetConfig(image_downsample_factor=self.downsample), reconstruction_metadata=scene.metadata
+        )
         renderer = make_renderer(self.backend)
         for view in dataset:
             rgb = renderer.render(scene, view.camera).rgb[0].clamp(0, 1).cpu().numpy()
             codes = {lvl: query.render_codes(renderer, scene, view.camera, lvl) for lvl in query.levels}
-            rel = np.max([query.pixel_relevancy(renderer, scene, view.camera, p, settings, code_images=codes)[0]
-                          for p in self.prompt], axis=0)
+            rel = np.max(
+                [
+                    query.pixel_relevancy(renderer, scene, view.camera, p, settings, code_images=codes)[0]
+                    for p in self.prompt
+                ],
+                axis=0,
+            )
             image = heat_overlay(rgb, rel, floor=self.threshold)
-            atomic_write_bytes(self.relevancy_dir / f"{Path(view.name).stem}.png", iio.imwrite("<bytes>", image, extension=".png"))
+            atomic_write_bytes(
+                self.relevancy_dir / f"{Path(view.name).stem}.png", iio.imwrite("<bytes>", image, extension=".png")
+            )
         return [f"wrote {len(dataset)} relevancy images to {self.relevancy_dir}"]
 
 

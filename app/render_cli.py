@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import tyro
 
-from app.demo import load_demo_scene
+from ovseg_app.demo import load_demo_scene
 from ovseg_core.camera import Camera, load_camera_json, orbit_cameras
 from ovseg_core.errors import BackendUnavailableError, SceneFormatError
 from ovseg_core.io import atomic_write_bytes, load_scene
@@ -107,7 +107,7 @@ class RenderCommand:
         else:
             d = out.depth[0, ..., 0].cpu().numpy()
             valid = out.alpha[0, ..., 0].cpu().numpy() > 0.5
-            lo, hi = (np.percentile(d[valid], [2, 98]) if valid.any() else (0.0, 1.0))
+            lo, hi = np.percentile(d[valid], [2, 98]) if valid.any() else (0.0, 1.0)
             img = np.repeat((np.clip((d - lo) / max(hi - lo, 1e-6), 0, 1) * valid)[..., None], 3, axis=2)
         return (img * 255 + 0.5).astype(np.uint8)
 

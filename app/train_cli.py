@@ -15,8 +15,8 @@ import tyro
 
 from ovseg_core.errors import Cancelled, FieldMismatchError, ModelLoadError, SceneFormatError
 from ovseg_core.fields import LanguageTrainConfig
-from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.fields.from_dataset import IOConfig, PipelineProgress, PreprocessConfig, train_from_dataset
+from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.io import load_scene
 from ovseg_core.render import make_renderer
 
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     progress.close()
     for level in sorted(result.final_losses):
-        print(f"level {level}: masked cosine loss {result.initial_losses[level]:.4f} -> {result.final_losses[level]:.4f}")
+        print(
+            f"level {level}: masked cosine loss {result.initial_losses[level]:.4f} -> {result.final_losses[level]:.4f}"
+        )
     if result.checkpoint is not None:
         print(f"wrote {result.checkpoint}")
     return 0

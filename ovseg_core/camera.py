@@ -97,7 +97,12 @@ class Camera:
         missing = [k for k in ("w2c", "K", "width", "height") if k not in data]
         if missing:
             raise ValueError(f"camera JSON is missing {missing}; expected keys w2c [4x4], K [3x3], width, height")
-        return cls(np.array(data["w2c"], dtype=np.float64), np.array(data["K"], dtype=np.float64), data["width"], data["height"])
+        return cls(
+            np.array(data["w2c"], dtype=np.float64),
+            np.array(data["K"], dtype=np.float64),
+            data["width"],
+            data["height"],
+        )
 
     @classmethod
     def from_c2w(cls, c2w: np.ndarray, K: np.ndarray, width: int, height: int) -> Camera:

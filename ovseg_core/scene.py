@@ -62,7 +62,9 @@ class GaussianScene:
         num_bases = self.shN.shape[1] + 1
         degree = math.isqrt(num_bases) - 1
         if (degree + 1) ** 2 != num_bases or degree > 4:
-            raise ValueError(f"GaussianScene.shN has {num_bases - 1} coefficients per channel; expected 0, 3, 8, 15 or 24")
+            raise ValueError(
+                f"GaussianScene.shN has {num_bases - 1} coefficients per channel; expected 0, 3, 8, 15 or 24"
+            )
         for key, value in self.extras.items():
             if value.shape != (n,):
                 raise ValueError(f"extra property {key!r} must have shape [{n}], got {list(value.shape)}")

@@ -52,7 +52,11 @@ def realistic_scene(num_gaussians: int, *, seed: int = 0, sh_degree: int = 3) ->
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     means[blobs] = centers[which] + dirs * g.uniform(0.3, 0.8, (blobs.sum(), 1))
     wall = parts == 2
-    means[wall] = np.c_[g.uniform(-5, 5, wall.sum()), np.full(wall.sum(), 5.0) + g.normal(0, 0.02, wall.sum()), g.uniform(0, 4, wall.sum())]
+    means[wall] = np.c_[
+        g.uniform(-5, 5, wall.sum()),
+        np.full(wall.sum(), 5.0) + g.normal(0, 0.02, wall.sum()),
+        g.uniform(0, 4, wall.sum()),
+    ]
     # Typical size: the surface area per Gaussian (~100 m^2 / n), a bit more to overlap.
     base = np.sqrt(150.0 / n)
     log_scales = np.log(base) + g.normal(0, 0.5, (n, 3))

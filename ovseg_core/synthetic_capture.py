@@ -36,12 +36,18 @@ def write_capture(
         name = f"images/frame_{i:05d}.png"
         atomic_write_bytes(out / name, iio.imwrite("<bytes>", (rgb * 255 + 0.5).astype(np.uint8), extension=".png"))
         K = cam.K
-        frames.append({
-            "file_path": name,
-            "transform_matrix": (cam.c2w @ _CV_TO_GL).tolist(),
-            "fl_x": float(K[0, 0]), "fl_y": float(K[1, 1]), "cx": float(K[0, 2]), "cy": float(K[1, 2]),
-            "w": cam.width, "h": cam.height,
-        })
+        frames.append(
+            {
+                "file_path": name,
+                "transform_matrix": (cam.c2w @ _CV_TO_GL).tolist(),
+                "fl_x": float(K[0, 0]),
+                "fl_y": float(K[1, 1]),
+                "cx": float(K[0, 2]),
+                "cy": float(K[1, 2]),
+                "w": cam.width,
+                "h": cam.height,
+            }
+        )
     path = out / "transforms.json"
     atomic_write_bytes(path, json.dumps({"frames": frames}, indent=1).encode())
     return path

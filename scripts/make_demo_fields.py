@@ -20,7 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.demo import DEMO_FIELDS_PATH, compact_for_shipping, demo_capture_cameras, load_demo_scene, train_demo_fields  # noqa: E402
+from ovseg_app.demo import (  # noqa: E402
+    DEMO_FIELDS_PATH,
+    compact_for_shipping,
+    demo_capture_cameras,
+    load_demo_scene,
+    train_demo_fields,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,10 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         result = train_demo_fields(scene, tmp, cameras=cams, max_steps=args.steps)
     fields = compact_for_shipping(result.fields)
     fields.save(args.out)
-    print(f"{fields.config.get('filled_unobserved', {}).get('count', 0)} unobserved Gaussians took their neighbours' codes")
+    print(
+        f"{fields.config.get('filled_unobserved', {}).get('count', 0)} unobserved Gaussians took their neighbours' codes"
+    )
     print(f"{len(cams)} views, {args.steps} steps: loss {result.initial_losses} -> {result.final_losses}")
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, encoder {fields.encoder_name}) "
-          f"in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, encoder {fields.encoder_name}) "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

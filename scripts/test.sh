@@ -23,6 +23,9 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null \
         || { $apt_ update -qq >/dev/null && $apt_ install -y -q chromium >/dev/null; } \
         || echo "warning: could not install chromium; browser tests will skip" >&2
 fi
+# lint and format gate (configured in pyproject.toml)
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
 export HF_HUB_OFFLINE=1
 # browser tests save their screenshots here
 export OVSEG_TEST_ARTIFACTS=${OVSEG_TEST_ARTIFACTS:-$PWD/test-artifacts}

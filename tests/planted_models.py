@@ -26,7 +26,9 @@ class ColourMaskGenerator(PaletteMaskGenerator):
 
 
 class PlantedEncoder(PaletteImageEncoder):
-    def __init__(self, palette: np.ndarray, names: list[str], dim: int = 64, input_size: int = 32, seed: int = 0) -> None:
+    def __init__(
+        self, palette: np.ndarray, names: list[str], dim: int = 64, input_size: int = 32, seed: int = 0
+    ) -> None:
         super().__init__(Vocabulary.build(names, palette, dim=dim, seed=seed, name="test-planted"), input_size)
         self.names = list(names)
 

@@ -60,11 +60,13 @@ def merge_fields(parts: list[LanguageFields]) -> LanguageFields:
 
 
 def load_session_inputs(cmd: ViewCommand):  # noqa: ANN201
-    from app.demo import DEMO_PATH, load_demo_scene
+    from ovseg_app.demo import DEMO_PATH, load_demo_scene
 
     scene_path = cmd.scene if cmd.scene is not None else DEMO_PATH
     scene = load_scene(scene_path) if cmd.scene is not None else load_demo_scene()
-    fields = merge_fields([load_fields(f, scene) for f in cmd.fields]) if cmd.fields else discover_fields(scene_path, scene)
+    fields = (
+        merge_fields([load_fields(f, scene) for f in cmd.fields]) if cmd.fields else discover_fields(scene_path, scene)
+    )
     encoder, note = None, ""
     if fields is not None:
         try:
@@ -83,14 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     except (SceneFormatError, FieldMismatchError, FileNotFoundError, ValueError) as e:
         print(f"ovseg-view: error: {e}", file=sys.stderr)
         return 2
-    from app.viewer.server import Viewer
-    from app.viewer.session import ViewerSession
+    from ovseg_app.viewer.server import Viewer
+    from ovseg_app.viewer.session import ViewerSession
 
     if cmd.host not in LOCAL_HOSTS:
-        log.warning("binding %s: anyone who can reach this machine on port %d can use the viewer and its exports",
-                    cmd.host, cmd.port)
-    session = ViewerSession(scene, make_renderer(cmd.backend), fields=fields, text_encoder=encoder,
-                            output_dir=cmd.output_dir, device_lock=threading.RLock())
+        log.warning(
+            "binding %s: anyone who can reach this machine on port %d can use the viewer and its exports",
+            cmd.host,
+            cmd.port,
+        )
+    session = ViewerSession(
+        scene,
+        make_renderer(cmd.backend),
+        fields=fields,
+        text_encoder=encoder,
+        output_dir=cmd.output_dir,
+        device_lock=threading.RLock(),
+    )
     instances_path = cmd.instances or (cmd.scene.with_suffix(".instances.pt") if cmd.scene is not None else None)
     if instances_path is not None and (cmd.instances is not None or instances_path.is_file()):
         from ovseg_core.instances import load_instances, text_encoder_for_instances
@@ -101,12 +112,22 @@ def main(argv: list[str] | None = None) -> int:
         except (FieldMismatchError, ModelLoadError, FileNotFoundError) as e:
             print(f"ovseg-view: error: {e}", file=sys.stderr)
             return 2
-    viewer = Viewer(session, host=cmd.host, port=cmd.port, dataset=cmd.dataset, display_mode=cmd.display,
-                    still_height=cmd.height, moving_height=max(cmd.height // 2, 64))
+    viewer = Viewer(
+        session,
+        host=cmd.host,
+        port=cmd.port,
+        dataset=cmd.dataset,
+        display_mode=cmd.display,
+        still_height=cmd.height,
+        moving_height=max(cmd.height // 2, 64),
+    )
     if note:
         log.warning(note)
-    print(f"ovseg-view: serving {scene.num_gaussians:,} Gaussians at {viewer.url} "
-          f"(renderer: {session.renderer.name}, text encoder: {session.encoder_name})", flush=True)
+    print(
+        f"ovseg-view: serving {scene.num_gaussians:,} Gaussians at {viewer.url} "
+        f"(renderer: {session.renderer.name}, text encoder: {session.encoder_name})",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(1.0)

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from app.viewer.session import EXPORT_KINDS, VIEW_MODES, ViewerSession
+from ovseg_app.viewer.session import EXPORT_KINDS, VIEW_MODES, ViewerSession
+from ovseg_app.viewer.training_job import MODEL_SIZES, TrainingJob, TrainingRequest
+from ovseg_core.camera import Camera
 from ovseg_core.colormaps import COLORMAPS
 from ovseg_core.fields.discovery import text_encoder_for
-from app.viewer.training_job import MODEL_SIZES, TrainingJob, TrainingRequest
-from ovseg_core.camera import Camera
 
 log = logging.getLogger("ovseg.viewer")
 
@@ -36,7 +36,7 @@ MOVING_SECONDS = 0.25
 class ClientView:
     """One browser tab: its camera, the frames it was sent, and its render thread."""
 
-    def __init__(self, viewer: "Viewer", client: Any) -> None:
+    def __init__(self, viewer: Viewer, client: Any) -> None:
         self.viewer = viewer
         self.client = client
         self.last_camera_change = time.monotonic()
@@ -73,8 +73,14 @@ class ClientView:
         moving = time.monotonic() - self.last_camera_change < MOVING_SECONDS
         height = v.moving_height if moving else v.still_height
         cam = self.client.camera
-        key = (tuple(np.round(cam.wxyz, 6)), tuple(np.round(cam.position, 6)), round(cam.fov, 6), round(cam.aspect, 4),
-               height, v.version)
+        key = (
+            tuple(np.round(cam.wxyz, 6)),
+            tuple(np.round(cam.position, 6)),
+            round(cam.fov, 6),
+            round(cam.aspect, 4),
+            height,
+            v.version,
+        )
         if key == self.rendered_key:
             if moving:  # re-check once the camera has settled, for the full-resolution frame
                 self.wake.set()
@@ -116,8 +122,13 @@ class Viewer:
         self.version = 0
         self.clients: dict[int, ClientView] = {}
         self.errors: list[str] = []
-        self.job = TrainingJob(session.scene, session.renderer, session.device_lock, on_finished=self._fields_trained,
-                               on_instances=self._instances_built)
+        self.job = TrainingJob(
+            session.scene,
+            session.renderer,
+            session.device_lock,
+            on_finished=self._fields_trained,
+            on_instances=self._instances_built,
+        )
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.host, self.port = host, self.server.get_port()
         self._build_gui(dataset)
@@ -177,11 +188,15 @@ class Viewer:
         with gui.add_folder("Prompt"):
             self.prompt_in = gui.add_text("Prompt", initial_value="")
             self.neg_in = gui.add_text("Negatives", initial_value=", ".join(s.prompt.negatives))
-            self.threshold_in = gui.add_slider("Threshold", min=0.0, max=1.0, step=0.01, initial_value=s.prompt.threshold)
+            self.threshold_in = gui.add_slider(
+                "Threshold", min=0.0, max=1.0, step=0.01, initial_value=s.prompt.threshold
+            )
             self.level_in = gui.add_dropdown("Level", options=self._level_options(), initial_value="auto")
             self.view_in = gui.add_dropdown("View", options=VIEW_MODES, initial_value=self.view_mode)
             self.cmap_in = gui.add_dropdown("Colormap", options=tuple(COLORMAPS), initial_value=s.prompt.colormap)
-            self.display_in = gui.add_dropdown("Display", options=("server", "browser"), initial_value=self.display_mode)
+            self.display_in = gui.add_dropdown(
+                "Display", options=("server", "browser"), initial_value=self.display_mode
+            )
         with gui.add_folder("Selection"):
             self.gran_in = gui.add_dropdown("Granularity", options=("small", "medium", "large"), initial_value="medium")
             self.select_prompt_btn = gui.add_button("Select prompt result")
@@ -189,7 +204,9 @@ class Viewer:
             self.selection_md = gui.add_markdown("Click an object to select it (shift adds, ctrl/alt removes).")
         with gui.add_folder("Instances"):
             self.instances_md = gui.add_markdown(self._instances_text())
-            self.instance_in = gui.add_dropdown("Instance", options=self._instance_options(), initial_value=self._instance_options()[0])
+            self.instance_in = gui.add_dropdown(
+                "Instance", options=self._instance_options(), initial_value=self._instance_options()[0]
+            )
             self.select_instance_btn = gui.add_button("Select instance")
             self.instance_ply_btn = gui.add_button("Download instance PLY")
         with gui.add_folder("Export"):
@@ -203,7 +220,9 @@ class Viewer:
             self.levels_in = gui.add_dropdown("Levels", options=LEVEL_CHOICES, initial_value="1")
             self.steps_in = gui.add_number("Steps", initial_value=10_000, min=1, max=1_000_000, step=1)
             self.models_in = gui.add_dropdown("Models", options=MODEL_SIZES, initial_value="large")
-            self.method_in = gui.add_dropdown("Method", options=("langsplatv2", "lift", "instances"), initial_value="langsplatv2")
+            self.method_in = gui.add_dropdown(
+                "Method", options=("langsplatv2", "lift", "instances"), initial_value="langsplatv2"
+            )
             self.train_btn = gui.add_button("Start training")
             self.cancel_btn = gui.add_button("Cancel training", disabled=True)
             self.progress = gui.add_progress_bar(0.0, animated=False)
@@ -211,12 +230,15 @@ class Viewer:
             self.loss_plot = gui.add_uplot(
                 data=(np.zeros(1), np.zeros(1)),
                 series=(uplot.Series(label="step"), uplot.Series(label="loss", stroke="red")),
-                title="training loss", aspect=2.0,
+                title="training loss",
+                aspect=2.0,
             )
         g = self.guarded
         self.prompt_in.on_update(g(self._on_prompt))
         self.neg_in.on_update(g(self._on_negatives))
-        self.threshold_in.on_update(g(lambda e: (s.set_prompt(threshold=float(self.threshold_in.value)), self.changed())))
+        self.threshold_in.on_update(
+            g(lambda e: (s.set_prompt(threshold=float(self.threshold_in.value)), self.changed()))
+        )
         self.level_in.on_update(g(self._on_level))
         self.view_in.on_update(g(self._on_view))
         self.cmap_in.on_update(g(lambda e: (s.set_prompt(colormap=self.cmap_in.value), self.changed())))
@@ -379,8 +401,11 @@ class Viewer:
     def _with_progress(self, client: Any, work: Callable[[], Any]) -> Any:
         """Run an export, showing a spinner notification while a large one is written."""
         n = int(self.session.export_mask(self.export_kind_in.value).sum())
-        note = client.add_notification("Exporting", f"{n:,} Gaussians ...", loading=True, with_close_button=False) \
-            if n > 50_000 else None
+        note = (
+            client.add_notification("Exporting", f"{n:,} Gaussians ...", loading=True, with_close_button=False)
+            if n > 50_000
+            else None
+        )
         try:
             return work()
         finally:
@@ -415,8 +440,13 @@ class Viewer:
         if not dataset:
             raise ValueError("enter the dataset path (a COLMAP scene or transforms.json) first")
         levels = tuple(int(v) for v in self.levels_in.value.split(","))
-        request = TrainingRequest(Path(dataset).expanduser(), levels=levels, steps=int(self.steps_in.value),
-                                  model_size=self.models_in.value, method=self.method_in.value)
+        request = TrainingRequest(
+            Path(dataset).expanduser(),
+            levels=levels,
+            steps=int(self.steps_in.value),
+            model_size=self.models_in.value,
+            method=self.method_in.value,
+        )
         self.job.start(request)
         self.train_btn.disabled, self.cancel_btn.disabled = True, False
 

@@ -227,9 +227,13 @@ class ViewerSession:
         if level is not None:  # exact per-pixel relevancy from rendered codes
             rel = self._pixel_relevancy(out.features[0].float().cpu(), level, prompt)
         else:
-            rel = np.where(alpha[..., 0] >= 0.5, out.features[0, ..., 0].cpu().numpy() / np.maximum(alpha[..., 0], 1e-6), 0.0)
+            rel = np.where(
+                alpha[..., 0] >= 0.5, out.features[0, ..., 0].cpu().numpy() / np.maximum(alpha[..., 0], 1e-6), 0.0
+            )
         if mode == "relevancy":
-            return heat_overlay(rgb, rel, floor=0.5 if prompt.threshold >= 0.5 else prompt.threshold, colormap=prompt.colormap)
+            return heat_overlay(
+                rgb, rel, floor=0.5 if prompt.threshold >= 0.5 else prompt.threshold, colormap=prompt.colormap
+            )
         keep = (rel > prompt.threshold)[..., None]
         return _to_u8(np.where(keep, rgb, 0.25 * rgb))
 
@@ -259,7 +263,9 @@ class ViewerSession:
         rels = []
         for p in prompt.positives:
             q = self.query.queries(p, settings)
-            rels.append(self.query.pixel_relevancy_from_codes(codes, level, q, settings.temperature, settings.min_alpha))
+            rels.append(
+                self.query.pixel_relevancy_from_codes(codes, level, q, settings.temperature, settings.min_alpha)
+            )
         return np.max(rels, axis=0)
 
     def relevancy_png(self, camera: Camera) -> bytes:

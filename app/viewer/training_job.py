@@ -51,20 +51,29 @@ class TrainingRequest:
             return LanguageTrainConfig(all_levels=True, max_steps=self.steps, log_every=max(1, self.steps // 200))
         if len(self.levels) != 1:
             raise ValueError(f"train one level or all of 1, 2, 3; got {self.levels}")
-        return LanguageTrainConfig(feature_level=self.levels[0], max_steps=self.steps, log_every=max(1, self.steps // 200))
+        return LanguageTrainConfig(
+            feature_level=self.levels[0], max_steps=self.steps, log_every=max(1, self.steps // 200)
+        )
 
     def preprocess_config(self) -> PreprocessConfig:
         if self.model_size == "tiny-random":
             return PreprocessConfig(image_downsample_factor=self.image_downsample_factor, tiny_models=True)
-        return PreprocessConfig(image_downsample_factor=self.image_downsample_factor, sam2=Sam2Config(checkpoint=self.model_size))
+        return PreprocessConfig(
+            image_downsample_factor=self.image_downsample_factor, sam2=Sam2Config(checkpoint=self.model_size)
+        )
 
 
 class TrainingJob:
     """At most one training run at a time for a scene; everything a GUI shows is an attribute."""
 
-    def __init__(self, scene: GaussianScene, renderer: Renderer, device_lock: threading.RLock,
-                 on_finished: Callable[[LanguageFields], None] | None = None,
-                 on_instances: Callable[[object], None] | None = None) -> None:
+    def __init__(
+        self,
+        scene: GaussianScene,
+        renderer: Renderer,
+        device_lock: threading.RLock,
+        on_finished: Callable[[LanguageFields], None] | None = None,
+        on_instances: Callable[[object], None] | None = None,
+    ) -> None:
         self.on_instances = on_instances
         self.scene = scene
         self.renderer = renderer
@@ -95,8 +104,9 @@ class TrainingJob:
             self.state, self.fraction, self.message, self.eta_s = "running", 0.0, "starting", None
             self.losses, self.error, self.result = [], None, None
             self._cancel.clear()
-            self._thread = threading.Thread(target=self._run, args=(request, config, preprocess), daemon=True,
-                                            name="ovseg-training")
+            self._thread = threading.Thread(
+                target=self._run, args=(request, config, preprocess), daemon=True, name="ovseg-training"
+            )
             self._thread.start()
 
     def cancel(self) -> None:
@@ -124,12 +134,15 @@ class TrainingJob:
             self.fraction, self.message = done / max(total, 1), f"instances: view {done}/{total}"
 
         with self.device_lock:  # short (one render per view); the viewer waits a moment
-            instances = build_instances_from_dataset(self.scene, request.dataset_path, preprocess=preprocess,
-                                                     renderer=self.renderer, progress=progress)
+            instances = build_instances_from_dataset(
+                self.scene, request.dataset_path, preprocess=preprocess, renderer=self.renderer, progress=progress
+            )
         if self.on_instances is not None:
             self.on_instances((instances, text_encoder_for_instances(instances)))
         self.fraction, self.state = 1.0, "done"
-        self.message = f"{len(instances.sizes)} instances in {time.perf_counter() - started:.0f} s; click one to select it"
+        self.message = (
+            f"{len(instances.sizes)} instances in {time.perf_counter() - started:.0f} s; click one to select it"
+        )
 
     def _run(self, request: TrainingRequest, config: LanguageTrainConfig, preprocess: PreprocessConfig) -> None:
         started = time.perf_counter()
@@ -138,9 +151,16 @@ class TrainingJob:
                 self._build_instances(request, preprocess, started)
                 return
             result = train_from_dataset(
-                self.scene, request.dataset_path, config=config, preprocess=preprocess,
-                log_path=request.log_path, renderer=self.renderer, progress=self._progress,
-                cancel=self._cancel, device_lock=self.device_lock, method=request.method,
+                self.scene,
+                request.dataset_path,
+                config=config,
+                preprocess=preprocess,
+                log_path=request.log_path,
+                renderer=self.renderer,
+                progress=self._progress,
+                cancel=self._cancel,
+                device_lock=self.device_lock,
+                method=request.method,
             )
             self.result = result
             if self.on_finished is not None:
@@ -153,4 +173,3 @@ class TrainingJob:
             log.error("training failed:\n%s", traceback.format_exc())
             self.state, self.error = "failed", f"{type(e).__name__}: {e}"
             self.message = f"failed: {self.error}"
-

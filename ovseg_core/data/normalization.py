@@ -94,7 +94,9 @@ def normalization_from_metadata(metadata: Mapping[str, Any] | None) -> np.ndarra
     except (TypeError, ValueError) as e:
         raise ValueError(f"reconstruction metadata {NORMALIZATION_METADATA_KEY!r} is not numeric: {e}") from e
     if m.size != 16:
-        raise ValueError(f"reconstruction metadata {NORMALIZATION_METADATA_KEY!r} must be 4x4, got shape {list(m.shape)}")
+        raise ValueError(
+            f"reconstruction metadata {NORMALIZATION_METADATA_KEY!r} must be 4x4, got shape {list(m.shape)}"
+        )
     m = m.reshape(4, 4)
     similarity_parts(m)
     return m

@@ -223,7 +223,9 @@ def _check_unique_names(posed: list[PosedImage], root: Path) -> None:
     seen: dict[str, Path] = {}
     for p in posed:
         if p.name in seen:
-            raise SceneFormatError(f"{root}: two views share the image name {p.name!r} ({seen[p.name]}, {p.image_path})")
+            raise SceneFormatError(
+                f"{root}: two views share the image name {p.name!r} ({seen[p.name]}, {p.image_path})"
+            )
         seen[p.name] = p.image_path
 
 

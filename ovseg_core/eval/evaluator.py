@@ -77,9 +77,13 @@ class SceneResult:
         return lo.mean([float(p.localized) for p in self.prompts])
 
     def summary(self) -> dict[str, Any]:
-        return {"scene": self.name, "num_queries": len(self.prompts), "mean_iou": self.miou,
-                "localization_accuracy": self.localization,
-                "localization_correct": sum(p.localized for p in self.prompts)}
+        return {
+            "scene": self.name,
+            "num_queries": len(self.prompts),
+            "mean_iou": self.miou,
+            "localization_accuracy": self.localization,
+            "localization_correct": sum(p.localized for p in self.prompts),
+        }
 
 
 @dataclasses.dataclass
@@ -119,7 +123,9 @@ class EvalResult:
                 "num_scenes": len(self.scenes),
                 "num_queries": len(self._all),
             },
-            "scenes": [{**s.summary(), "prompts": [_plain(dataclasses.asdict(p)) for p in s.prompts]} for s in self.scenes],
+            "scenes": [
+                {**s.summary(), "prompts": [_plain(dataclasses.asdict(p)) for p in s.prompts]} for s in self.scenes
+            ],
             "config": dataclasses.asdict(self.config),
         }
 
@@ -128,13 +134,19 @@ class EvalResult:
         width = max([len("overall (query-weighted)")] + [len(s.name) for s in self.scenes])
         lines = [f"{'scene':<{width}}  {'queries':>7}  {'mIoU':>6}  {'loc.acc':>7}"]
         for s in self.scenes:
-            lines.append(f"{s.name:<{width}}  {len(s.prompts):>7}  {100 * s.miou:>5.1f}%  {100 * s.localization:>6.1f}%")
+            lines.append(
+                f"{s.name:<{width}}  {len(s.prompts):>7}  {100 * s.miou:>5.1f}%  {100 * s.localization:>6.1f}%"
+            )
         lines.append("-" * len(lines[0]))
         n = len(self._all)
-        lines.append(f"{'overall (scene-weighted)':<{width}}  {n:>7}  {100 * self.miou_scene_weighted:>5.1f}%  "
-                     f"{100 * self.localization_scene_weighted:>6.1f}%")
-        lines.append(f"{'overall (query-weighted)':<{width}}  {n:>7}  {100 * self.miou_query_weighted:>5.1f}%  "
-                     f"{100 * self.localization_query_weighted:>6.1f}%")
+        lines.append(
+            f"{'overall (scene-weighted)':<{width}}  {n:>7}  {100 * self.miou_scene_weighted:>5.1f}%  "
+            f"{100 * self.localization_scene_weighted:>6.1f}%"
+        )
+        lines.append(
+            f"{'overall (query-weighted)':<{width}}  {n:>7}  {100 * self.miou_query_weighted:>5.1f}%  "
+            f"{100 * self.localization_query_weighted:>6.1f}%"
+        )
         return "\n".join(lines)
 
 
@@ -177,15 +189,19 @@ def _photo(frame: lo.FrameTruth, dataset: EvalViews) -> np.ndarray:
     return np.asarray(rgb, np.uint8)
 
 
-def evaluate_scene(scene: LerfScene, out_dir: str | os.PathLike[str] | None, config: EvalConfig = EvalConfig()) -> SceneResult:
+def evaluate_scene(
+    scene: LerfScene, out_dir: str | os.PathLike[str] | None, config: EvalConfig = EvalConfig()
+) -> SceneResult:
     """Evaluate every annotated frame of one scene. With ``out_dir``, writes
     ``<out_dir>/<scene>/results.json`` and (``config.save_visualizations``) one PNG per frame."""
     frames = lo.load_ground_truth(scene.gt_dir)
     n = len(scene.dataset)
     for f in frames:
         if f.index >= n:
-            raise ValueError(f"{f.source}: annotates view {f.index} ({f.name}) but the capture has only {n} views "
-                             f"(frame_00001 is the first view in name order)")
+            raise ValueError(
+                f"{f.source}: annotates view {f.index} ({f.name}) but the capture has only {n} views "
+                f"(frame_00001 is the first view in name order)"
+            )
     scene_dir = Path(out_dir) / lo.safe_name(scene.name) if out_dir is not None else None
     results: list[PromptResult] = []
     for f in frames:
@@ -196,7 +212,9 @@ def evaluate_scene(scene: LerfScene, out_dir: str | os.PathLike[str] | None, con
             seg, loc, resized = lo.evaluate_prompt(maps, truth, config.mask_threshold)
             results.append(PromptResult(f.name, label, seg.iou, seg.level, seg.iou_per_level, loc.correct, loc.level))
             if scene_dir is not None and config.save_visualizations:
-                caption = f"{label}: IoU {100 * seg.iou:.1f}% (level {seg.level}), loc {'ok' if loc.correct else 'miss'}"
+                caption = (
+                    f"{label}: IoU {100 * seg.iou:.1f}% (level {seg.level}), loc {'ok' if loc.correct else 'miss'}"
+                )
                 panels.append((resized[seg.level].numpy(), truth.mask, seg.mask, loc.peaks, caption))
         if panels:
             import imageio.v3 as iio
@@ -206,7 +224,9 @@ def evaluate_scene(scene: LerfScene, out_dir: str | os.PathLike[str] | None, con
             atomic_write_bytes(scene_dir / f"{f.name}.png", iio.imwrite("<bytes>", pic, extension=".png"))
     result = SceneResult(scene.name, results)
     if scene_dir is not None:
-        _write_json(scene_dir / "results.json", {**result.summary(), "prompts": [dataclasses.asdict(p) for p in results]})
+        _write_json(
+            scene_dir / "results.json", {**result.summary(), "prompts": [dataclasses.asdict(p) for p in results]}
+        )
     return result
 
 

@@ -102,7 +102,9 @@ def polygon_box(points: Any) -> np.ndarray:
 
 def _objects(data: Mapping[str, Any], path: Path) -> tuple[str, int, int, list[tuple[str, Any, np.ndarray]]]:
     """(frame name, H, W, [(label, polygon, box)]) from either JSON flavour."""
-    if "objects" in data and "info" in data:  # LERF-OVS release: info{name,height,width}, objects[category, segmentation, bbox]
+    if (
+        "objects" in data and "info" in data
+    ):  # LERF-OVS release: info{name,height,width}, objects[category, segmentation, bbox]
         info = data["info"]
         name, h, w = str(info["name"]), int(info["height"]), int(info["width"])
         objs = []
@@ -160,8 +162,14 @@ def load_frame_truth(path: str | os.PathLike[str]) -> FrameTruth:
         if not t.mask.any():
             raise ValueError(f"{path}: label {label!r} covers no pixel of the {w}x{h} image")
     stem = Path(name).name.split(".")[0]
-    image = next((p for p in (path.with_suffix(".jpg"), path.with_suffix(".png"), path.parent / Path(name).name)
-                  if p.is_file() and p.suffix.lower() != ".json"), None)
+    image = next(
+        (
+            p
+            for p in (path.with_suffix(".jpg"), path.with_suffix(".png"), path.parent / Path(name).name)
+            if p.is_file() and p.suffix.lower() != ".json"
+        ),
+        None,
+    )
     return FrameTruth(stem, index, h, w, labels, path, image)
 
 
@@ -259,7 +267,9 @@ class SegmentationResult:
     """``[H, W]`` bool, the chosen level's mask."""
 
 
-def segment(maps: Mapping[int, torch.Tensor], gt_mask: np.ndarray, threshold: float = MASK_THRESHOLD) -> SegmentationResult:
+def segment(
+    maps: Mapping[int, torch.Tensor], gt_mask: np.ndarray, threshold: float = MASK_THRESHOLD
+) -> SegmentationResult:
     """Segment every level's map ``[H, W]`` (GT size), score IoU against ``gt_mask`` ``[H, W]`` and
     pick the level by the maximum of its blended map."""
     masks, ious, scores = {}, {}, {}

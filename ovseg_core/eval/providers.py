@@ -63,7 +63,10 @@ class FieldRelevancyProvider:
 
     def _codes_for(self, frame_index: int, camera: Camera) -> dict[int, torch.Tensor]:
         if self._frame != frame_index:  # frames come one at a time; keep only the current one's codes
-            self._codes = {lvl: self.query.render_codes(self.renderer, self.scene, camera, lvl) for lvl in sorted(self.query.levels)}
+            self._codes = {
+                lvl: self.query.render_codes(self.renderer, self.scene, camera, lvl)
+                for lvl in sorted(self.query.levels)
+            }
             self._frame = frame_index
             self.renders += len(self._codes)
         return self._codes
@@ -73,5 +76,7 @@ class FieldRelevancyProvider:
         if not prompt.strip():
             raise ValueError("the prompt is empty")
         q = self.query.embed([prompt, *[n for n in self.settings.negatives if n.strip()]])
-        return {lvl: self.query.pixel_relevancy_from_codes(c, lvl, q, self.settings.temperature, self.settings.min_alpha)
-                for lvl, c in codes.items()}
+        return {
+            lvl: self.query.pixel_relevancy_from_codes(c, lvl, q, self.settings.temperature, self.settings.min_alpha)
+            for lvl, c in codes.items()
+        }

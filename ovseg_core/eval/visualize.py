@@ -41,7 +41,7 @@ def prompt_panel(
     img[outline(gt_mask)] = GT_COLOUR
     out = np.clip(img, 0, 255).astype(np.uint8)
     for x, y in np.asarray(peaks_xy).reshape(-1, 2)[:64]:  # a plateau can hold many pixels; a few mark it
-        out[max(0, y - 1): y + 2, max(0, x - 1): x + 2] = PEAK_COLOUR
+        out[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = PEAK_COLOUR
     s = max(1, -(-MIN_WIDTH // out.shape[1]))
     out = np.repeat(np.repeat(out, s, axis=0), s, axis=1)
     w = out.shape[1]

@@ -34,7 +34,9 @@ class FieldConfig:
         if self.num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
         if not 1 <= self.top_k <= self.codebook_size:
-            raise ValueError(f"need 1 <= top_k <= codebook_size, got top_k={self.top_k}, codebook_size={self.codebook_size}")
+            raise ValueError(
+                f"need 1 <= top_k <= codebook_size, got top_k={self.top_k}, codebook_size={self.codebook_size}"
+            )
         if self.embed_dim < 1:
             raise ValueError(f"embed_dim must be >= 1, got {self.embed_dim}")
 
@@ -67,7 +69,9 @@ class CodebookField(nn.Module):
         vals, idx = torch.topk(probs, k, dim=-1)
         return idx, vals / vals.sum(dim=-1, keepdim=True)
 
-    def flat_sparse_codes(self, ids: torch.Tensor | None = None, active_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def flat_sparse_codes(
+        self, ids: torch.Tensor | None = None, active_layer: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes as ``[n, J]`` entry indices into the stacked ``[L*S]`` codebook and their weights.
         With ``active_layer`` l only layers <= l appear (J = (l+1)*k) and layers < l are detached."""
         idx, vals = self.sparse_codes(ids)

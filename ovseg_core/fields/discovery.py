@@ -18,7 +18,12 @@ def candidate_field_paths(scene_path: str | os.PathLike[str]) -> list[Path]:
     """Where fields for ``scene.ply`` are looked for, in order: ``scene.fields.pt``,
     ``scene_fields/``, ``fields/`` and ``langsplatv2_logs/`` beside it."""
     p = Path(scene_path)
-    return [p.with_suffix(".fields.pt"), p.parent / f"{p.stem}_fields", p.parent / "fields", p.parent / "langsplatv2_logs"]
+    return [
+        p.with_suffix(".fields.pt"),
+        p.parent / f"{p.stem}_fields",
+        p.parent / "fields",
+        p.parent / "langsplatv2_logs",
+    ]
 
 
 def discover_fields(scene_path: str | os.PathLike[str], scene: GaussianScene) -> LanguageFields | None:
@@ -27,7 +32,9 @@ def discover_fields(scene_path: str | os.PathLike[str], scene: GaussianScene) ->
         if base.is_file():
             files = [base]
         elif base.is_dir():
-            files = sorted(base.rglob(CHECKPOINT_NAME), key=lambda f: f.stat().st_mtime, reverse=True) or sorted(base.rglob("*.pt"))
+            files = sorted(base.rglob(CHECKPOINT_NAME), key=lambda f: f.stat().st_mtime, reverse=True) or sorted(
+                base.rglob("*.pt")
+            )
         else:
             continue
         for f in files:
@@ -50,7 +57,7 @@ def text_encoder_for(fields: LanguageFields, clip: OpenClipConfig | None = None)
     if name.startswith(VOCABULARY_PREFIX):
         return vocabulary_text_encoder(fields)
     if name.startswith(TINY_CLIP_PREFIX):
-        return tiny_open_clip(seed=int(name[len(TINY_CLIP_PREFIX):]))
+        return tiny_open_clip(seed=int(name[len(TINY_CLIP_PREFIX) :]))
     parts = name.split(":")
     if clip is None and len(parts) == 3 and parts[0] == "open_clip":
         clip = OpenClipConfig(model=parts[1], pretrained=parts[2])  # the same hub weights

@@ -15,7 +15,13 @@ from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
 from ovseg_core.fields.language_fields import LanguageFields
 from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.fields.run_directory import RunDirectory
-from ovseg_core.fields.training import CancelFlag, LanguageFieldTrainer, LanguageTrainConfig, TrainingView, TrainProgress
+from ovseg_core.fields.training import (
+    CancelFlag,
+    LanguageFieldTrainer,
+    LanguageTrainConfig,
+    TrainingView,
+    TrainProgress,
+)
 from ovseg_core.models import ImageEncoder, MaskGenerator, OpenClipConfig, Sam2Config
 from ovseg_core.preprocess import preprocess_views
 from ovseg_core.render.base import Renderer
@@ -81,7 +87,7 @@ PREPROCESS_SHARE = 0.3
 
 def build_models(config: PreprocessConfig) -> tuple[MaskGenerator, ImageEncoder]:
     """The configured SAM2 + OpenCLIP (or their tiny random twins)."""
-    from ovseg_core.models import Sam2MaskGenerator, OpenClipEncoder, tiny_open_clip, tiny_sam2
+    from ovseg_core.models import OpenClipEncoder, Sam2MaskGenerator, tiny_open_clip, tiny_sam2
 
     if config.tiny_models:
         return tiny_sam2(), tiny_open_clip()
@@ -93,12 +99,14 @@ def training_views(dataset: ViewDataset, features: Any, indices: list[int]) -> l
     out = []
     for i, vf in zip(indices, features):
         view = dataset[i]
-        out.append(TrainingView(
-            name=view.name,
-            camera=view.camera,
-            features=torch.from_numpy(vf.features).float(),
-            seg_maps=torch.from_numpy(vf.seg_maps).long(),
-        ))
+        out.append(
+            TrainingView(
+                name=view.name,
+                camera=view.camera,
+                features=torch.from_numpy(vf.features).float(),
+                seg_maps=torch.from_numpy(vf.seg_maps).long(),
+            )
+        )
     return out
 
 
@@ -135,7 +143,9 @@ def train_from_dataset(
     report(PipelineProgress("load", 0.0, "loading dataset"))
     dataset = load_dataset(
         dataset_path,
-        DatasetConfig(image_downsample_factor=preprocess.image_downsample_factor, use_every_n_as_val=use_every_n_as_val),
+        DatasetConfig(
+            image_downsample_factor=preprocess.image_downsample_factor, use_every_n_as_val=use_every_n_as_val
+        ),
         reconstruction_metadata=scene.metadata,
     )
     if mask_generator is None or image_encoder is None:
@@ -146,17 +156,38 @@ def train_from_dataset(
     indices = list(dataset.train_indices) + list(dataset.val_indices)
 
     def on_preprocess(done: int, total: int) -> None:
-        report(PipelineProgress("preprocess", PREPROCESS_SHARE * done / max(total, 1), f"preprocessing view {done}/{total}"))
+        report(
+            PipelineProgress(
+                "preprocess", PREPROCESS_SHARE * done / max(total, 1), f"preprocessing view {done}/{total}"
+            )
+        )
 
-    features = preprocess_views(dataset, mask_generator, image_encoder, preprocess.cache_dir,
-                                indices=indices, progress=on_preprocess, cancel=cancel,
-                                fuse_global=preprocess.concept_fusion, fusion_temperature=preprocess.fusion_temperature)
+    features = preprocess_views(
+        dataset,
+        mask_generator,
+        image_encoder,
+        preprocess.cache_dir,
+        indices=indices,
+        progress=on_preprocess,
+        cancel=cancel,
+        fuse_global=preprocess.concept_fusion,
+        fusion_temperature=preprocess.fusion_temperature,
+    )
     views = training_views(dataset, features, indices)
     n_train = len(dataset.train_indices)
     train_views, val_views = views[:n_train], views[n_train:]
 
-    writer = RunDirectory(log_path, run_name, use_tensorboard=io.use_tensorboard, save_images=io.save_images,
-                          save_checkpoints=io.save_checkpoints) if log_path is not None else None
+    writer = (
+        RunDirectory(
+            log_path,
+            run_name,
+            use_tensorboard=io.use_tensorboard,
+            save_images=io.save_images,
+            save_checkpoints=io.save_checkpoints,
+        )
+        if log_path is not None
+        else None
+    )
 
     if method == "lift":
         from ovseg_core.fields.lifting import lift_language_fields
@@ -165,29 +196,62 @@ def train_from_dataset(
         def on_lift(fraction: float, message: str) -> None:
             report(PipelineProgress("lift", PREPROCESS_SHARE + (1 - PREPROCESS_SHARE) * fraction, message))
 
-        fields = lift_language_fields(scene, views, config.levels, renderer or make_renderer("cpu"), lift,
-                                      encoder_name=image_encoder.name, progress=on_lift, cancel=cancel,
-                                      device_lock=device_lock)
+        fields = lift_language_fields(
+            scene,
+            views,
+            config.levels,
+            renderer or make_renderer("cpu"),
+            lift,
+            encoder_name=image_encoder.name,
+            progress=on_lift,
+            cancel=cancel,
+            device_lock=device_lock,
+        )
         if writer is not None:
             writer.save_checkpoint(0, fields)
             writer.close()
-        return PipelineResult(fields=fields, run_dir=writer.path if writer else None,
-                              checkpoint=writer.last_checkpoint if writer else None, history=[],
-                              initial_losses={}, final_losses={})
+        return PipelineResult(
+            fields=fields,
+            run_dir=writer.path if writer else None,
+            checkpoint=writer.last_checkpoint if writer else None,
+            history=[],
+            initial_losses={},
+            final_losses={},
+        )
 
     def on_train(p: TrainProgress) -> None:
         eta = f", ETA {p.eta_s:.0f} s" if p.eta_s != float("inf") else ""
-        report(PipelineProgress("train", PREPROCESS_SHARE + (1 - PREPROCESS_SHARE) * p.fraction,
-                                f"level {p.level} step {p.step}/{p.total_steps}, loss {p.cosine_loss_valid:.4f}{eta}", p))
+        report(
+            PipelineProgress(
+                "train",
+                PREPROCESS_SHARE + (1 - PREPROCESS_SHARE) * p.fraction,
+                f"level {p.level} step {p.step}/{p.total_steps}, loss {p.cosine_loss_valid:.4f}{eta}",
+                p,
+            )
+        )
 
-    trainer = LanguageFieldTrainer(scene, train_views, config, renderer=renderer, val_views=val_views,
-                                   encoder_name=image_encoder.name, observer=writer, progress=on_train,
-                                   cancel=cancel, device_lock=device_lock)
+    trainer = LanguageFieldTrainer(
+        scene,
+        train_views,
+        config,
+        renderer=renderer,
+        val_views=val_views,
+        encoder_name=image_encoder.name,
+        observer=writer,
+        progress=on_train,
+        cancel=cancel,
+        device_lock=device_lock,
+    )
     try:
         fields = trainer.run()
     finally:
         if writer is not None:
             writer.close()
-    return PipelineResult(fields=fields, run_dir=writer.path if writer else None,
-                          checkpoint=writer.last_checkpoint if writer else None, history=trainer.history,
-                          initial_losses=trainer.initial_losses, final_losses=trainer.final_losses)
+    return PipelineResult(
+        fields=fields,
+        run_dir=writer.path if writer else None,
+        checkpoint=writer.last_checkpoint if writer else None,
+        history=trainer.history,
+        initial_losses=trainer.initial_losses,
+        final_losses=trainer.final_losses,
+    )

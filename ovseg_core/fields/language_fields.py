@@ -53,7 +53,7 @@ class LevelCodes:
         return (val.unsqueeze(-1) * self.basis[idx]).sum(dim=1)
 
     @classmethod
-    def from_codebook_field(cls, field: CodebookField) -> "LevelCodes":
+    def from_codebook_field(cls, field: CodebookField) -> LevelCodes:
         with torch.no_grad():
             idx, val = field.flat_sparse_codes()
             return cls(idx=idx.cpu(), val=val.float().cpu(), basis=field.stacked_codebooks().float().cpu().clone())
@@ -82,8 +82,12 @@ class LanguageFields:
     def check_scene(self, scene: GaussianScene) -> None:
         """Raise ``FieldMismatchError`` unless these fields were trained on ``scene``."""
         where = f" in {self.source}" if self.source else ""
-        scene.check_same(self.scene_fingerprint, self.num_gaussians, f"language fields{where} were trained",
-                         "Train fields for this splat or load the splat they belong to.")
+        scene.check_same(
+            self.scene_fingerprint,
+            self.num_gaussians,
+            f"language fields{where} were trained",
+            "Train fields for this splat or load the splat they belong to.",
+        )
 
     @classmethod
     def from_codebook_fields(
@@ -94,7 +98,7 @@ class LanguageFields:
         encoder_name: str,
         step: int,
         config: dict[str, Any],
-    ) -> "LanguageFields":
+    ) -> LanguageFields:
         first = next(iter(fields.values()))
         return cls(
             levels={lvl: LevelCodes.from_codebook_field(f) for lvl, f in fields.items()},
@@ -105,8 +109,10 @@ class LanguageFields:
             num_gaussians=scene.num_gaussians,
             step=step,
             config={**config, "field": dataclasses.asdict(first.config)},
-            state={lvl: {"logits": f.logits.detach().cpu().clone(), "codebooks": f.codebooks.detach().cpu().clone()}
-                   for lvl, f in fields.items()},
+            state={
+                lvl: {"logits": f.logits.detach().cpu().clone(), "codebooks": f.codebooks.detach().cpu().clone()}
+                for lvl, f in fields.items()
+            },
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -119,8 +125,9 @@ class LanguageFields:
             "scene": {"fingerprint": self.scene_fingerprint, "num_gaussians": int(self.num_gaussians)},
             "step": int(self.step),
             "config": _plain(self.config),
-            "levels": {int(k): dict(v) for k, v in self.state.items()} if self.state else
-                      {int(k): {"idx": v.idx, "val": v.val, "basis": v.basis} for k, v in self.levels.items()},
+            "levels": {int(k): dict(v) for k, v in self.state.items()}
+            if self.state
+            else {int(k): {"idx": v.idx, "val": v.val, "basis": v.basis} for k, v in self.levels.items()},
         }
         buf = io.BytesIO()
         torch.save(payload, buf)

@@ -81,7 +81,9 @@ def lift_language_fields(
         data = pooled.float().numpy()
         if len(data) < S:  # K-means needs S samples; repeated ones give duplicate (harmless) entries
             data = np.resize(data, (S, data.shape[1]))
-        basis = torch.from_numpy(MiniBatchKMeans(n_clusters=S, random_state=config.seed).fit(data).cluster_centers_).float()
+        basis = torch.from_numpy(
+            MiniBatchKMeans(n_clusters=S, random_state=config.seed).fit(data).cluster_centers_
+        ).float()
         unit_basis = F.normalize(basis, dim=1)
         acc = np.zeros((scene.num_gaussians, S), np.float32)
         for v in views:
@@ -92,7 +94,9 @@ def lift_language_fields(
             if valid.any():
                 with device_lock or contextlib.nullcontext():
                     contrib = compute_contributions(renderer, scene, v.camera, valid, config.contributions_top_k, 0.0)
-                entry_of_mask = (F.normalize(v.features.float(), dim=1) @ unit_basis.T).argmax(dim=1).numpy().astype(np.int64)
+                entry_of_mask = (
+                    (F.normalize(v.features.float(), dim=1) @ unit_basis.T).argmax(dim=1).numpy().astype(np.int64)
+                )
                 pixel_entry = entry_of_mask[seg.reshape(-1).numpy()[contrib.pixels]]
                 _accumulate(acc, contrib.gaussian_ids, contrib.row_ptr, contrib.cols, contrib.weights, pixel_entry)
             done += 1

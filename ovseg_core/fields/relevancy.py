@@ -75,8 +75,13 @@ class FieldQuery:
         inv = np.where(norms > 1e-12, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
         val_sum = float(val[0].sum()) if len(val) else 1.0
         small_idx = idx.astype(np.uint8) if basis.shape[0] <= 256 else idx  # 4x less memory traffic
-        return LevelQueryState(codes=codes, idx=small_idx, val_unit=np.ascontiguousarray(val * inv[:, None]),
-                               gram=gram, val_sum=max(val_sum, 1e-12))
+        return LevelQueryState(
+            codes=codes,
+            idx=small_idx,
+            val_unit=np.ascontiguousarray(val * inv[:, None]),
+            gram=gram,
+            val_sum=max(val_sum, 1e-12),
+        )
 
     # -- text ----------------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
@@ -135,7 +140,11 @@ class FieldQuery:
         q = self.queries(prompt, settings)
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
-            codes = code_images[lvl] if code_images and lvl in code_images else self.render_codes(renderer, scene, camera, lvl)
+            codes = (
+                code_images[lvl]
+                if code_images and lvl in code_images
+                else self.render_codes(renderer, scene, camera, lvl)
+            )
             rel = self.pixel_relevancy_from_codes(codes, lvl, q, settings.temperature, settings.min_alpha)
             if best is None or rel.max() > best[0].max():
                 best = (rel, lvl)

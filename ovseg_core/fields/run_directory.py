@@ -1,10 +1,10 @@
 """A training run's outputs on disk, laid out as the LangSplatV2 reference does:
 
-    log_path/run_<timestamp>/ (or log_path/<run_name>/)
-        checkpoints/<step>/langsplatv2_ckpt.pt
-        metrics_log.csv          step, train/loss, train/cosine_loss_valid, ..., val/...
-        tensorboard/             when enabled
-        images/                  PCA-coloured feature renders at save points
+log_path/run_<timestamp>/ (or log_path/<run_name>/)
+    checkpoints/<step>/langsplatv2_ckpt.pt
+    metrics_log.csv          step, train/loss, train/cosine_loss_valid, ..., val/...
+    tensorboard/             when enabled
+    images/                  PCA-coloured feature renders at save points
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ class RunDirectory:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:  # the tensorboard package is optional
-                raise RuntimeError("--io.use-tensorboard needs the tensorboard package: pip install 'ovseg[tensorboard]'") from e
+                raise RuntimeError(
+                    "--io.use-tensorboard needs the tensorboard package: pip install 'ovseg[tensorboard]'"
+                ) from e
             self._tb = SummaryWriter(log_dir=str(self.path / "tensorboard"))
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
@@ -79,7 +81,9 @@ class RunDirectory:
             return
         for name, image in images.items():
             safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-            atomic_write_bytes(self.path / "images" / f"{step:06d}_{safe}.png", iio.imwrite("<bytes>", image, extension=".png"))
+            atomic_write_bytes(
+                self.path / "images" / f"{step:06d}_{safe}.png", iio.imwrite("<bytes>", image, extension=".png")
+            )
             if self._tb is not None:
                 self._tb.add_image(f"features/{safe}", image, step, dataformats="HWC")
 

@@ -79,7 +79,9 @@ class LanguageTrainConfig:
 
     def __post_init__(self) -> None:
         if self.feature_level not in (0, 1, 2, 3):
-            raise ValueError(f"feature_level must be 0 (default), 1 (small), 2 (medium) or 3 (large), got {self.feature_level}")
+            raise ValueError(
+                f"feature_level must be 0 (default), 1 (small), 2 (medium) or 3 (large), got {self.feature_level}"
+            )
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.lr <= 0:
@@ -216,7 +218,10 @@ class LanguageFieldTrainer:
 
     def language_fields(self) -> LanguageFields:
         return LanguageFields.from_codebook_fields(
-            self.fields, self.scene, encoder_name=self.encoder_name, step=self.step,
+            self.fields,
+            self.scene,
+            encoder_name=self.encoder_name,
+            step=self.step,
             config={"train": dataclasses.asdict(self.config)},
         )
 
@@ -296,8 +301,11 @@ class LanguageFieldTrainer:
 
     def _report(self, level: int, loss: float, cos_valid: float | None, last: bool) -> None:
         cfg = self.config
-        metrics = {"train/loss": loss, "train/cosine_loss_valid": cos_valid if cos_valid is not None else float("nan"),
-                   "train/level": float(level)}
+        metrics = {
+            "train/loss": loss,
+            "train/cosine_loss_valid": cos_valid if cos_valid is not None else float("nan"),
+            "train/level": float(level),
+        }
         if self.val_views and (self.step % cfg.val_every == 0 or last):
             val = self.evaluate(self.val_views, level)
             metrics.update({"val/loss": val["loss"], "val/cosine_loss_valid": val["cosine_loss_valid"]})
@@ -305,12 +313,24 @@ class LanguageFieldTrainer:
             self.history.append({"step": float(self.step), **metrics})
             if self.observer is not None:
                 self.observer.log_metrics(self.step, metrics)
-        if self.observer is not None and cfg.save_every and self.step % cfg.save_every == 0 and self.step < self.total_steps:
+        if (
+            self.observer is not None
+            and cfg.save_every
+            and self.step % cfg.save_every == 0
+            and self.step < self.total_steps
+        ):
             self.observer.save_checkpoint(self.step, self.language_fields())
         if self.progress is not None:
-            self.progress(TrainProgress(level=level, step=self.step, total_steps=self.total_steps, loss=loss,
-                                        cosine_loss_valid=cos_valid if cos_valid is not None else float("nan"),
-                                        elapsed_s=time.perf_counter() - self._started))
+            self.progress(
+                TrainProgress(
+                    level=level,
+                    step=self.step,
+                    total_steps=self.total_steps,
+                    loss=loss,
+                    cosine_loss_valid=cos_valid if cos_valid is not None else float("nan"),
+                    elapsed_s=time.perf_counter() - self._started,
+                )
+            )
 
     def _contributions(self, view: TrainingView, level: int) -> ViewContributions:
         key = (view.name, id(view), level)
@@ -318,8 +338,14 @@ class LanguageFieldTrainer:
         if contrib is None:
             valid = (view.seg_maps[level] >= 0).cpu().numpy()
             with self.device_lock or contextlib.nullcontext():
-                contrib = compute_contributions(self.renderer, self.scene, view.camera, valid,
-                                                self.config.contributions_top_k, self.config.contributions_min_weight)
+                contrib = compute_contributions(
+                    self.renderer,
+                    self.scene,
+                    view.camera,
+                    valid,
+                    self.config.contributions_top_k,
+                    self.config.contributions_min_weight,
+                )
             self._contrib_cache[key] = contrib
         return contrib
 

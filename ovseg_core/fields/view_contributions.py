@@ -46,8 +46,19 @@ class ViewContributions:
         return int(self.cols.shape[0])
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.pixels, self.gaussian_ids, self.row_ptr, self.cols, self.weights,
-                                      self.col_ptr, self.rows_t, self.weights_t))
+        return sum(
+            a.nbytes
+            for a in (
+                self.pixels,
+                self.gaussian_ids,
+                self.row_ptr,
+                self.cols,
+                self.weights,
+                self.col_ptr,
+                self.rows_t,
+                self.weights_t,
+            )
+        )
 
 
 def compute_contributions(
@@ -103,16 +114,23 @@ class _BlendCodes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, val: torch.Tensor, idx: torch.Tensor, contrib: ViewContributions, width: int) -> torch.Tensor:
         idx_np = idx.numpy().astype(np.int32, copy=False)
-        out = kernels.blend_codes(contrib.row_ptr, contrib.cols, contrib.weights, idx_np,
-                                  val.detach().numpy().astype(np.float32, copy=False), width)
+        out = kernels.blend_codes(
+            contrib.row_ptr,
+            contrib.cols,
+            contrib.weights,
+            idx_np,
+            val.detach().numpy().astype(np.float32, copy=False),
+            width,
+        )
         ctx.contrib, ctx.idx_np = contrib, idx_np
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         c = ctx.contrib
-        g = kernels.blend_codes_backward(c.col_ptr, c.rows_t, c.weights_t, ctx.idx_np,
-                                         np.ascontiguousarray(grad_out.numpy(), dtype=np.float32))
+        g = kernels.blend_codes_backward(
+            c.col_ptr, c.rows_t, c.weights_t, ctx.idx_np, np.ascontiguousarray(grad_out.numpy(), dtype=np.float32)
+        )
         return torch.from_numpy(g), None, None, None
 
 
@@ -121,5 +139,7 @@ def blend_sparse_codes(contrib: ViewContributions, idx: torch.Tensor, val: torch
     int entry indices in [0, width), ``val`` [U, J] weights, in ``contrib.gaussian_ids`` order);
     differentiable in ``val``. CPU float32."""
     if idx.shape != val.shape or idx.shape[0] != len(contrib.gaussian_ids):
-        raise ValueError(f"codes must be [U={len(contrib.gaussian_ids)}, J], got idx {list(idx.shape)}, val {list(val.shape)}")
+        raise ValueError(
+            f"codes must be [U={len(contrib.gaussian_ids)}, J], got idx {list(idx.shape)}, val {list(val.shape)}"
+        )
     return _BlendCodes.apply(val.float().cpu().contiguous(), idx.cpu().contiguous(), contrib, width)

@@ -53,8 +53,10 @@ def lift_views(
         vf = _with_masks(features_seq, pos)
         cam = dataset[i].camera
         if (vf.height, vf.width) != (cam.height, cam.width):
-            raise ValueError(f"view {dataset[i].name}: features are {vf.height}x{vf.width} but the camera is "
-                             f"{cam.height}x{cam.width}; preprocess with the same image_downsample_factor")
+            raise ValueError(
+                f"view {dataset[i].name}: features are {vf.height}x{vf.width} but the camera is "
+                f"{cam.height}x{cam.width}; preprocess with the same image_downsample_factor"
+            )
         contrib = compute_contributions(renderer, scene, cam, None, top_k=config.top_k)
         m, visible = lift_view_masks(contrib, vf.masks[config.scale].segmentations, N, config)
         members.append(m)
@@ -111,8 +113,11 @@ def build_instances(
     for k, rows in enumerate(merged.groups):
         mean = lifted.features[rows].mean(axis=0)
         feats[k] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-    record: dict[str, Any] = {"instances": dataclasses.asdict(config), "num_views": len(view_indices),
-                              "num_masks": int(lifted.members.shape[0])}
+    record: dict[str, Any] = {
+        "instances": dataclasses.asdict(config),
+        "num_views": len(view_indices),
+        "num_masks": int(lifted.members.shape[0]),
+    }
     vocabulary = getattr(image_encoder, "vocabulary", None)
     if vocabulary is not None and hasattr(vocabulary, "to_dict"):
         record["vocabulary"] = vocabulary.to_dict()
@@ -145,16 +150,20 @@ def build_instances_from_dataset(
     from ovseg_core.preprocess import preprocess_views
 
     preprocess = preprocess or PreprocessConfig()
-    dataset = load_dataset(dataset_path, DatasetConfig(image_downsample_factor=preprocess.image_downsample_factor),
-                           reconstruction_metadata=scene.metadata)
+    dataset = load_dataset(
+        dataset_path,
+        DatasetConfig(image_downsample_factor=preprocess.image_downsample_factor),
+        reconstruction_metadata=scene.metadata,
+    )
     if mask_generator is None or image_encoder is None:
         built_masks, built_encoder = build_models(preprocess)
         mask_generator = mask_generator or built_masks
         image_encoder = image_encoder or built_encoder
     indices = list(range(len(dataset)))
     features = preprocess_views(dataset, mask_generator, image_encoder, preprocess.cache_dir, indices=indices)
-    return build_instances(scene, dataset, features, renderer, config, view_indices=indices,
-                           image_encoder=image_encoder, progress=progress)
+    return build_instances(
+        scene, dataset, features, renderer, config, view_indices=indices, image_encoder=image_encoder, progress=progress
+    )
 
 
 def _with_masks(features_seq: Sequence[ViewFeatures], pos: int) -> ViewFeatures:

@@ -57,8 +57,10 @@ class InstanceSet:
         self.support = np.asarray(self.support, dtype=np.int64).reshape(-1)
         K = len(self.sizes)
         if self.features.ndim != 2 or self.features.shape[0] != K or self.support.shape != (K,):
-            raise ValueError(f"features [{K}, D] and support [{K}] must match sizes [{K}]; got "
-                             f"{list(self.features.shape)} and {list(self.support.shape)}")
+            raise ValueError(
+                f"features [{K}, D] and support [{K}] must match sizes [{K}]; got "
+                f"{list(self.features.shape)} and {list(self.support.shape)}"
+            )
         if self.labels.size and (self.labels.min() < -1 or self.labels.max() >= K):
             raise ValueError(f"labels must lie in -1..{K - 1}, got {self.labels.min()}..{self.labels.max()}")
         self.names = [str(n) for n in self.names] or [""] * K
@@ -88,8 +90,12 @@ class InstanceSet:
     def check_scene(self, scene: GaussianScene) -> None:
         """Raise ``FieldMismatchError`` unless these instances were built on ``scene``."""
         where = f" in {self.source}" if self.source else ""
-        scene.check_same(self.scene_fingerprint, self.num_gaussians, f"instances{where} were built",
-                         "Build instances for this splat or load the splat they belong to.")
+        scene.check_same(
+            self.scene_fingerprint,
+            self.num_gaussians,
+            f"instances{where} were built",
+            "Build instances for this splat or load the splat they belong to.",
+        )
 
     def similarity(self, text_encoder: TextEncoder, prompts: Sequence[str]) -> np.ndarray:
         """``[K, P]`` cosine similarity of every instance to every prompt."""
@@ -112,7 +118,9 @@ class InstanceSet:
         prompts = list(prompts)
         if not prompts:
             raise ValueError("classify needs at least one prompt")
-        scores = self.relevancy(text_encoder, prompts, negatives) if negatives else self.similarity(text_encoder, prompts)
+        scores = (
+            self.relevancy(text_encoder, prompts, negatives) if negatives else self.similarity(text_encoder, prompts)
+        )
         best = scores.argmax(axis=1) if self.num_instances else np.zeros(0, np.int64)
         top = scores[np.arange(self.num_instances), best].astype(np.float32)
         self.names = [prompts[b] for b in best]
@@ -121,8 +129,10 @@ class InstanceSet:
 
     def _embed(self, text_encoder: TextEncoder, texts: Sequence[str]) -> np.ndarray:
         if int(text_encoder.embed_dim) != self.embed_dim:
-            raise FieldMismatchError(f"text encoder {text_encoder.name!r} embeds in {text_encoder.embed_dim} dims; "
-                                     f"the instance features ({self.encoder_name!r}) have {self.embed_dim}")
+            raise FieldMismatchError(
+                f"text encoder {text_encoder.name!r} embeds in {text_encoder.embed_dim} dims; "
+                f"the instance features ({self.encoder_name!r}) have {self.embed_dim}"
+            )
         with torch.inference_mode():
             emb = F.normalize(text_encoder.encode_texts(list(texts)).float().cpu(), dim=-1)
         return emb.numpy().astype(np.float32)

@@ -23,12 +23,15 @@ def weight_matrix(contrib: ViewContributions) -> sp.csr_matrix:
     """The view's blending weights as ``[H * W, U]`` CSR (rows = flat pixels, columns index
     ``contrib.gaussian_ids``). Pixels absent from ``contrib.pixels`` have empty rows."""
     n_pix = contrib.height * contrib.width
-    compact = sp.csr_matrix((contrib.weights, contrib.cols, contrib.row_ptr),
-                            shape=(len(contrib.pixels), len(contrib.gaussian_ids)))
+    compact = sp.csr_matrix(
+        (contrib.weights, contrib.cols, contrib.row_ptr), shape=(len(contrib.pixels), len(contrib.gaussian_ids))
+    )
     if len(contrib.pixels) == n_pix and (contrib.pixels == np.arange(n_pix)).all():
         return compact
-    scatter = sp.csr_matrix((np.ones(len(contrib.pixels), np.float32), (contrib.pixels, np.arange(len(contrib.pixels)))),
-                            shape=(n_pix, len(contrib.pixels)))
+    scatter = sp.csr_matrix(
+        (np.ones(len(contrib.pixels), np.float32), (contrib.pixels, np.arange(len(contrib.pixels)))),
+        shape=(n_pix, len(contrib.pixels)),
+    )
     return (scatter @ compact).tocsr()
 
 

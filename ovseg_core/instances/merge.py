@@ -82,8 +82,9 @@ def merge_view_masks(
         return empty
     sets, views = members[rows], view_of[rows]
     group = _mask_pass(sets, views, visible, config.iou_threshold, config.min_mask_gaussians)
-    mask_view = sp.csr_matrix((np.ones(len(rows), np.float32), (np.arange(len(rows)), views)),
-                              shape=(len(rows), visible.shape[0]))
+    mask_view = sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (np.arange(len(rows)), views)), shape=(len(rows), visible.shape[0])
+    )
     for _ in range(config.max_merge_rounds):
         votes = _consensus_votes(group, sets, mask_view, visible, config.consensus)
         i, j, iou = _group_iou(votes, group, views, visible)
@@ -120,8 +121,9 @@ def merge_view_masks(
     )
 
 
-def visible_iou(sets: sp.csr_matrix, views: np.ndarray, visible: sp.csr_matrix,
-                min_shared: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def visible_iou(
+    sets: sp.csr_matrix, views: np.ndarray, visible: sp.csr_matrix, min_shared: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """IoU of overlapping mask pairs (i < j) counted only over Gaussians both views see:
     ``|S_i & S_j| / |(S_i & vis(view_j)) | (S_j & vis(view_i))|``. A top view and a side view of
     an object show different parts; plain IoU would call them different objects.
@@ -135,8 +137,9 @@ def visible_iou(sets: sp.csr_matrix, views: np.ndarray, visible: sp.csr_matrix,
     return i, j, np.where(v >= min_shared, iou, 0.0)  # a few shared Gaussians prove nothing
 
 
-def _mask_pass(sets: sp.csr_matrix, views: np.ndarray, visible: sp.csr_matrix, threshold: float,
-               min_shared: int) -> np.ndarray:
+def _mask_pass(
+    sets: sp.csr_matrix, views: np.ndarray, visible: sp.csr_matrix, threshold: float, min_shared: int
+) -> np.ndarray:
     """Greedy union-find over cross-view pairs, best IoU first, one mask per view per group."""
     i, j, iou = visible_iou(sets, views, visible, min_shared)
     ok = (iou >= threshold) & (views[i] != views[j])
@@ -154,8 +157,9 @@ def _mask_pass(sets: sp.csr_matrix, views: np.ndarray, visible: sp.csr_matrix, t
     return uf.components()
 
 
-def _group_iou(votes: sp.csr_matrix, group: np.ndarray, views: np.ndarray,
-               visible: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _group_iou(
+    votes: sp.csr_matrix, group: np.ndarray, views: np.ndarray, visible: sp.csr_matrix
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """IoU of overlapping groups' consensus sets, each side counted only where the other group's
     views see (as ``visible_iou``, with a group's views pooled). -> (i, j, iou)."""
     sets = votes.astype(bool).astype(np.float32).tocsr()
@@ -167,15 +171,18 @@ def _group_iou(votes: sp.csr_matrix, group: np.ndarray, views: np.ndarray,
 
     def seen_by(a: int, b: int) -> int:
         """Gaussians of group a that some view of group b sees."""
-        cols = sets.indices[sets.indptr[a]:sets.indptr[a + 1]]
+        cols = sets.indices[sets.indptr[a] : sets.indptr[a + 1]]
         return int((visible_c[group_views[b]][:, cols].getnnz(axis=0) > 0).sum())
 
-    iou = np.array([v / max(seen_by(a, b) + seen_by(b, a) - v, 1.0) for a, b, v in zip(inter.row, inter.col, inter.data)])
+    iou = np.array(
+        [v / max(seen_by(a, b) + seen_by(b, a) - v, 1.0) for a, b, v in zip(inter.row, inter.col, inter.data)]
+    )
     return inter.row.astype(np.int64), inter.col.astype(np.int64), iou
 
 
-def _consensus_votes(group: np.ndarray, sets: sp.csr_matrix, mask_view: sp.csr_matrix, visible: sp.csr_matrix,
-                     consensus: float) -> sp.csr_matrix:
+def _consensus_votes(
+    group: np.ndarray, sets: sp.csr_matrix, mask_view: sp.csr_matrix, visible: sp.csr_matrix, consensus: float
+) -> sp.csr_matrix:
     """``[G, N]`` masks of each group containing each Gaussian, kept only where that count is at
     least ``consensus`` times the group's masks whose view sees the Gaussian."""
     G, N = int(group.max()) + 1, sets.shape[1]

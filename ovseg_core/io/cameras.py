@@ -103,7 +103,9 @@ def load_colmap(path: str | os.PathLike[str], images_dir: str | os.PathLike[str]
         if any(extra):
             warnings.warn(f"{model}: camera model {cam.model_name} has distortion; renderers ignore it", stacklevel=2)
         camera = Camera(w2c, K, int(cam.width), int(cam.height))
-        out.append(PosedImage(camera, (img_root / image.name).resolve(), image.name, tuple(extra) if any(extra) else ()))
+        out.append(
+            PosedImage(camera, (img_root / image.name).resolve(), image.name, tuple(extra) if any(extra) else ())
+        )
     if not out:
         raise SceneFormatError(f"{model}: the COLMAP model has no registered images")
     return out
@@ -133,4 +135,6 @@ def _image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as im:
             return im.size
     except OSError as e:
-        raise SceneFormatError(f"{path}: cannot read image to find its size (and no w/h in transforms.json): {e}") from e
+        raise SceneFormatError(
+            f"{path}: cannot read image to find its size (and no w/h in transforms.json): {e}"
+        ) from e

@@ -52,8 +52,8 @@ def read_ply(path: str | os.PathLike[str]) -> GaussianScene:
     if lists:
         raise SceneFormatError(f"{path}: vertex has list properties {lists}; not a Gaussian-splat PLY")
     missing = [p for p in _CORE if p not in props]
-    dc = sorted((int(m.group(2)) for p in props if (m := _SH_PROPERTY.match(p)) and m.group(1) == "dc"))
-    rest = sorted((int(m.group(2)) for p in props if (m := _SH_PROPERTY.match(p)) and m.group(1) == "rest"))
+    dc = sorted(int(m.group(2)) for p in props if (m := _SH_PROPERTY.match(p)) and m.group(1) == "dc")
+    rest = sorted(int(m.group(2)) for p in props if (m := _SH_PROPERTY.match(p)) and m.group(1) == "rest")
     if not dc:
         missing.append("f_dc_0")
     if missing:
@@ -82,7 +82,9 @@ def read_ply(path: str | os.PathLike[str]) -> GaussianScene:
         shN = np.zeros((n, 0, num_channels), np.float32)
     known = set(_CORE) | {f"f_dc_{c}" for c in dc} | {f"f_rest_{i}" for i in rest}
     # native byte order, so a big-endian file's extras compare equal to a little-endian one's
-    extras = {p: np.asarray(data[p]).astype(data[p].dtype.newbyteorder("="), copy=True) for p in props if p not in known}
+    extras = {
+        p: np.asarray(data[p]).astype(data[p].dtype.newbyteorder("="), copy=True) for p in props if p not in known
+    }
     metadata = _parse_fvdb_metadata(ply, path)
     extra_elements = [nm for nm in names if nm != "vertex" and nm not in metadata]
     if extra_elements:
@@ -250,7 +252,9 @@ def _parse_fvdb_metadata(ply: PlyData, path: Path) -> dict:
             try:
                 flat = np.asarray(ply[key].data["value"])
             except KeyError:
-                raise SceneFormatError(f"{path}: fVDB tensor metadata {key!r} has no element holding its values") from None
+                raise SceneFormatError(
+                    f"{path}: fVDB tensor metadata {key!r} has no element holding its values"
+                ) from None
             if flat.size != int(np.prod(shape)):
                 raise SceneFormatError(f"{path}: fVDB tensor metadata {key!r} holds {flat.size} values, shape {shape}")
             metadata[key] = flat.reshape(shape)

@@ -32,7 +32,10 @@ def read_splat(path: str | os.PathLike[str]) -> GaussianScene:
 
         if not finite.any():
             raise SceneFormatError(f"{path}: no Gaussian has finite position and positive scale")
-        warnings.warn(f"{path}: dropped {int((~finite).sum())} of {len(rec)} records with NaN/Inf or non-positive scale", stacklevel=2)
+        warnings.warn(
+            f"{path}: dropped {int((~finite).sum())} of {len(rec)} records with NaN/Inf or non-positive scale",
+            stacklevel=2,
+        )
         rec, scale = rec[finite], scale[finite]
     rgba = rec["rgba"].astype(np.float64) / 255.0
     alpha = np.clip(rgba[:, 3], 1e-6, 1 - 1e-6)

@@ -21,5 +21,7 @@ def load_tagged_payload(path: Path, file_format: str, max_version: int, what: st
     if not isinstance(payload, dict) or payload.get("format") != file_format:
         raise FieldMismatchError(f"{path}: not an ovseg {what} (no '{file_format}' header)")
     if payload.get("version", 0) > max_version:
-        raise FieldMismatchError(f"{path}: {what} version {payload['version']} is newer than this ovseg ({max_version})")
+        raise FieldMismatchError(
+            f"{path}: {what} version {payload['version']} is newer than this ovseg ({max_version})"
+        )
     return payload

@@ -4,8 +4,13 @@ Importing this package does not import open_clip or sam2; they load when a model
 """
 
 from ovseg_core.models.mask_scales import group_by_scale, mask_nms, mask_nms_keep, scales_with_nms
-from ovseg_core.models.palette_models import PaletteImageEncoder, PaletteMaskGenerator, Vocabulary, VocabularyTextEncoder
 from ovseg_core.models.open_clip_encoder import OpenClipConfig, OpenClipEncoder, tiny_open_clip
+from ovseg_core.models.palette_models import (
+    PaletteImageEncoder,
+    PaletteMaskGenerator,
+    Vocabulary,
+    VocabularyTextEncoder,
+)
 from ovseg_core.models.protocols import SCALES, ImageEncoder, MaskGenerator, MaskSet, TextEncoder
 from ovseg_core.models.sam2_masks import Sam2Config, Sam2MaskGenerator, tiny_sam2
 

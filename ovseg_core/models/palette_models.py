@@ -79,8 +79,10 @@ class Vocabulary:
         if len(set(n.strip().lower() for n in self.names)) != K:
             raise ValueError(f"vocabulary names must be distinct, got {self.names}")
         if self.colors.shape[0] != K or self.features.ndim != 2 or self.features.shape[0] != K:
-            raise ValueError(f"vocabulary of {K} names needs colors [{K}, 3] and features [{K}, D], "
-                             f"got {list(self.colors.shape)} and {list(self.features.shape)}")
+            raise ValueError(
+                f"vocabulary of {K} names needs colors [{K}, 3] and features [{K}, D], "
+                f"got {list(self.colors.shape)} and {list(self.features.shape)}"
+            )
         if self.generic.shape[0] != self.features.shape[1]:
             raise ValueError(f"generic vector has {self.generic.shape[0]} dims, features have {self.features.shape[1]}")
 
@@ -89,7 +91,9 @@ class Vocabulary:
         return int(self.features.shape[1])
 
     @classmethod
-    def build(cls, names: Sequence[str], colors: Any, *, dim: int = 64, seed: int = 0, name: str | None = None) -> "Vocabulary":
+    def build(
+        cls, names: Sequence[str], colors: Any, *, dim: int = 64, seed: int = 0, name: str | None = None
+    ) -> Vocabulary:
         """Seeded features ``unit(generic + own_k)``; ``name`` defaults to a digest of the inputs."""
         g = torch.Generator().manual_seed(seed)
         generic = F.normalize(torch.randn(dim, generator=g), dim=0)
@@ -114,9 +118,15 @@ class Vocabulary:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Vocabulary":
+    def from_dict(cls, d: Mapping[str, Any]) -> Vocabulary:
         try:
-            return cls(name=str(d["name"]), names=list(d["names"]), colors=d["colors"], features=d["features"], generic=d["generic"])
+            return cls(
+                name=str(d["name"]),
+                names=list(d["names"]),
+                colors=d["colors"],
+                features=d["features"],
+                generic=d["generic"],
+            )
         except KeyError as e:
             raise ValueError(f"vocabulary record lacks {e.args[0]!r} (has {sorted(d)})") from e
 
@@ -225,10 +235,15 @@ class VocabularyTextEncoder:
         return torch.stack(rows).clone() if rows else torch.zeros(0, self.embed_dim)
 
 
-def palette_models(vocabulary: Vocabulary, tolerance: float = 0.2) -> tuple[PaletteMaskGenerator, PaletteImageEncoder, VocabularyTextEncoder]:
+def palette_models(
+    vocabulary: Vocabulary, tolerance: float = 0.2
+) -> tuple[PaletteMaskGenerator, PaletteImageEncoder, VocabularyTextEncoder]:
     """The mask generator, image encoder and text encoder of one vocabulary."""
-    return (PaletteMaskGenerator(vocabulary.colors.numpy(), tolerance), PaletteImageEncoder(vocabulary),
-            VocabularyTextEncoder(vocabulary))
+    return (
+        PaletteMaskGenerator(vocabulary.colors.numpy(), tolerance),
+        PaletteImageEncoder(vocabulary),
+        VocabularyTextEncoder(vocabulary),
+    )
 
 
 __all__ = [

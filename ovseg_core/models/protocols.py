@@ -37,7 +37,7 @@ class MaskSet:
         return int(self.segmentations.shape[0])
 
     @classmethod
-    def empty(cls, height: int, width: int) -> "MaskSet":
+    def empty(cls, height: int, width: int) -> MaskSet:
         return cls(
             segmentations=np.zeros((0, height, width), bool),
             bboxes=np.zeros((0, 4), np.float32),

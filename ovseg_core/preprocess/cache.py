@@ -112,7 +112,9 @@ class FeatureCache:
                 atomic_write_bytes(settings_file, json.dumps(self.settings, indent=2, sort_keys=True).encode())
             atomic_write_bytes(path, view_features_to_npz_bytes(features, image_sha256))
         except PermissionError as e:
-            raise PermissionError(f"cannot write the preprocessing cache in {self.dir}: {e}; pass cache_dir= to put it elsewhere") from e
+            raise PermissionError(
+                f"cannot write the preprocessing cache in {self.dir}: {e}; pass cache_dir= to put it elsewhere"
+            ) from e
 
 
 def view_features_to_npz_bytes(vf: ViewFeatures, image_sha256: str) -> bytes:
@@ -197,7 +199,9 @@ def _view_features_from_npz(npz: Any, path: Path, masks: str) -> ViewFeatures:
             packed = _get(npz, f"{scale}_segmentations_packbits", path)
             expected = (count, height, (width + 7) // 8)
             if packed.shape != expected or packed.dtype != np.uint8:
-                raise CacheFileError(f"{path}: {scale}_segmentations_packbits is {list(packed.shape)}, expected {list(expected)}")
+                raise CacheFileError(
+                    f"{path}: {scale}_segmentations_packbits is {list(packed.shape)}, expected {list(expected)}"
+                )
             fields = {f: _get(npz, f"{scale}_{f}", path) for f in _MASK_FIELDS}
             for f, arr in fields.items():
                 want = (count, 4) if f == "bboxes" else (count,)

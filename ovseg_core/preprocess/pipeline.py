@@ -89,8 +89,15 @@ def preprocess_views(
             shape = (view.camera.height, view.camera.width, 3)
             if cache.read(path, sha, shape) is None:
                 image = dataset.load_image(i)
-                vf = compute_view_features(image, mask_generator, image_encoder, batch_size=batch_size, cancel=cancel,
-                                           fuse_global=fuse_global, fusion_temperature=fusion_temperature)
+                vf = compute_view_features(
+                    image,
+                    mask_generator,
+                    image_encoder,
+                    batch_size=batch_size,
+                    cancel=cancel,
+                    fuse_global=fuse_global,
+                    fusion_temperature=fusion_temperature,
+                )
                 cache.write(path, vf, sha)
             paths.append(path)
             bar.update(1)

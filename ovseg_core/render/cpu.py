@@ -32,7 +32,9 @@ class _SceneArrays:
         self.log_scales = f(scene.log_scales)
         self.logit_opacities = f(scene.logit_opacities)
         self.sh0 = f(scene.sh0)
-        self.shN = f(scene.shN) if scene.shN.shape[1] else np.zeros((scene.num_gaussians, 1, scene.num_channels), np.float32)
+        self.shN = (
+            f(scene.shN) if scene.shN.shape[1] else np.zeros((scene.num_gaussians, 1, scene.num_channels), np.float32)
+        )
         self.sh_degree = scene.sh_degree
 
 

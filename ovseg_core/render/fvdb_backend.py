@@ -74,7 +74,9 @@ class FvdbRenderer:
     def _camera_args(self, cams: list[Camera]) -> dict[str, Any]:
         s = self.settings
         return dict(
-            world_to_camera_matrices=torch.as_tensor(np.stack([c.w2c for c in cams]), dtype=torch.float32, device=self.device),
+            world_to_camera_matrices=torch.as_tensor(
+                np.stack([c.w2c for c in cams]), dtype=torch.float32, device=self.device
+            ),
             projection_matrices=torch.as_tensor(np.stack([c.K for c in cams]), dtype=torch.float32, device=self.device),
             image_width=cams[0].width,
             image_height=cams[0].height,
@@ -109,7 +111,9 @@ class FvdbRenderer:
         ids = weights = None
         if top_k > 0:
             ids, weights = self._contributions(splat, cam_args, common, top_k, len(cams))
-        return RenderOutput(rgb=rgb, alpha=alphas, depth=depth, features=feats, contrib_ids=ids, contrib_weights=weights)
+        return RenderOutput(
+            rgb=rgb, alpha=alphas, depth=depth, features=feats, contrib_ids=ids, contrib_weights=weights
+        )
 
     def _contributions(
         self, splat: Any, cam_args: dict[str, Any], common: dict[str, Any], top_k: int, num_cams: int

@@ -107,7 +107,12 @@ class TorchRenderer:
         w_img = values.new_zeros(H, W, top_k)
         todo = tiles if tiles is not None else [(tx, ty) for ty in range(tiles_y) for tx in range(tiles_x)]
         for tx, ty in todo:
-            hit = (rect_sorted[:, 0] <= tx) & (tx < rect_sorted[:, 2]) & (rect_sorted[:, 1] <= ty) & (ty < rect_sorted[:, 3])
+            hit = (
+                (rect_sorted[:, 0] <= tx)
+                & (tx < rect_sorted[:, 2])
+                & (rect_sorted[:, 1] <= ty)
+                & (ty < rect_sorted[:, 3])
+            )
             gids = order[hit]
             x0, y0 = tx * T, ty * T
             x1, y1 = min(x0 + T, W), min(y0 + T, H)

@@ -34,7 +34,10 @@ def test_render_camera_json_matches_direct_render(tmp_path):
     cam = Camera.look_at([1.2, 1.0, 1.4], [0, 0, 0.8], width=64, height=48)
     (tmp_path / "cam.json").write_text(json.dumps(cam.to_dict()))
     out = tmp_path / "view.png"
-    assert render_cli.main([str(path), "--camera", str(tmp_path / "cam.json"), "--output", str(out), "--backend", "cpu"]) == 0
+    assert (
+        render_cli.main([str(path), "--camera", str(tmp_path / "cam.json"), "--output", str(out), "--backend", "cpu"])
+        == 0
+    )
     from ovseg_core.render import make_renderer
 
     direct = make_renderer("cpu").render(scene, cam).rgb[0].clamp(0, 1).numpy()
@@ -58,7 +61,21 @@ def test_render_orbit_video_and_depth(tmp_path):
 
 def test_render_dataset_view(tmp_path, shared_data):
     out = tmp_path / "fox.png"
-    assert render_cli.main(["--dataset", str(shared_data / "instant_ngp_fox"), "--view", "3", "--downsample", "24", "--output", str(out)]) == 0
+    assert (
+        render_cli.main(
+            [
+                "--dataset",
+                str(shared_data / "instant_ngp_fox"),
+                "--view",
+                "3",
+                "--downsample",
+                "24",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert iio.imread(out).shape == (80, 45, 3)
 
 
@@ -79,7 +96,9 @@ def test_render_errors_are_clear(tmp_path, capsys, args, message):
 
 def test_bench_render_smoke(tmp_path):
     out = tmp_path / "bench.json"
-    bench.main(["render", "--sizes", "3000", "--resolutions", "64x48", "--frames", "1", "--no-memory", "--output", str(out)])
+    bench.main(
+        ["render", "--sizes", "3000", "--resolutions", "64x48", "--frames", "1", "--no-memory", "--output", str(out)]
+    )
     result = json.loads(out.read_text())
     backends = {r["backend"] for r in result["render"] if r["scene"] == "synthetic-3k"}
     assert {"cpu", "torch"} <= backends
@@ -98,8 +117,23 @@ def test_demo_scene_has_named_objects():
 
 
 def test_bench_train_and_query_smoke(tmp_path):
-    bench.main(["train", "--points-per-object", "60", "--backdrop", "300", "--width", "32", "--height", "24",
-                "--steps", "3", "--output", str(tmp_path / "train.json")])
+    bench.main(
+        [
+            "train",
+            "--points-per-object",
+            "60",
+            "--backdrop",
+            "300",
+            "--width",
+            "32",
+            "--height",
+            "24",
+            "--steps",
+            "3",
+            "--output",
+            str(tmp_path / "train.json"),
+        ]
+    )
     train = json.loads((tmp_path / "train.json").read_text())
     assert train["steps"] == 3 and train["sparse_seconds_per_1k_steps"] > 0 and train["speedup"] > 0
     assert train["sparse_initial_loss"] == pytest.approx(train["dense_initial_loss"], rel=1e-3)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 
-import numpy as np
 import pytest
 from plyfile import PlyData
 
-from app.query_cli import main as query_main
-from app.train_cli import main as train_main
+from ovseg_app.query_cli import main as query_main
+from ovseg_app.train_cli import main as train_main
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.io import load_scene, save_scene
 from ovseg_core.synthetic import floating_objects_scene
@@ -22,12 +21,27 @@ def trained(tmp_path_factory):
     scene = floating_objects_scene(points_per_object=200, backdrop=1500)
     save_scene(scene, root / "scene.ply")
     write_capture(scene, orbit_cameras((0, 0, 0.05), 2.0, 3, elevation_deg=30, width=48, height=36), root / "capture")
-    rc = train_main([
-        "--sfm-dataset-path", str(root / "capture"), "--reconstruction-path", str(root / "scene.ply"),
-        "--config.feature-level", "0", "--config.max-steps", "12", "--config.log-every", "4",
-        "--preprocess.tiny-models", "--use-every-n-as-val", "3",
-        "--log-path", str(root / "langsplatv2_logs"), "--run-name", "smoke",
-    ])
+    rc = train_main(
+        [
+            "--sfm-dataset-path",
+            str(root / "capture"),
+            "--reconstruction-path",
+            str(root / "scene.ply"),
+            "--config.feature-level",
+            "0",
+            "--config.max-steps",
+            "12",
+            "--config.log-every",
+            "4",
+            "--preprocess.tiny-models",
+            "--use-every-n-as-val",
+            "3",
+            "--log-path",
+            str(root / "langsplatv2_logs"),
+            "--run-name",
+            "smoke",
+        ]
+    )
     assert rc == 0
     return root, scene
 
@@ -57,8 +71,17 @@ def test_query_cli_exports_a_valid_ply_and_its_complement(trained, tmp_path):
 
 def test_query_cli_writes_relevancy_images(trained, tmp_path):
     root, _ = trained
-    rc = query_main([str(root / "scene.ply"), "--prompt", "red ball", "--dataset", str(root / "capture"),
-                     "--relevancy-dir", str(tmp_path / "heat")])
+    rc = query_main(
+        [
+            str(root / "scene.ply"),
+            "--prompt",
+            "red ball",
+            "--dataset",
+            str(root / "capture"),
+            "--relevancy-dir",
+            str(tmp_path / "heat"),
+        ]
+    )
     assert rc == 0
     import imageio.v3 as iio
 
@@ -70,25 +93,72 @@ def test_cli_errors_name_the_problem(trained, tmp_path, capsys):
     root, _ = trained
     other = floating_objects_scene(points_per_object=50)
     save_scene(other, tmp_path / "other.ply")
-    rc = query_main([str(tmp_path / "other.ply"), "--prompt", "x", "--fields", str(root / "langsplatv2_logs"), "--export", str(tmp_path / "o.ply")])
+    rc = query_main(
+        [
+            str(tmp_path / "other.ply"),
+            "--prompt",
+            "x",
+            "--fields",
+            str(root / "langsplatv2_logs"),
+            "--export",
+            str(tmp_path / "o.ply"),
+        ]
+    )
     assert rc == 2 and "trained on a splat with" in capsys.readouterr().err
     rc = query_main([str(tmp_path / "other.ply"), "--prompt", "x", "--export", str(tmp_path / "o.ply")])
     assert rc == 2 and "no language fields" in capsys.readouterr().err
-    rc = train_main(["--sfm-dataset-path", str(tmp_path / "missing"), "--reconstruction-path", str(root / "scene.ply"),
-                     "--log-path", "None", "--preprocess.tiny-models"])
+    rc = train_main(
+        [
+            "--sfm-dataset-path",
+            str(tmp_path / "missing"),
+            "--reconstruction-path",
+            str(root / "scene.ply"),
+            "--log-path",
+            "None",
+            "--preprocess.tiny-models",
+        ]
+    )
     assert rc == 2 and "missing" in capsys.readouterr().err
     assert not (tmp_path / "o.ply").exists()
 
 
 def test_train_cli_lift_method(trained, tmp_path):
     root, scene = trained
-    rc = train_main(["--sfm-dataset-path", str(root / "capture"), "--reconstruction-path", str(root / "scene.ply"),
-                     "--method", "lift", "--config.feature-level", "0", "--preprocess.tiny-models",
-                     "--log-path", str(tmp_path), "--run-name", "lifted"])
+    rc = train_main(
+        [
+            "--sfm-dataset-path",
+            str(root / "capture"),
+            "--reconstruction-path",
+            str(root / "scene.ply"),
+            "--method",
+            "lift",
+            "--config.feature-level",
+            "0",
+            "--preprocess.tiny-models",
+            "--log-path",
+            str(tmp_path),
+            "--run-name",
+            "lifted",
+        ]
+    )
     assert rc == 0
     ckpt = tmp_path / "lifted" / "checkpoints" / "0" / "langsplatv2_ckpt.pt"
     from ovseg_core.fields import load_fields
 
     assert load_fields(ckpt, scene).method == "lift"
-    assert query_main([str(root / "scene.ply"), "--fields", str(ckpt), "--prompt", "red ball", "--threshold", "0",
-                       "--export", str(tmp_path / "sel.ply")]) == 0
+    assert (
+        query_main(
+            [
+                str(root / "scene.ply"),
+                "--fields",
+                str(ckpt),
+                "--prompt",
+                "red ball",
+                "--threshold",
+                "0",
+                "--export",
+                str(tmp_path / "sel.ply"),
+            ]
+        )
+        == 0
+    )

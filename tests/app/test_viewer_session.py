@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from planted_models import ColourMaskGenerator, PlantedEncoder
 from plyfile import PlyData
 
-from app.viewer.session import ViewerSession
-from app.viewer.training_job import TrainingJob, TrainingRequest
+from ovseg_app.viewer.session import ViewerSession
+from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
 from ovseg_core.camera import Camera, orbit_cameras
 from ovseg_core.fields import LanguageTrainConfig
 from ovseg_core.fields.from_dataset import train_from_dataset
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture
-from planted_models import ColourMaskGenerator, PlantedEncoder
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
 NAMES = [o.name for o in FLOATING_OBJECTS]
@@ -29,11 +29,18 @@ NAMES = [o.name for o in FLOATING_OBJECTS]
 def trained(tmp_path_factory):
     scene = floating_objects_scene()
     root = tmp_path_factory.mktemp("viewer")
-    cams = [c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, 8, elevation_deg=el, width=128, height=96)]
+    cams = [
+        c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, 8, elevation_deg=el, width=128, height=96)
+    ]
     write_capture(scene, cams, root / "capture")
     encoder = PlantedEncoder(PALETTE, NAMES)
-    result = train_from_dataset(scene, root / "capture", config=LanguageTrainConfig(feature_level=0, max_steps=300),
-                                mask_generator=ColourMaskGenerator(PALETTE), image_encoder=encoder)
+    result = train_from_dataset(
+        scene,
+        root / "capture",
+        config=LanguageTrainConfig(feature_level=0, max_steps=300),
+        mask_generator=ColourMaskGenerator(PALETTE),
+        image_encoder=encoder,
+    )
     return scene, root, result.fields, encoder
 
 
@@ -175,8 +182,22 @@ def test_ovseg_view_serves_the_demo_and_warns_on_open_hosts(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "app.viewer.cli", "--port", str(port), "--host", "0.0.0.0",
-                             "--output-dir", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ovseg_app.viewer.cli",
+            "--port",
+            str(port),
+            "--host",
+            "0.0.0.0",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.time() + 120
@@ -192,7 +213,9 @@ def test_ovseg_view_serves_the_demo_and_warns_on_open_hosts(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-    bad = subprocess.run([sys.executable, "-m", "app.viewer.cli", str(tmp_path / "missing.ply")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "ovseg_app.viewer.cli", str(tmp_path / "missing.ply")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "missing.ply" in bad.stderr
 
 

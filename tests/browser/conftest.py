@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from harness import chromium_available, chromium_context, skip_reason
 
 

@@ -25,8 +25,8 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def chromium_context(
     extra_args: Sequence[str] = (),
     viewport: dict | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-) -> Iterator["playwright.sync_api.BrowserContext"]:  # noqa: F821
+) -> Iterator[playwright.sync_api.BrowserContext]:  # noqa: F821
     """Launch headless Chromium with a fresh profile; yields a persistent BrowserContext.
 
     `ctx.pages[0]` is an open blank page; `ctx.new_page()` opens more (each page that loads the
@@ -114,8 +114,13 @@ def chromium_context(
             shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.02,
-               what: str = "condition", page=None):
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = DEFAULT_TIMEOUT,
+    interval: float = 0.02,
+    what: str = "condition",
+    page=None,
+):
     """Poll `predicate` until it returns a "done" value (returned) or raise TimeoutError.
 
     Done means truthy; a numpy array (e.g. from `canvas_pixels`) counts as done whatever its values.
@@ -177,7 +182,7 @@ def _xpath_literal(s: str) -> str:
         return f"'{s}'"
     if '"' not in s:
         return f'"{s}"'
-    return "concat(" + ", \"'\", ".join(f"'{part}'" for part in s.split("'")) + ")"
+    return "concat(" + ', "\'", '.join(f"'{part}'" for part in s.split("'")) + ")"
 
 
 def set_text_input(page, label: str, text: str, *, submit: bool = True) -> None:
@@ -283,8 +288,9 @@ def click_canvas(page, x_frac: float, y_frac: float, modifiers: Sequence[str] = 
     return x, y
 
 
-def expect_download(page, action: Callable[[], object], *, dest_dir: str | os.PathLike | None = None,
-                    timeout: float = DEFAULT_TIMEOUT) -> Path:
+def expect_download(
+    page, action: Callable[[], object], *, dest_dir: str | os.PathLike | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Path:
     """Run `action` and return the path of the file the viewer sends with `send_file_download`.
 
     viser's default (`save_immediately=False`) does not download: it shows a notification holding an

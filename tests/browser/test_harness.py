@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-
 from harness import (
     canvas_pixels,
     click_button,
@@ -38,7 +37,7 @@ def split_image(h: int = 240, w: int = 320) -> np.ndarray:
 
 @dataclass
 class Demo:
-    server: "viser.ViserServer"
+    server: viser.ViserServer
     url: str
     prompt: object
     threshold: object
@@ -105,7 +104,9 @@ def test_background_image_click_and_download(demo, browser_page, artifact_dir, t
     # The per-client background image (red | blue) is drawn by WebGL, stretched over the canvas.
     rgb = wait_until(
         lambda: (lambda a: a if a[..., 0].mean() > 100 and a[..., 2].mean() > 100 else None)(canvas_pixels(page)),
-        timeout=10, what="background image on the canvas", page=page,
+        timeout=10,
+        what="background image on the canvas",
+        page=page,
     )
     screenshot(page, artifact_dir / "viewer.png")
     h, w, _ = rgb.shape

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import threading
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from harness import (
+    canvas_pixels,
+    click_button,
+    click_canvas,
+    close_notifications,
+    expect_download,
+    free_port,
+    screenshot,
+    select_dropdown,
+    set_text_input,
+    wait_for_viser,
+    wait_until,
+)
 from PIL import Image
 from plyfile import PlyData
 
-from app.viewer.cli import ViewCommand, load_session_inputs
-from app.viewer.server import Viewer
-from app.viewer.session import ViewerSession
-from harness import (
-    canvas_pixels, click_button, click_canvas, close_notifications, expect_download, free_port,
-    screenshot, select_dropdown, set_text_input, wait_for_viser, wait_until,
-)
+from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
+from ovseg_app.viewer.server import Viewer
+from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic_capture import write_capture
@@ -30,8 +38,14 @@ MUG = 1  # DEMO_OBJECTS index
 def viewer(tmp_path):
     scene, fields, encoder, note = load_session_inputs(ViewCommand())
     assert fields is not None, f"demo fields missing: {note}"
-    session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder,
-                            output_dir=tmp_path / "exports", device_lock=threading.RLock())
+    session = ViewerSession(
+        scene,
+        make_renderer("cpu"),
+        fields=fields,
+        text_encoder=encoder,
+        output_dir=tmp_path / "exports",
+        device_lock=threading.RLock(),
+    )
     v = Viewer(session, host="127.0.0.1", port=free_port(), still_height=300, moving_height=150)
     yield v
     v.stop()
@@ -46,8 +60,15 @@ def streamed(page, viewer: Viewer) -> tuple[np.ndarray, object]:
 
 
 def wait_frame(viewer: Viewer, after: int, what: str) -> None:
-    wait_until(lambda: viewer.clients and next(iter(viewer.clients.values())).frames > after
-               and next(iter(viewer.clients.values())).rendered_key[-1] == viewer.version, what=what, timeout=30)
+    wait_until(
+        lambda: (
+            viewer.clients
+            and next(iter(viewer.clients.values())).frames > after
+            and next(iter(viewer.clients.values())).rendered_key[-1] == viewer.version
+        ),
+        what=what,
+        timeout=30,
+    )
 
 
 def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artifact_dir, tmp_path):
@@ -82,7 +103,10 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     screenshot(page, artifact_dir / "2_prompt_red_mug.png")
     assert np.allclose(cam2.w2c, cam.w2c)
     change = np.abs(after - before).sum(-1)
-    assert change[mug].mean() > 30 and change[mug].mean() > 10 * change[~mug].mean(), (change[mug].mean(), change[~mug].mean())
+    assert change[mug].mean() > 30 and change[mug].mean() > 10 * change[~mug].mean(), (
+        change[mug].mean(),
+        change[~mug].mean(),
+    )
     # what the browser shows is the frame the session renders for that camera (JPEG tolerance)
     assert np.median(np.abs(after - direct).sum(-1)) < 20
 
@@ -112,7 +136,9 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     select_dropdown(page, "Levels", "0")
     set_text_input(page, "Steps", "6")
     select_dropdown(page, "Models", "tiny-random")
-    wait_until(lambda: viewer.models_in.value == "tiny-random" and int(viewer.steps_in.value) == 6, what="training inputs")
+    wait_until(
+        lambda: viewer.models_in.value == "tiny-random" and int(viewer.steps_in.value) == 6, what="training inputs"
+    )
     click_button(page, "Start training")
     wait_until(lambda: viewer.job.state in ("done", "failed"), what="training finished", timeout=240)
     assert viewer.job.state == "done", viewer.job.message
@@ -128,13 +154,19 @@ def test_eight_clients_each_get_their_own_camera_and_view(viewer, chromium):
     pages = [chromium.pages[0]] + [chromium.new_page() for _ in range(7)]
     for page in pages:
         wait_for_viser(page, viewer.url, ready_text="Start training")
-    wait_until(lambda: len(viewer.clients) == 8 and all(v.frames > 0 for v in viewer.clients.values()),
-               what="8 clients with frames", timeout=60)
+    wait_until(
+        lambda: len(viewer.clients) == 8 and all(v.frames > 0 for v in viewer.clients.values()),
+        what="8 clients with frames",
+        timeout=60,
+    )
     views = list(viewer.clients.values())
     for i, view in enumerate(views):  # move every client's camera somewhere else
         view.client.camera.position = tuple(np.array([np.cos(i), np.sin(i), 0.6]) * 2.0 + np.array([0, 0, 0.8]))
         view.client.camera.look_at = (0.0, 0.0, 0.8)
-    wait_until(lambda: len({v.last_camera.w2c.tobytes() for v in views if v.last_camera is not None}) == 8,
-               what="8 distinct cameras rendered", timeout=60)
+    wait_until(
+        lambda: len({v.last_camera.w2c.tobytes() for v in views if v.last_camera is not None}) == 8,
+        what="8 distinct cameras rendered",
+        timeout=60,
+    )
     frames = [v.last_frame for v in views]
     assert len({f.tobytes() for f in frames}) == 8

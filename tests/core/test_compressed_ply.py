@@ -22,7 +22,9 @@ def encode_compressed(scene, with_sh=True):
     n = scene.num_gaussians
     chunks = (n + 255) // 256
     means, logs = scene.means.numpy().astype(np.float64), scene.log_scales.numpy().astype(np.float64)
-    cdt = [(f"{m}_{a}", "f4") for m in ("min", "max") for a in "xyz"] + [(f"{m}_scale_{a}", "f4") for m in ("min", "max") for a in "xyz"]
+    cdt = [(f"{m}_{a}", "f4") for m in ("min", "max") for a in "xyz"] + [
+        (f"{m}_scale_{a}", "f4") for m in ("min", "max") for a in "xyz"
+    ]
     chunk = np.zeros(chunks, dtype=cdt)
     pos_t, sc_t = np.zeros((n, 3)), np.zeros((n, 3))
     for c in range(chunks):
@@ -46,11 +48,23 @@ def encode_compressed(scene, with_sh=True):
         big, rest = order_map[largest]
         v = xyzw[i] * (1 if xyzw[i, big] >= 0 else -1)
         comps = v[rest] * (np.sqrt(2) * 0.5) + 0.5
-        rot[i] = (np.uint32(largest) << 30) | (_pack_unorm(comps[0], 10) << 20) | (_pack_unorm(comps[1], 10) << 10) | _pack_unorm(comps[2], 10)
+        rot[i] = (
+            (np.uint32(largest) << 30)
+            | (_pack_unorm(comps[0], 10) << 20)
+            | (_pack_unorm(comps[1], 10) << 10)
+            | _pack_unorm(comps[2], 10)
+        )
     rgb = scene.base_colors.numpy().astype(np.float64)
     alpha = scene.opacities.numpy().astype(np.float64)
-    colour = (_pack_unorm(rgb[:, 0], 8) << 24) | (_pack_unorm(rgb[:, 1], 8) << 16) | (_pack_unorm(rgb[:, 2], 8) << 8) | _pack_unorm(alpha, 8)
-    vertex = np.zeros(n, dtype=[("packed_position", "u4"), ("packed_rotation", "u4"), ("packed_scale", "u4"), ("packed_color", "u4")])
+    colour = (
+        (_pack_unorm(rgb[:, 0], 8) << 24)
+        | (_pack_unorm(rgb[:, 1], 8) << 16)
+        | (_pack_unorm(rgb[:, 2], 8) << 8)
+        | _pack_unorm(alpha, 8)
+    )
+    vertex = np.zeros(
+        n, dtype=[("packed_position", "u4"), ("packed_rotation", "u4"), ("packed_scale", "u4"), ("packed_color", "u4")]
+    )
     vertex["packed_position"], vertex["packed_rotation"] = _pack_111011(pos_t), rot
     vertex["packed_scale"], vertex["packed_color"] = _pack_111011(sc_t), colour
     elements = [PlyElement.describe(chunk, "chunk"), PlyElement.describe(vertex, "vertex")]
@@ -71,7 +85,7 @@ def test_compressed_ply_decodes_within_quantisation(tmp_path):
     encode_compressed(scene).write(str(path))
     back = load_scene(path)
     assert back.num_gaussians == 700 and back.sh_degree == 1
-    extent = (scene.means.max(0).values - scene.means.min(0).values)
+    extent = scene.means.max(0).values - scene.means.min(0).values
     assert ((back.means - scene.means).abs() <= extent / 1000 + 1e-6).all()
     assert ((back.log_scales - scene.log_scales).abs() < 0.01).all()
     dots = (back.quats * scene.quats).sum(1).abs()

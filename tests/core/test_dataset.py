@@ -37,7 +37,15 @@ def write_capture(root: Path, num_views: int = 5, seed: int = 0) -> list[Camera]
         Image.fromarray(rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)).save(root / "images" / f"{i:04d}.png")
         frames.append({"file_path": f"images/{i:04d}.png", "transform_matrix": (cam.c2w @ _GL).tolist()})
     k = cams[0].K
-    meta = {"fl_x": k[0, 0], "fl_y": k[1, 1], "cx": k[0, 2], "cy": k[1, 2], "w": WIDTH, "h": HEIGHT, "frames": frames[::-1]}
+    meta = {
+        "fl_x": k[0, 0],
+        "fl_y": k[1, 1],
+        "cx": k[0, 2],
+        "cy": k[1, 2],
+        "w": WIDTH,
+        "h": HEIGHT,
+        "frames": frames[::-1],
+    }
     (root / "transforms.json").write_text(json.dumps(meta))
     return cams
 
@@ -102,8 +110,13 @@ def test_every_nth_view_held_out_for_validation(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"image_downsample_factor": 0}, {"use_every_n_as_val": 1}, {"use_every_n_as_val": 0}, {"normalization": "what"},
-     {"normalization_transform": (1.0, 2.0)}],
+    [
+        {"image_downsample_factor": 0},
+        {"use_every_n_as_val": 1},
+        {"use_every_n_as_val": 0},
+        {"normalization": "what"},
+        {"normalization_transform": (1.0, 2.0)},
+    ],
 )
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
@@ -182,7 +195,11 @@ def test_similarity_keeps_every_point_on_its_pixel():
 
 @pytest.mark.parametrize(
     "matrix",
-    [np.diag([1.0, 2.0, 1.0, 1.0]), np.diag([-1.0, 1.0, 1.0, 1.0]), np.array([[1, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])],
+    [
+        np.diag([1.0, 2.0, 1.0, 1.0]),
+        np.diag([-1.0, 1.0, 1.0, 1.0]),
+        np.array([[1, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]),
+    ],
     ids=["anisotropic", "reflection", "shear"],
 )
 def test_non_similarities_are_refused(matrix):
@@ -206,7 +223,9 @@ def test_reconstruction_metadata_normalises_the_cameras(tmp_path):
     assert_same_camera(raw[0].camera, cams[0])
 
     explicit = random_similarity(seed=4, scale=2.0)
-    ds2 = load_dataset(tmp_path, DatasetConfig(normalization_transform=tuple(explicit.ravel())), reconstruction_metadata=metadata)
+    ds2 = load_dataset(
+        tmp_path, DatasetConfig(normalization_transform=tuple(explicit.ravel())), reconstruction_metadata=metadata
+    )
     assert_same_camera(ds2[2].camera, transform_camera(cams[2], explicit), atol=1e-9)
 
 

@@ -41,7 +41,7 @@ def box_mean_loops(x: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros((H, W))
     for i in range(H):
         for j in range(W):
-            out[i, j] = x[max(0, i - r): i + r + 1, max(0, j - r): j + r + 1].mean()
+            out[i, j] = x[max(0, i - r) : i + r + 1, max(0, j - r) : j + r + 1].mean()
     return out
 
 
@@ -85,7 +85,9 @@ def test_smooth_mask_by_hand():
     # full-height bands: the vote is over columns; windows clipped at the border count fewer pixels
     assert not lo.smooth_mask(cols(20, (0, 2), H=5)).any()  # col 0: 2 of 4 (not > 0.5), col 1: 2 of 5
     np.testing.assert_array_equal(lo.smooth_mask(cols(20, (0, 3), H=5)).numpy(), cols(20, (0, 2), H=5))  # 3/4, 3/5, 3/6
-    np.testing.assert_array_equal(lo.smooth_mask(cols(20, (8, 12), H=5)).numpy(), cols(20, (8, 12), H=5))  # 4/7 at the edges
+    np.testing.assert_array_equal(
+        lo.smooth_mask(cols(20, (8, 12), H=5)).numpy(), cols(20, (8, 12), H=5)
+    )  # 4/7 at the edges
     assert not lo.smooth_mask(cols(20, (8, 11), H=5)).any()  # 3/7 at most
     square = np.zeros((9, 9), bool)
     square[3:6, 3:6] = True
@@ -96,7 +98,9 @@ def test_threshold_applies_after_the_stretch_by_hand():
     # a 1 x 15 map: every 29-window covers the whole image, so the blend adds a constant and the
     # normalised map is j / 14; stretched * 2 - 1 > 0.4 means j / 14 > 0.7, i.e. j >= 10
     rel = np.linspace(0, 1, 15, dtype=np.float32)[None]
-    np.testing.assert_array_equal(lo.relevancy_to_mask(rel).numpy(), cols(15, (10, 15)))  # smoothing keeps 10..14 (4/7 at col 10)
+    np.testing.assert_array_equal(
+        lo.relevancy_to_mask(rel).numpy(), cols(15, (10, 15))
+    )  # smoothing keeps 10..14 (4/7 at col 10)
     assert not lo.relevancy_to_mask(np.full((6, 6), 0.7, np.float32)).any()  # flat map: normalises to 0
 
 
@@ -131,7 +135,9 @@ def test_localisation_by_hand():
     res = lo.localise({0: torch.from_numpy(rel), 1: torch.from_numpy(0.9 * rel)}, np.array([[20, 10, 59, 49]]))
     assert res.correct and res.level == 0
     assert sorted(map(tuple, res.peaks)) == [(x, y) for x in range(34, 46) for y in range(24, 36)]  # (x, y)
-    assert lo.localise({0: torch.from_numpy(rel)}, np.array([[0, 0, 33, 59], [45, 35, 69, 59]])).correct  # corner (45, 35) counts
+    assert lo.localise(
+        {0: torch.from_numpy(rel)}, np.array([[0, 0, 33, 59], [45, 35, 69, 59]])
+    ).correct  # corner (45, 35) counts
     assert not lo.localise({0: torch.from_numpy(rel)}, np.array([[0, 0, 33, 59], [46, 0, 69, 59]])).correct
     assert lo.points_in_boxes(np.array([[35, 15]]), np.array([[35, 20, 30, 15]]))  # inclusive, corners in any order
     assert not lo.points_in_boxes(np.array([[35, 15]]), np.array([[36, 0, 50, 30], [0, 16, 50, 30]]))
@@ -142,23 +148,39 @@ def test_iou_and_resize():
     assert lo.iou(a, b) == 2 / 6 and np.isnan(lo.iou(np.zeros(3, bool), np.zeros(3, bool)))
     half = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (5, 1))
     np.testing.assert_allclose(lo.resize_relevancy(half, 10, 16).numpy(), np.tile(half[0], (10, 1)), atol=1e-7)
-    ref = torch.nn.functional.interpolate(torch.from_numpy(half)[None, None], size=(7, 9), mode="bilinear", align_corners=False)[0, 0]
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(half)[None, None], size=(7, 9), mode="bilinear", align_corners=False
+    )[0, 0]
     assert torch.equal(lo.resize_relevancy(half, 7, 9), ref)
 
 
 # -- annotations ---------------------------------------------------------------------------------
 def labelme(path: Path, name: str, h: int, w: int, shapes: list[tuple[str, list]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"version": "5.0.1", "imagePath": f"{name}.jpg", "imageHeight": h, "imageWidth": w,
-                                "shapes": [{"label": lab, "points": pts, "shape_type": "polygon"} for lab, pts in shapes]}))
+    path.write_text(
+        json.dumps(
+            {
+                "version": "5.0.1",
+                "imagePath": f"{name}.jpg",
+                "imageHeight": h,
+                "imageWidth": w,
+                "shapes": [{"label": lab, "points": pts, "shape_type": "polygon"} for lab, pts in shapes],
+            }
+        )
+    )
 
 
 def lerf_json(path: Path, name: str, h: int, w: int, objects: list[tuple[str, list]]) -> None:
     """The LERF-OVS release's own flavour: info + objects with category, segmentation and bbox."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    objs = [{"category": lab, "segmentation": pts, "bbox": [min(p[0] for p in pts), min(p[1] for p in pts),
-                                                              max(p[0] for p in pts), max(p[1] for p in pts)]}
-            for lab, pts in objects]
+    objs = [
+        {
+            "category": lab,
+            "segmentation": pts,
+            "bbox": [min(p[0] for p in pts), min(p[1] for p in pts), max(p[0] for p in pts), max(p[1] for p in pts)],
+        }
+        for lab, pts in objects
+    ]
     path.write_text(json.dumps({"info": {"name": f"{name}.jpg", "height": h, "width": w}, "objects": objs}))
 
 
@@ -176,8 +198,13 @@ def test_frame_naming():
 
 
 def test_ground_truth_polygons_union_and_boxes(tmp_path):
-    labelme(tmp_path / "frame_00003.json", "frame_00003", 6, 8,
-            [("cup", [[2, 1], [5, 1], [5, 3], [2, 3]]), ("cup", [[6.7, 4.2], [7, 4], [7, 5]]), ("bowl", band(0, 2, 6))])
+    labelme(
+        tmp_path / "frame_00003.json",
+        "frame_00003",
+        6,
+        8,
+        [("cup", [[2, 1], [5, 1], [5, 3], [2, 3]]), ("cup", [[6.7, 4.2], [7, 4], [7, 5]]), ("bowl", band(0, 2, 6))],
+    )
     f = lo.load_frame_truth(tmp_path / "frame_00003.json")
     assert f.index == 2 and f.name == "frame_00003" and list(f.labels) == ["cup", "bowl"]
     expected = np.zeros((6, 8), bool)
@@ -245,13 +272,20 @@ def lerf_fixture(tmp_path):
     labelme(ga / "frame_00003.json", "frame_00003", 10, 100, [("mug", band(10, 45, 10))])
     for n in ("frame_00001", "frame_00003"):
         Image.fromarray(np.full((10, 100, 3), 128, np.uint8)).save(ga / f"{n}.jpg")
-    lerf_json(gb / "frame_00001.json", "frame_00001", 10, 160, [("cup", band(20, 50, 10)), ("cup", band(100, 130, 10)),
-                                                                 ("bowl", band(60, 95, 10))])
-    prov_a = BandProvider({
-        (0, "mug"): {0: [(20, 50, 0.8)], 1: [(26, 56, 0.9)]},
-        (0, "plate"): {0: [(60, 90, 0.55)], 1: [(70, 75, 1.0)]},
-        (2, "mug"): {0: [(60, 95, 1.0)], 1: [(10, 45, 0.6)]},
-    })
+    lerf_json(
+        gb / "frame_00001.json",
+        "frame_00001",
+        10,
+        160,
+        [("cup", band(20, 50, 10)), ("cup", band(100, 130, 10)), ("bowl", band(60, 95, 10))],
+    )
+    prov_a = BandProvider(
+        {
+            (0, "mug"): {0: [(20, 50, 0.8)], 1: [(26, 56, 0.9)]},
+            (0, "plate"): {0: [(60, 90, 0.55)], 1: [(70, 75, 1.0)]},
+            (2, "mug"): {0: [(60, 95, 1.0)], 1: [(10, 45, 0.6)]},
+        }
+    )
     prov_b = BandProvider({(0, "cup"): {0: [(20, 50, 0.9), (100, 130, 0.9)]}, (0, "bowl"): {0: [(50, 85, 0.5)]}})
     data_a = load_dataset(write_views(tmp_path / "cap_a", 3, 100, 10))
     data_b = load_dataset(write_views(tmp_path / "cap_b", 1, 160, 5))
@@ -263,7 +297,10 @@ def test_known_answers_both_weightings(lerf_fixture, tmp_path):
     res = evaluate_scenes(lerf_fixture, out)
     a, b = res.scenes
     assert [(p.frame, p.label, p.level, p.localization_level) for p in a.prompts] == [
-        ("frame_00001", "mug", 1, 1), ("frame_00001", "plate", 1, 0), ("frame_00003", "mug", 0, 0)]
+        ("frame_00001", "mug", 1, 1),
+        ("frame_00001", "plate", 1, 0),
+        ("frame_00003", "mug", 0, 0),
+    ]
     assert [p.iou for p in a.prompts] == [24 / 36, 5 / 30, 0.0]
     assert a.prompts[0].iou_per_level == {0: 1.0, 1: 24 / 36}
     assert [p.localized for p in a.prompts] == [True, True, False]
@@ -281,7 +318,10 @@ def test_known_answers_both_weightings(lerf_fixture, tmp_path):
     assert report["overall"]["mean_iou_query_weighted"] == pytest.approx(43 / 90)
     assert report["overall"]["localization_accuracy_scene_weighted"] == pytest.approx(5 / 6)
     assert [s["num_queries"] for s in report["scenes"]] == [3, 2]
-    assert json.loads((out / "a" / "results.json").read_text())["prompts"][1]["iou_per_level"] == {"0": 1.0, "1": 5 / 30}
+    assert json.loads((out / "a" / "results.json").read_text())["prompts"][1]["iou_per_level"] == {
+        "0": 1.0,
+        "1": 5 / 30,
+    }
     for pic in (out / "a" / "frame_00001.png", out / "a" / "frame_00003.png", out / "b" / "frame_00001.png"):
         im = np.asarray(Image.open(pic))
         assert im.ndim == 3 and im.shape[1] in (400, 320)  # enlarged 4x and 2x to at least 320 wide
@@ -303,7 +343,7 @@ def test_cli_end_to_end_on_trained_fields(tmp_path, capsys):
     import cv2
     import torch.nn.functional as F
 
-    from app.eval_lerf_cli import main
+    from ovseg_app.eval_lerf_cli import main
     from ovseg_core.camera import orbit_cameras
     from ovseg_core.fields.from_dataset import train_from_dataset
     from ovseg_core.fields.training import LanguageTrainConfig
@@ -318,8 +358,13 @@ def test_cli_end_to_end_on_trained_fields(tmp_path, capsys):
     vocab = Vocabulary.build(names, [o.color for o in FLOATING_OBJECTS], dim=32, seed=0, name="floating")
     cams = orbit_cameras((0, 0, 0.05), 2.0, 6, elevation_deg=35, width=96, height=72)
     write_capture(scene, cams, tmp_path / "capture")
-    result = train_from_dataset(scene, tmp_path / "capture", config=LanguageTrainConfig(feature_level=0, max_steps=120),
-                                mask_generator=PaletteMaskGenerator(vocab.colors.numpy()), image_encoder=PaletteImageEncoder(vocab))
+    result = train_from_dataset(
+        scene,
+        tmp_path / "capture",
+        config=LanguageTrainConfig(feature_level=0, max_steps=120),
+        mask_generator=PaletteMaskGenerator(vocab.colors.numpy()),
+        image_encoder=PaletteImageEncoder(vocab),
+    )
     result.fields.config["vocabulary"] = vocab.to_dict()  # lets the CLI rebuild the text encoder
     result.fields.save(tmp_path / "fields.pt")
     save_scene(scene, tmp_path / "scene.ply")
@@ -338,9 +383,22 @@ def test_cli_end_to_end_on_trained_fields(tmp_path, capsys):
         labelme(tmp_path / "gt" / f"frame_{view + 1:05d}.json", f"frame_{view + 1:05d}", 72, 96, shapes)
 
     out = tmp_path / "eval"
-    argv = ["--scene", str(tmp_path / "scene.ply"), "--fields", str(tmp_path / "fields.pt"), "--dataset",
-            str(tmp_path / "capture"), "--gt", str(tmp_path / "gt"), "--name", "floating", "--output-dir", str(out),
-            "--backend", "cpu"]
+    argv = [
+        "--scene",
+        str(tmp_path / "scene.ply"),
+        "--fields",
+        str(tmp_path / "fields.pt"),
+        "--dataset",
+        str(tmp_path / "capture"),
+        "--gt",
+        str(tmp_path / "gt"),
+        "--name",
+        "floating",
+        "--output-dir",
+        str(out),
+        "--backend",
+        "cpu",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "floating" in printed and "overall (scene-weighted)" in printed
@@ -355,5 +413,18 @@ def test_cli_end_to_end_on_trained_fields(tmp_path, capsys):
     # errors: one line, exit status 2
     assert main([*argv[:2], "--dataset", "a", "b", "--gt", str(tmp_path / "gt"), "--output-dir", str(out)]) == 2
     assert "ovseg-eval-lerf: error: --dataset needs one value per --scene (1), got 2" in capsys.readouterr().err
-    assert main([*argv[:4], "--dataset", str(tmp_path / "capture"), "--gt", str(tmp_path / "nope"), "--output-dir", str(out)]) == 2
+    assert (
+        main(
+            [
+                *argv[:4],
+                "--dataset",
+                str(tmp_path / "capture"),
+                "--gt",
+                str(tmp_path / "nope"),
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "nope: annotation folder not found" in capsys.readouterr().err

@@ -124,9 +124,13 @@ def test_sparse_blend_matches_renderer_and_dense_gradient():
 
 def test_sparse_loss_equals_dense_reference_loss(small_setup):
     scene, views = small_setup
-    cfg = LanguageTrainConfig(max_steps=1, contributions_top_k=64, field=FieldConfig(codebook_size=8, logit_init_std=1.0))
+    cfg = LanguageTrainConfig(
+        max_steps=1, contributions_top_k=64, field=FieldConfig(codebook_size=8, logit_init_std=1.0)
+    )
     sparse = LanguageFieldTrainer(scene, views, cfg, renderer=make_renderer("cpu"))
-    dense = LanguageFieldTrainer(scene, views, dataclasses.replace(cfg, method="dense"), renderer=make_renderer("torch"))
+    dense = LanguageFieldTrainer(
+        scene, views, dataclasses.replace(cfg, method="dense"), renderer=make_renderer("torch")
+    )
     field = CodebookField(scene.num_gaussians, sparse.config.field, seed=3)
     field.init_codebooks(torch.cat([v.features for v in views]))
     for v in views:
@@ -172,7 +176,9 @@ def test_checkpoint_refuses_another_splat_and_garbage(small_setup, tmp_path):
 
 def test_relevancy_matches_plain_formulas(small_setup):
     scene, views = small_setup
-    trainer = LanguageFieldTrainer(scene, views, LanguageTrainConfig(max_steps=10, field=FieldConfig(codebook_size=8, num_layers=2)))
+    trainer = LanguageFieldTrainer(
+        scene, views, LanguageTrainConfig(max_steps=10, field=FieldConfig(codebook_size=8, num_layers=2))
+    )
     fields = trainer.run()
     text = RandomTextEncoder(16)
     q = FieldQuery(fields, text)
@@ -181,7 +187,9 @@ def test_relevancy_matches_plain_formulas(small_setup):
     f = F.normalize(fields.levels[1].features(), dim=1)
     t = text.encode_texts(["ball", "object", "things"])
     s = f @ t.T
-    expect = torch.stack([torch.softmax(10 * torch.stack([s[:, 0], s[:, j]], 1), 1)[:, 0] for j in (1, 2)], 1).min(1).values
+    expect = (
+        torch.stack([torch.softmax(10 * torch.stack([s[:, 0], s[:, j]], 1), 1)[:, 0] for j in (1, 2)], 1).min(1).values
+    )
     np.testing.assert_allclose(rel, expect.numpy(), atol=1e-5)
     # per pixel: decode the rendered features fully and compare
     r = make_renderer("cpu")

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from planted_models import ColourMaskGenerator, PlantedEncoder
 
-from app.query_cli import main as query_main
+from ovseg_app.query_cli import main as query_main
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.fields.view_contributions import ViewContributions
@@ -25,14 +26,17 @@ from ovseg_core.io import load_scene, save_scene
 from ovseg_core.models.palette_models import Vocabulary, palette_models
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture
-from planted_models import ColourMaskGenerator, PlantedEncoder
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
 NAMES = [o.name for o in FLOATING_OBJECTS]
 
 
 def ring_cameras(width: int = 96, height: int = 72, per_ring: int = 8):
-    return [c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, per_ring, elevation_deg=el, width=width, height=height)]
+    return [
+        c
+        for el in (50, 10, -35)
+        for c in orbit_cameras((0, 0, 0.05), 2.0, per_ring, elevation_deg=el, width=width, height=height)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,9 @@ def test_instances_recover_each_object_unsplit(capture, planted):
         iou = (pred & gt).sum() / (pred | gt).sum()
         assert iou >= 0.8, f"{name}: IoU {iou:.3f}"
         assert share[best] >= 0.8 and np.delete(share, best).max(initial=0) <= 0.1, f"{name} split: {share}"
-    assert (instances.support >= 3).all() and (instances.sizes == np.bincount(instances.labels[instances.labels >= 0])).all()
+    assert (instances.support >= 3).all() and (
+        instances.sizes == np.bincount(instances.labels[instances.labels >= 0])
+    ).all()
 
 
 def test_classification_names_each_object(capture, planted):
@@ -92,8 +98,18 @@ def test_membership_rule_keeps_edge_and_occluded_gaussians_out():
     ids = np.array([[10, 11], [10, 11], [10, 11], [10, 11]])
     w = np.array([[0.3, 0.01], [0.3, 0.01], [0.2, 0.01], [0.2, 0.01]], np.float32)
     gaussian_ids, cols = np.unique(ids, return_inverse=True)
-    contrib = ViewContributions(1, 4, np.arange(4), gaussian_ids, np.arange(0, 9, 2), cols.reshape(-1).astype(np.int32),
-                                w.reshape(-1), np.zeros(3, np.int64), np.zeros(8, np.int32), np.zeros(8, np.float32))
+    contrib = ViewContributions(
+        1,
+        4,
+        np.arange(4),
+        gaussian_ids,
+        np.arange(0, 9, 2),
+        cols.reshape(-1).astype(np.int32),
+        w.reshape(-1),
+        np.zeros(3, np.int64),
+        np.zeros(8, np.int32),
+        np.zeros(8, np.float32),
+    )
     segs = np.array([[[1, 1, 0, 0]], [[0, 0, 1, 1]]], bool)
     members, visible = lift_view_masks(contrib, segs, 12, InstanceConfig())
     assert members.toarray()[:, 10:].tolist() == [[1, 0], [0, 0]]
@@ -109,7 +125,11 @@ def test_a_mask_spanning_two_objects_does_not_chain_them():
     visible = sp.csr_matrix(np.ones((5, N), np.float32))
     merged = merge_view_masks(members, views, visible, InstanceConfig(iou_threshold=0.4, min_views=2))
     assert len(merged.groups) == 2
-    assert len(set(merged.labels[:20])) == 1 and len(set(merged.labels[20:])) == 1 and merged.labels[0] != merged.labels[20]
+    assert (
+        len(set(merged.labels[:20])) == 1
+        and len(set(merged.labels[20:])) == 1
+        and merged.labels[0] != merged.labels[20]
+    )
 
 
 def test_save_load_round_trip_and_scene_check(capture, planted, tmp_path):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from planted_models import ColourMaskGenerator, PlantedEncoder
 
 from ovseg_core.camera import orbit_cameras
-from ovseg_core.fields import FieldQuery, LanguageTrainConfig, QuerySettings, load_fields
+from ovseg_core.fields import FieldQuery, LanguageTrainConfig, load_fields
 from ovseg_core.fields.from_dataset import PipelineProgress, PreprocessConfig, train_from_dataset
 from ovseg_core.render.base import make_renderer
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture
-from planted_models import ColourMaskGenerator, PlantedEncoder
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
 NAMES = [o.name for o in FLOATING_OBJECTS]
@@ -36,11 +36,15 @@ def planted_run(tmp_path_factory):
     encoder = PlantedEncoder(PALETTE, NAMES)
     events: list[PipelineProgress] = []
     result = train_from_dataset(
-        scene, root,
+        scene,
+        root,
         config=LanguageTrainConfig(feature_level=0, max_steps=300, log_every=20, val_every=100),
         use_every_n_as_val=6,
-        log_path=root / "logs", run_name="planted",
-        mask_generator=masks, image_encoder=encoder, progress=events.append,
+        log_path=root / "logs",
+        run_name="planted",
+        mask_generator=masks,
+        image_encoder=encoder,
+        progress=events.append,
     )
     return scene, root, result, encoder, masks, events
 
@@ -91,7 +95,13 @@ def test_planted_features_segment_each_object_in_2d(planted_run):
 def test_preprocessing_cache_is_reused(planted_run, tmp_path):
     scene, root, result, encoder, masks, _ = planted_run
     calls = masks.calls
-    train_from_dataset(scene, root, config=LanguageTrainConfig(feature_level=0, max_steps=2), mask_generator=masks, image_encoder=encoder)
+    train_from_dataset(
+        scene,
+        root,
+        config=LanguageTrainConfig(feature_level=0, max_steps=2),
+        mask_generator=masks,
+        image_encoder=encoder,
+    )
     assert masks.calls == calls  # every view came from the cache
 
 
@@ -101,8 +111,14 @@ def test_tiny_real_models_run_the_whole_chain(tmp_path):
     scene = floating_objects_scene(points_per_object=300, backdrop=3000)  # no empty (unlearnable) background
     write_capture(scene, orbit_cameras((0, 0, 0.05), 2.0, 3, elevation_deg=30, width=64, height=48), tmp_path)
     masks, encoder = tiny_sam2(), tiny_open_clip()
-    result = train_from_dataset(scene, tmp_path, config=LanguageTrainConfig(feature_level=0, max_steps=15, log_every=1),
-                                mask_generator=masks, image_encoder=encoder, log_path=tmp_path / "logs")
+    result = train_from_dataset(
+        scene,
+        tmp_path,
+        config=LanguageTrainConfig(feature_level=0, max_steps=15, log_every=1),
+        mask_generator=masks,
+        image_encoder=encoder,
+        log_path=tmp_path / "logs",
+    )
     assert len(result.history) == 15
     # mean masked cosine loss over all training views, before and after the 15 steps
     assert result.final_losses[0] <= 0.5 * result.initial_losses[0], (result.initial_losses, result.final_losses)
@@ -112,8 +128,17 @@ def test_tiny_real_models_run_the_whole_chain(tmp_path):
 
 def test_lifting_selects_each_object_without_training(planted_run, tmp_path):
     scene, root, _, encoder, masks, _ = planted_run
-    result = train_from_dataset(scene, root, config=LanguageTrainConfig(feature_level=0), use_every_n_as_val=6,
-                                mask_generator=masks, image_encoder=encoder, method="lift", log_path=tmp_path, run_name="lift")
+    result = train_from_dataset(
+        scene,
+        root,
+        config=LanguageTrainConfig(feature_level=0),
+        use_every_n_as_val=6,
+        mask_generator=masks,
+        image_encoder=encoder,
+        method="lift",
+        log_path=tmp_path,
+        run_name="lift",
+    )
     assert result.checkpoint == tmp_path / "lift" / "checkpoints" / "0" / "langsplatv2_ckpt.pt"
     fields = load_fields(result.checkpoint, scene)
     assert fields.method == "lift" and fields.levels.keys() == {0}
@@ -136,10 +161,23 @@ def test_concept_fusion_changes_features_and_results(planted_run):
     torch.testing.assert_close(fuse_local_global(local, g), expect)
     # through the pipeline: a different cache, different features, a measurably different field
     scene, root, _, encoder, masks, _ = planted_run
-    plain = train_from_dataset(scene, root, config=LanguageTrainConfig(feature_level=0), mask_generator=masks,
-                               image_encoder=encoder, method="lift")
-    fused = train_from_dataset(scene, root, config=LanguageTrainConfig(feature_level=0), mask_generator=masks,
-                               image_encoder=encoder, method="lift", preprocess=PreprocessConfig(concept_fusion=True))
+    plain = train_from_dataset(
+        scene,
+        root,
+        config=LanguageTrainConfig(feature_level=0),
+        mask_generator=masks,
+        image_encoder=encoder,
+        method="lift",
+    )
+    fused = train_from_dataset(
+        scene,
+        root,
+        config=LanguageTrainConfig(feature_level=0),
+        mask_generator=masks,
+        image_encoder=encoder,
+        method="lift",
+        preprocess=PreprocessConfig(concept_fusion=True),
+    )
     caches = {p.name for p in (root / ".ovseg_cache" / "preprocess").iterdir() if p.is_dir()}
     assert len(caches) == 2
     a = FieldQuery(plain.fields, encoder).gaussian_relevancy("red ball")[0]

@@ -8,14 +8,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.demo import (DEMO_FIELDS_PATH, DEMO_PATH, demo_capture_cameras, demo_text_encoder, demo_vocabulary,
-                      load_demo_fields, load_demo_scene, train_demo_fields)
+from ovseg_app.demo import (
+    DEMO_FIELDS_PATH,
+    DEMO_PATH,
+    demo_capture_cameras,
+    demo_text_encoder,
+    demo_vocabulary,
+    load_demo_fields,
+    load_demo_scene,
+    train_demo_fields,
+)
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.fields import FieldQuery, LanguageFields, LevelCodes, load_fields
 from ovseg_core.fields.discovery import discover_fields, text_encoder_for
 from ovseg_core.models import ImageEncoder, MaskGenerator, TextEncoder
-from ovseg_core.models.palette_models import PaletteImageEncoder, PaletteMaskGenerator, Vocabulary, VocabularyTextEncoder
+from ovseg_core.models.palette_models import (
+    PaletteImageEncoder,
+    PaletteMaskGenerator,
+    Vocabulary,
+    VocabularyTextEncoder,
+)
 from ovseg_core.render.base import make_renderer
 from ovseg_core.synthetic import DEMO_OBJECTS
 
@@ -25,9 +38,20 @@ NAMES = [o.name for o in DEMO_OBJECTS]
 def test_vocabulary_text_encoder_matches_phrases():
     enc = VocabularyTextEncoder(demo_vocabulary())
     assert isinstance(enc, TextEncoder) and enc.name == "vocabulary:ovseg-demo-tabletop-v1" and enc.embed_dim == 64
-    cases = {"red mug": "red mug", "Red Mug!": "red mug", "mug": "red mug", "the red mug": "red mug", "mugs": "red mug",
-             "ball": "yellow ball", "a yellow ball": "yellow ball", "red ball": "yellow ball", "box": "blue box",
-             "plant": "green plant", "the table": "table", "red": "red mug"}
+    cases = {
+        "red mug": "red mug",
+        "Red Mug!": "red mug",
+        "mug": "red mug",
+        "the red mug": "red mug",
+        "mugs": "red mug",
+        "ball": "yellow ball",
+        "a yellow ball": "yellow ball",
+        "red ball": "yellow ball",
+        "box": "blue box",
+        "plant": "green plant",
+        "the table": "table",
+        "red": "red mug",
+    }
     for phrase, name in cases.items():
         assert enc.match(phrase) == name, phrase
     for phrase in ("object", "things", "stuff", "texture", "a cat", "", "the"):
@@ -58,10 +82,17 @@ def test_palette_masks_and_image_encoder():
 
 def test_vocabulary_round_trips_through_a_checkpoint(tmp_path):
     vocab = Vocabulary.build(["a", "b c"], [[1, 0, 0], [0, 1, 0]], dim=8, seed=3)
-    fields = LanguageFields(levels={0: LevelCodes(idx=torch.zeros(3, 2, dtype=torch.long), val=torch.full((3, 2), 0.5),
-                                                   basis=torch.randn(4, 8))},
-                            method="langsplatv2", encoder_name=PaletteImageEncoder(vocab).name, embed_dim=8,
-                            scene_fingerprint="x", num_gaussians=3, config={"vocabulary": vocab.to_dict()})
+    fields = LanguageFields(
+        levels={
+            0: LevelCodes(idx=torch.zeros(3, 2, dtype=torch.long), val=torch.full((3, 2), 0.5), basis=torch.randn(4, 8))
+        },
+        method="langsplatv2",
+        encoder_name=PaletteImageEncoder(vocab).name,
+        embed_dim=8,
+        scene_fingerprint="x",
+        num_gaussians=3,
+        config={"vocabulary": vocab.to_dict()},
+    )
     loaded = load_fields(fields.save(tmp_path / "f.pt"))  # weights_only loading
     back = Vocabulary.from_dict(loaded.config["vocabulary"])
     assert back.name == vocab.name and back.names == vocab.names

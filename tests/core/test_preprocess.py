@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_dataset import write_capture  # tests/core is on sys.path (pytest rootdir-relative imports)
 
 from ovseg_core.data import DatasetConfig, load_dataset
 from ovseg_core.errors import Cancelled
@@ -21,8 +22,6 @@ from ovseg_core.preprocess import (
     mask_crops,
     preprocess_views,
 )
-
-from test_dataset import write_capture  # tests/core is on sys.path (pytest rootdir-relative imports)
 
 
 def masks_from_boxes(boxes: list[tuple[int, int, int, int]], height: int, width: int) -> MaskSet:
@@ -152,7 +151,9 @@ def test_view_features_levels_and_validation():
         np.testing.assert_array_equal(local >= 0, vf.level_valid_mask(level))
     # the default level's features are the same masks as s/m/l's, so they match row for row once sorted
     np.testing.assert_allclose(
-        np.sort(vf.level_features(0), axis=0), np.sort(np.concatenate([vf.level_features(i) for i in (1, 2, 3)]), axis=0), atol=1e-6
+        np.sort(vf.level_features(0), axis=0),
+        np.sort(np.concatenate([vf.level_features(i) for i in (1, 2, 3)]), axis=0),
+        atol=1e-6,
     )
     with pytest.raises(ValueError, match="seg_maps"):
         ViewFeatures(vf.features, np.full((4, h, w), vf.num_masks, np.int32), vf.lengths)
@@ -202,9 +203,13 @@ def test_settings_or_image_change_recomputes(capture, tmp_path):
     ds = load_dataset(capture)
     gen, enc = CountingRectangleMasks(), ColourQuadrantEncoder()
     first = preprocess_views(ds, gen, enc, cache_dir=tmp_path / "cache")
-    other = preprocess_views(ds, gen, ColourQuadrantEncoder(name="test-quadrant-colour-v2"), cache_dir=tmp_path / "cache")
+    other = preprocess_views(
+        ds, gen, ColourQuadrantEncoder(name="test-quadrant-colour-v2"), cache_dir=tmp_path / "cache"
+    )
     assert gen.calls == 6 and other.cache_dir != first.cache_dir
-    half = preprocess_views(load_dataset(capture, DatasetConfig(image_downsample_factor=2)), gen, enc, cache_dir=tmp_path / "cache")
+    half = preprocess_views(
+        load_dataset(capture, DatasetConfig(image_downsample_factor=2)), gen, enc, cache_dir=tmp_path / "cache"
+    )
     assert gen.calls == 9 and half[0].seg_maps.shape == (4, 24, 32)
 
     Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(capture / "images" / "0001.png")
@@ -217,7 +222,9 @@ def test_cancel_stops_between_views_and_leaves_no_partial_files(capture, tmp_pat
     gen, enc = CountingRectangleMasks(), ColourQuadrantEncoder()
     cancel = threading.Event()
     with pytest.raises(Cancelled, match="after 1 of 3"):
-        preprocess_views(ds, gen, enc, cache_dir=tmp_path / "c", cancel=cancel, progress=lambda d, t: d == 1 and cancel.set())
+        preprocess_views(
+            ds, gen, enc, cache_dir=tmp_path / "c", cancel=cancel, progress=lambda d, t: d == 1 and cancel.set()
+        )
     files = sorted(p.name for p in (tmp_path / "c").rglob("*") if p.is_file())
     assert files == ["0000.png.npz", "settings.json"]
 

@@ -94,7 +94,10 @@ def test_background_and_settings():
 
 
 def test_camera_batches_must_share_size(tiny_scene):
-    cams = [Camera.look_at([3, 0, 0], [0, 0, 0], width=32, height=24), Camera.look_at([3, 0, 0], [0, 0, 0], width=16, height=24)]
+    cams = [
+        Camera.look_at([3, 0, 0], [0, 0, 0], width=32, height=24),
+        Camera.look_at([3, 0, 0], [0, 0, 0], width=16, height=24),
+    ]
     with pytest.raises(ValueError, match="share an image size"):
         make_renderer("cpu").render(tiny_scene, cams)
     with pytest.raises(ValueError, match="features must be"):
@@ -139,7 +142,10 @@ def test_projection_matches_gsplat_on_garden(shared_data):
         p = project_gaussians(means, covars, viewmats[c], Ks[c], W, H, settings)
         visible = radii_ref[c].min(dim=1).values > 0
         assert visible.sum() > 10_000  # the cameras really see the garden
-        assert torch.equal(p.radii > 0, radii_ref[c] > 0) or ((p.radii > 0) != (radii_ref[c] > 0)).any(1).float().mean() < 1e-4
+        assert (
+            torch.equal(p.radii > 0, radii_ref[c] > 0)
+            or ((p.radii > 0) != (radii_ref[c] > 0)).any(1).float().mean() < 1e-4
+        )
         torch.testing.assert_close(p.means2d[visible], means2d_ref[c][visible], atol=1e-3, rtol=1e-5)
         torch.testing.assert_close(p.depths, depths_ref[c], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(p.conics[visible], conics_ref[c][visible], atol=1e-4, rtol=1e-3)

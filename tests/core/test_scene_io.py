@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -95,7 +93,13 @@ def test_fvdb_flavour_metadata_round_trip(tmp_path):
 def test_non_rgb_channels_round_trip(tmp_path):
     """fVDB splats may carry D != 3 channels (language codes)."""
     g = np.random.default_rng(0)
-    scene = make_scene(g.normal(size=(10, 3)), g.normal(size=(10, 4)), g.normal(size=(10, 3)), g.normal(size=10), g.normal(size=(10, 1, 8)))
+    scene = make_scene(
+        g.normal(size=(10, 3)),
+        g.normal(size=(10, 4)),
+        g.normal(size=(10, 3)),
+        g.normal(size=10),
+        g.normal(size=(10, 1, 8)),
+    )
     path = tmp_path / "d8.ply"
     save_scene(scene, path, flavour="fvdb")
     assert load_scene(path).num_channels == 8
@@ -108,7 +112,28 @@ def test_quaternions_normalised_and_nan_rows_dropped(tmp_path):
     scene.means[4, 1] = float("nan")
     scene.log_scales[7, 0] = float("inf")
     arrays = {n: getattr(scene, n).numpy() for n in FIELDS}
-    table = np.empty(20, dtype=[(n, "f4") for n in ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]])
+    table = np.empty(
+        20,
+        dtype=[
+            (n, "f4")
+            for n in [
+                "x",
+                "y",
+                "z",
+                "f_dc_0",
+                "f_dc_1",
+                "f_dc_2",
+                "opacity",
+                "scale_0",
+                "scale_1",
+                "scale_2",
+                "rot_0",
+                "rot_1",
+                "rot_2",
+                "rot_3",
+            ]
+        ],
+    )
     for i, a in enumerate("xyz"):
         table[a] = arrays["means"][:, i]
         table[f"scale_{i}"] = arrays["log_scales"][:, i]
@@ -139,12 +164,15 @@ def test_bad_files_give_clear_errors(tmp_path):
     with pytest.raises(SceneFormatError, match="truncated.ply.*(truncated|malformed)"):
         load_scene(truncated)
 
-    missing = _write(tmp_path / "missing.ply", [PlyElement.describe(np.zeros(3, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")]), "vertex")])
+    missing = _write(
+        tmp_path / "missing.ply",
+        [PlyElement.describe(np.zeros(3, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")]), "vertex")],
+    )
     with pytest.raises(SceneFormatError, match=r"missing.ply: missing required properties \['opacity'"):
         load_scene(missing)
 
     zero = tmp_path / "zero.ply"
-    zero.write_bytes(write_ply(random_scene(1)).replace(b"element vertex 1", b"element vertex 0")[: -56])
+    zero.write_bytes(write_ply(random_scene(1)).replace(b"element vertex 1", b"element vertex 0")[:-56])
     with pytest.raises(SceneFormatError, match="zero Gaussians"):
         load_scene(zero)
 
@@ -219,7 +247,9 @@ def test_real_inria_ply_round_trip(shared_data, tmp_path):
     save_scene(scene, out)
     assert_same(scene, load_scene(out))
     # the rewritten file has the source's exact property layout
-    assert [p.name for p in PlyData.read(str(out))["vertex"].properties] == [p.name for p in PlyData.read(str(src))["vertex"].properties]
+    assert [p.name for p in PlyData.read(str(out))["vertex"].properties] == [
+        p.name for p in PlyData.read(str(src))["vertex"].properties
+    ]
 
 
 def test_real_splat_file(shared_data):

@@ -9,7 +9,10 @@ from ovseg_core.camera import Camera
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import random_scene
 
-CAMS = [Camera.look_at([2.5, -2.0, 1.5], [0, 0, 0], width=96, height=72), Camera.look_at([-2.0, 2.4, 1.0], [0, 0, 0], width=96, height=72)]
+CAMS = [
+    Camera.look_at([2.5, -2.0, 1.5], [0, 0, 0], width=96, height=72),
+    Camera.look_at([-2.0, 2.4, 1.0], [0, 0, 0], width=96, height=72),
+]
 
 
 @pytest.mark.parametrize("sh_degree", [0, 3])
