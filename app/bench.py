@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 import tyro
@@ -27,11 +27,12 @@ import tyro
 from ovseg_app.bench_instances import InstancesBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
+from ovseg_app.command_runner import run_cli
 from ovseg_core.camera import Camera
-from ovseg_core.render import make_renderer
-from ovseg_core.render.base import fvdb_available
-from ovseg_core.scene import GaussianScene
-from ovseg_core.synthetic import realistic_scene, scene_from_points
+from ovseg_core.render import fvdb_available, make_renderer
+
+if TYPE_CHECKING:
+    from ovseg_core.scene import GaussianScene
 
 GARDEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsplat_test_garden" / "test_garden.npz"
 
@@ -61,6 +62,8 @@ class RenderBench:
     """Where to save the JSON results."""
 
     def execute(self) -> dict:
+        from ovseg_core.synthetic import realistic_scene, scene_from_points
+
         rows = []
         backends = [b for b in self.backends if b != "fvdb" or fvdb_available()]
         for n in self.sizes:
@@ -129,6 +132,8 @@ class MemoryProbe:
     height: int = 720
 
     def execute(self) -> dict:
+        from ovseg_core.synthetic import realistic_scene
+
         scene = realistic_scene(self.num_gaussians)
         after_scene = _peak_rss_mb()
         make_renderer("cpu").render(scene, realistic_camera(self.width, self.height))
@@ -199,19 +204,21 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    cmd = tyro.cli(
-        Annotated[RenderBench, tyro.conf.subcommand("render")]
-        | Annotated[MemoryProbe, tyro.conf.subcommand("memory-probe")]
-        | Annotated[TrainBench, tyro.conf.subcommand("train")]
-        | Annotated[QueryBench, tyro.conf.subcommand("query")]
-        | Annotated[ViewBench, tyro.conf.subcommand("view")]
-        | Annotated[LiftBench, tyro.conf.subcommand("lift")]
-        | Annotated[InstancesBench, tyro.conf.subcommand("instances")],
-        args=argv,
-    )
-    cmd.execute()
-    return 0
+COMMAND = (
+    Annotated[RenderBench, tyro.conf.subcommand("render")]
+    | Annotated[MemoryProbe, tyro.conf.subcommand("memory-probe")]
+    | Annotated[TrainBench, tyro.conf.subcommand("train")]
+    | Annotated[QueryBench, tyro.conf.subcommand("query")]
+    | Annotated[ViewBench, tyro.conf.subcommand("view")]
+    | Annotated[LiftBench, tyro.conf.subcommand("lift")]
+    | Annotated[InstancesBench, tyro.conf.subcommand("instances")]
+)
+"""The ``ovseg bench`` benchmarks (one registration line each)."""
+DESCRIPTION = "Speed and memory benchmarks; each writes its figures as JSON under bench_results/."
+
+
+def main(argv: list[str] | None = None, prog: str = "ovseg-bench") -> int:
+    return run_cli(prog, COMMAND, argv, description=DESCRIPTION)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ import dataclasses
 import os
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
-from ovseg_core.data import DatasetConfig, load_dataset
-from ovseg_core.instances import InstanceConfig, build_instances
-from ovseg_core.models import ImageEncoder, MaskGenerator
-from ovseg_core.preprocess import preprocess_views
-from ovseg_core.render import make_renderer
-from ovseg_core.render.base import Renderer
-from ovseg_core.scene import GaussianScene
+if TYPE_CHECKING:
+    from ovseg_core.instances import InstanceConfig
+    from ovseg_core.models import ImageEncoder, MaskGenerator
+    from ovseg_core.render import Renderer
+    from ovseg_core.scene import GaussianScene
 
 
 def bench_instances(
@@ -27,13 +26,18 @@ def bench_instances(
     mask_generator: MaskGenerator | None = None,
     image_encoder: ImageEncoder | None = None,
     *,
-    config: InstanceConfig = InstanceConfig(),
+    config: InstanceConfig | None = None,
     renderer: Renderer | None = None,
     image_downsample_factor: int = 1,
     repeats: int = 1,
 ) -> float:
     """Best-of-``repeats`` seconds of ``build_instances`` over every view of the capture.
     Without ``scene``/``dataset_path``: a synthetic capture (``points_per_object`` 600, 96x72 views)."""
+    from ovseg_core.data import DatasetConfig, load_dataset
+    from ovseg_core.instances import InstanceConfig, build_instances
+    from ovseg_core.preprocess import preprocess_views
+    from ovseg_core.render import make_renderer
+
     if (scene is None) != (dataset_path is None):
         raise ValueError("give both scene and dataset_path, or neither (synthetic capture)")
     with tempfile.TemporaryDirectory(prefix="ovseg-bench-instances-") as tmp:
@@ -53,7 +57,13 @@ def bench_instances(
         for _ in range(max(1, repeats)):
             t0 = time.perf_counter()
             build_instances(
-                scene, dataset, features, renderer, config, view_indices=indices, image_encoder=image_encoder
+                scene,
+                dataset,
+                features,
+                renderer,
+                config or InstanceConfig(),
+                view_indices=indices,
+                image_encoder=image_encoder,
             )
             best = min(best, time.perf_counter() - t0)
         return best

@@ -7,28 +7,26 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+from ovseg_core.fields.config import LanguageTrainConfig
 
-from ovseg_core.camera import orbit_cameras
-from ovseg_core.fields import (
-    FieldQuery,
-    LanguageFields,
-    LanguageFieldTrainer,
-    LanguageTrainConfig,
-    LevelCodes,
-    TrainingView,
-)
-from ovseg_core.render import make_renderer
-from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
+if TYPE_CHECKING:  # torch and the fields load when a bench runs, not when ``ovseg --help`` lists it
+    from ovseg_core.fields import LanguageFieldTrainer, TrainingView
 
 
 def planted_views(
     scene, width: int, height: int, dim: int = 512, per_ring: int = 8, seed: int = 0
 ) -> list[TrainingView]:
     """Ring views whose masks are the rendered objects, each with one random unit feature."""
+    import torch
+    import torch.nn.functional as F
+
+    from ovseg_core.camera import orbit_cameras
+    from ovseg_core.fields import TrainingView
+    from ovseg_core.render import make_renderer
+    from ovseg_core.synthetic import FLOATING_OBJECTS
+
     renderer = make_renderer("cpu")
     ids = torch.from_numpy(scene.extras["object_id"]).long()
     n_obj = len(FLOATING_OBJECTS) + 1  # + the backdrop (id -1 -> last)
@@ -64,6 +62,10 @@ class TrainBench:
     output: Path = Path("bench_results/train.json")
 
     def execute(self) -> dict:
+        from ovseg_core.fields import LanguageFieldTrainer
+        from ovseg_core.render import make_renderer
+        from ovseg_core.synthetic import floating_objects_scene
+
         scene = floating_objects_scene(self.points_per_object, backdrop=self.backdrop)
         views = planted_views(scene, self.width, self.height)
         rows = {}
@@ -145,6 +147,9 @@ class _FixedText:
         self.embed_dim = dim
 
     def encode_texts(self, texts):
+        import torch
+        import torch.nn.functional as F
+
         return torch.stack(
             [
                 F.normalize(
@@ -164,6 +169,11 @@ class QueryBench:
     output: Path = Path("bench_results/query.json")
 
     def execute(self) -> dict:
+        import numpy as np
+        import torch
+
+        from ovseg_core.fields import FieldQuery, LanguageFields, LevelCodes
+
         g = torch.Generator().manual_seed(0)
         n, S, k, D = self.num_gaussians, 64, 4, 512
         logits = torch.randn(n, S, generator=g)
@@ -216,7 +226,12 @@ class LiftBench:
     output: Path = Path("bench_results/lift.json")
 
     def execute(self) -> dict:
+        import torch.nn.functional as F
+
+        from ovseg_core.fields import LanguageFieldTrainer
         from ovseg_core.fields.lifting import lift_language_fields
+        from ovseg_core.render import make_renderer
+        from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 
         scene = floating_objects_scene(self.points_per_object, backdrop=self.backdrop)
         views = planted_views(scene, self.width, self.height)

@@ -169,7 +169,7 @@ def train_demo_fields(
 def observed_weight(scene: GaussianScene, cameras: Sequence[Camera], top_k: int = 16) -> np.ndarray:
     """``[N]`` the largest blending weight (alpha * transmittance) each Gaussian has in any pixel of
     ``cameras``: ~0 for Gaussians no view sees (under or inside objects)."""
-    from ovseg_core.render.base import make_renderer
+    from ovseg_core.render import make_renderer
 
     renderer = make_renderer("cpu")
     best = np.zeros(scene.num_gaussians, np.float32)

@@ -1,22 +1,23 @@
-"""``ovseg-eval-lerf``: the LERF-OVS evaluation (mIoU and localisation accuracy) of language fields.
-
-    ovseg-eval-lerf --scene teatime/scene.ply --fields teatime/langsplatv2_logs \\
-        --dataset teatime/ --gt lerf_ovs/label/teatime --output-dir eval/
-    # several scenes: give each option once per scene, in the same order
-    ovseg-eval-lerf --scene a.ply b.ply --dataset a/ b/ --gt label/a label/b --output-dir eval/
-"""
+"""``ovseg eval-lerf`` (alias ``ovseg-eval-lerf``): the LERF-OVS evaluation (mIoU and localisation
+accuracy) of language fields."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Literal
 
 import tyro
 
-from ovseg_core.errors import FieldMismatchError, ModelLoadError, SceneFormatError
-from ovseg_core.fields.relevancy import DEFAULT_NEGATIVES
+from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.fields.config import DEFAULT_NEGATIVES
+from ovseg_core.render import BackendName
+
+EXAMPLES = """
+ovseg eval-lerf --scene teatime/scene.ply --fields teatime/langsplatv2_logs --dataset teatime/ --gt lerf_ovs/label/teatime --output-dir eval/
+# several scenes: give each option once per scene, in the same order
+ovseg eval-lerf --scene a.ply b.ply --dataset a/ b/ --gt label/a label/b --output-dir eval/
+"""
 
 
 @dataclasses.dataclass
@@ -44,13 +45,13 @@ class EvalLerfCommand:
     """Canonical phrases a match must beat."""
     min_alpha: float = 0.0
     """Zero relevancy where rendered opacity is below this (0 = off, as the reference)."""
-    no_visualizations: bool = False
+    no_visualizations: tyro.conf.FlagCreatePairsOff[bool] = False
     """Skip the per-frame PNGs."""
     clip_model: str | None = None
     """OpenCLIP architecture of the text encoder; default: the one recorded in the checkpoint."""
     clip_pretrained: str | None = None
     """Its weights: a hub tag or a local checkpoint path; default: the checkpoint's."""
-    backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+    backend: BackendName = "auto"
     """Renderer."""
 
     def _check(self) -> None:
@@ -125,15 +126,12 @@ class EvalLerfCommand:
         return f"{result.table()}\nwrote {self.output_dir / 'lerf_results.json'}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    cmd = tyro.cli(EvalLerfCommand, args=argv)
-    try:
-        report = cmd.execute()
-    except (SceneFormatError, FieldMismatchError, ModelLoadError, ValueError, FileNotFoundError) as e:
-        print(f"ovseg-eval-lerf: error: {e}", file=sys.stderr)
-        return 2
-    print(report)
-    return 0
+COMMAND = EvalLerfCommand
+DESCRIPTION = describe(EvalLerfCommand, EXAMPLES)
+
+
+def main(argv: list[str] | None = None, prog: str = "ovseg-eval-lerf") -> int:
+    return run_cli(prog, EvalLerfCommand, argv, description=DESCRIPTION, report=str)
 
 
 if __name__ == "__main__":

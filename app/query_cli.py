@@ -1,28 +1,31 @@
-"""``ovseg-query``: ask a scene's language fields for something and export it.
-
-ovseg-query scene.ply --fields langsplatv2_logs --prompt mug --export mug.ply
-ovseg-query scene.ply --prompt mug --invert --export without_mug.ply
-ovseg-query scene.ply --prompt mug --dataset capture/ --relevancy-dir heat/
-ovseg-query scene.ply --instances scene.instances.pt --prompt mug chair --export-instances parts/
-"""
+"""``ovseg query`` (alias ``ovseg-query``): ask a scene's language fields, or its 3D instances, for
+something and export it. ``fields`` and ``instances`` are its two modes (subcommands)."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import tyro
 
-from ovseg_core.colormaps import heat_overlay
-from ovseg_core.errors import FieldMismatchError, ModelLoadError, SceneFormatError
-from ovseg_core.fields import DEFAULT_NEGATIVES, FieldQuery, QuerySettings, load_fields
-from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
-from ovseg_core.io import atomic_write_bytes, load_scene, save_scene
-from ovseg_core.models import OpenClipConfig
-from ovseg_core.render import make_renderer
+from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.fields.config import DEFAULT_NEGATIVES
+from ovseg_core.render import BackendName
+
+if TYPE_CHECKING:
+    from ovseg_core.fields import FieldQuery, QuerySettings
+
+EXAMPLES_FIELDS = """
+ovseg query fields scene.ply --fields langsplatv2_logs --prompt mug --export mug.ply
+ovseg query fields scene.ply --prompt mug --invert --export without_mug.ply
+ovseg query fields scene.ply --prompt mug --dataset capture/ --relevancy-dir heat/
+"""
+EXAMPLES_INSTANCES = """
+ovseg query instances scene.ply --instances scene.instances.pt --prompt mug --export mug.ply
+ovseg query instances scene.ply --instances scene.instances.pt --prompt mug chair --export-instances parts/
+"""
 
 
 @dataclasses.dataclass
@@ -56,7 +59,8 @@ class QueryCommand:
     """OpenCLIP architecture of the text encoder; default: the one recorded in the checkpoint."""
     clip_pretrained: str | None = None
     """Its weights: a hub tag or a local checkpoint path; default: the checkpoint's."""
-    backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+    backend: BackendName = "auto"
+    """Renderer of the relevancy images."""
     instances: Path | None = None
     """An instances file (``InstanceSet.save``) to query instead of language fields: --export then
     writes the instances whose relevancy to a prompt exceeds --threshold."""
@@ -65,6 +69,13 @@ class QueryCommand:
     when prompts are given, else ``<index>.ply``)."""
 
     def execute(self) -> list[str]:
+        import numpy as np
+
+        from ovseg_core.fields import FieldQuery, QuerySettings, load_fields
+        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
+        from ovseg_core.io import load_scene, save_scene
+        from ovseg_core.models import OpenClipConfig
+
         if self.instances is not None or self.export_instances is not None:
             return self._execute_instances()
         if not self.prompt:
@@ -111,10 +122,14 @@ class QueryCommand:
         return report
 
     def _execute_instances(self) -> list[str]:
+        import numpy as np
+
         from ovseg_core.instances import export_instances, load_instances, text_encoder_for_instances
+        from ovseg_core.io import load_scene, save_scene
+        from ovseg_core.models import OpenClipConfig
 
         if self.instances is None:
-            raise ValueError("--export-instances needs --instances (an instances file)")
+            raise ValueError("give --instances (an instances file, InstanceSet.save)")
         if self.export is None and self.export_instances is None:
             raise ValueError("nothing to do: give --export and/or --export-instances with --instances")
         if self.relevancy_dir is not None or self.fields is not None:
@@ -157,8 +172,12 @@ class QueryCommand:
 
     def _relevancy_images(self, scene, query: FieldQuery, settings: QuerySettings) -> list[str]:  # noqa: ANN001
         import imageio.v3 as iio
+        import numpy as np
 
+        from ovseg_core.colormaps import heat_overlay
         from ovseg_core.data import DatasetConfig, load_dataset
+        from ovseg_core.io import atomic_write_bytes
+        from ovseg_core.render import make_renderer
 
         assert self.dataset is not None and self.relevancy_dir is not None
         dataset = load_dataset(
@@ -182,15 +201,42 @@ class QueryCommand:
         return [f"wrote {len(dataset)} relevancy images to {self.relevancy_dir}"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    cmd = tyro.cli(QueryCommand, args=argv)
-    try:
-        lines = cmd.execute()
-    except (SceneFormatError, FieldMismatchError, ModelLoadError, ValueError, FileNotFoundError) as e:
-        print(f"ovseg-query: error: {e}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+@dataclasses.dataclass
+class QueryFields(QueryCommand):
+    """Select the Gaussians whose language-field relevancy to a prompt passes --threshold: export
+    them and/or write relevancy images."""
+
+    instances: tyro.conf.Suppress[Path | None] = None
+    export_instances: tyro.conf.Suppress[Path | None] = None
+
+
+@dataclasses.dataclass
+class QueryInstances(QueryCommand):
+    """Query 3D instances (an ``InstanceSet`` file): export those relevant to a prompt and/or every
+    instance as its own PLY."""
+
+    instances: Path | None = None
+    """The instances file (``InstanceSet.save``, built by the viewer); required."""
+    fields: tyro.conf.Suppress[Path | None] = None
+    level: tyro.conf.Suppress[int | None] = None
+    dataset: tyro.conf.Suppress[Path | None] = None
+    relevancy_dir: tyro.conf.Suppress[Path | None] = None
+    downsample: tyro.conf.Suppress[int] = 1
+    backend: tyro.conf.Suppress[BackendName] = "auto"
+
+
+COMMAND = (
+    Annotated[QueryFields, tyro.conf.subcommand("fields", description=describe(QueryFields, EXAMPLES_FIELDS))]
+    | Annotated[
+        QueryInstances, tyro.conf.subcommand("instances", description=describe(QueryInstances, EXAMPLES_INSTANCES))
+    ]
+)
+"""The ``ovseg query`` modes."""
+DESCRIPTION = "Select Gaussians by a text prompt (language fields or 3D instances) and export them."
+
+
+def main(argv: list[str] | None = None, prog: str = "ovseg-query") -> int:
+    return run_cli(prog, COMMAND, argv, description=DESCRIPTION, report="\n".join)
 
 
 if __name__ == "__main__":

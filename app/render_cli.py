@@ -1,4 +1,5 @@
-"""``ovseg-render``: render a scene to PNG (one camera) or MP4 (an orbit or a dataset's camera path)."""
+"""``ovseg render`` (alias ``ovseg-render``): render a scene to PNG (one camera) or MP4 (an orbit or a
+dataset's camera path)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,24 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import tyro
 
-from ovseg_app.demo import load_demo_scene
-from ovseg_core.camera import Camera, load_camera_json, orbit_cameras
-from ovseg_core.errors import BackendUnavailableError, SceneFormatError
-from ovseg_core.io import atomic_write_bytes, load_scene
-from ovseg_core.io.atomic import umask_mode
-from ovseg_core.io.cameras import load_colmap, load_transforms_json
-from ovseg_core.render import RenderSettings, make_renderer
-from ovseg_core.scene import GaussianScene
+from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.render import BackendName
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ovseg_core.camera import Camera
+    from ovseg_core.scene import GaussianScene
+
+EXAMPLES = """
+ovseg render                                        # the built-in demo scene to render.png
+ovseg render scene.ply --output orbit.mp4 --orbit-frames 120
+ovseg render scene.ply --dataset capture/ --view 3 --output view3.png --mode depth
+"""
 
 
 @dataclasses.dataclass
@@ -52,7 +58,7 @@ class RenderCommand:
     """World up direction for the orbit."""
     radius_scale: float = 1.2
     """Orbit radius as a multiple of the scene's robust diagonal."""
-    backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+    backend: BackendName = "auto"
     """Renderer: fvdb (CUDA), cpu (numba), torch (reference), auto = fvdb if available else cpu."""
     mode: Literal["rgb", "depth", "alpha"] = "rgb"
     """What to write: colour, expected depth (normalised) or accumulated opacity."""
@@ -62,6 +68,10 @@ class RenderCommand:
     """Video frame rate."""
 
     def execute(self) -> Path:
+        from ovseg_app.demo import load_demo_scene
+        from ovseg_core.io import atomic_write_bytes, load_scene
+        from ovseg_core.render import RenderSettings, make_renderer
+
         scene = load_scene(self.scene) if self.scene is not None else load_demo_scene()
         cameras = self._cameras(scene)
         renderer = make_renderer(self.backend, RenderSettings(background=self.background))
@@ -76,6 +86,11 @@ class RenderCommand:
         raise ValueError(f"--output must end in .png, .mp4 or .gif, got {self.output.name!r}")
 
     def _cameras(self, scene: GaussianScene) -> list[Camera]:
+        import numpy as np
+
+        from ovseg_core.camera import load_camera_json, orbit_cameras
+        from ovseg_core.io.cameras import load_colmap, load_transforms_json
+
         if self.camera is not None and self.dataset is not None:
             raise ValueError("give --camera or --dataset, not both")
         video = self.output.suffix.lower() in (".mp4", ".gif")
@@ -99,6 +114,8 @@ class RenderCommand:
         return cams
 
     def _frame(self, renderer, scene: GaussianScene, camera: Camera) -> np.ndarray:  # noqa: ANN001
+        import numpy as np
+
         out = renderer.render(scene, camera)
         if self.mode == "rgb":
             img = out.rgb[0].clamp(0, 1).cpu().numpy()
@@ -113,6 +130,8 @@ class RenderCommand:
 
     def _write_video(self, renderer, scene: GaussianScene, cameras: list[Camera]) -> Path:  # noqa: ANN001
         import imageio.v2 as imageio
+
+        from ovseg_core.io.atomic import umask_mode
 
         self.output.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.output.stem}.", suffix=self.output.suffix, dir=self.output.parent)
@@ -137,15 +156,12 @@ def _is_transforms(path: Path) -> bool:
     return path.suffix == ".json" or (path.is_dir() and (path / "transforms.json").exists())
 
 
-def main(argv: list[str] | None = None) -> int:
-    cmd = tyro.cli(RenderCommand, args=argv)
-    try:
-        out = cmd.execute()
-    except (SceneFormatError, BackendUnavailableError, ValueError, FileNotFoundError) as e:
-        print(f"ovseg-render: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
+COMMAND = RenderCommand
+DESCRIPTION = describe(RenderCommand, EXAMPLES)
+
+
+def main(argv: list[str] | None = None, prog: str = "ovseg-render") -> int:
+    return run_cli(prog, RenderCommand, argv, description=DESCRIPTION, report=lambda out: f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -1,24 +1,31 @@
-"""``ovseg-train``: LangSplatV2 language fields for a reconstruction, with the reference's flags.
-
-    ovseg-train --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply \\
-        --config.feature-level 1 --log-path langsplatv2_logs
-"""
+"""``ovseg train`` (alias ``ovseg-train``): language fields for a reconstruction, with the reference's
+flags. ``langsplatv2`` trains sparse codebook fields; ``lift`` averages the 2D features per Gaussian
+without training."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import tyro
 
-from ovseg_core.errors import Cancelled, FieldMismatchError, ModelLoadError, SceneFormatError
-from ovseg_core.fields import LanguageTrainConfig
-from ovseg_core.fields.from_dataset import IOConfig, PipelineProgress, PreprocessConfig, train_from_dataset
-from ovseg_core.fields.lifting import LiftConfig
-from ovseg_core.io import load_scene
-from ovseg_core.render import make_renderer
+from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.fields.config import IOConfig, LanguageTrainConfig, LiftConfig, PreprocessConfig
+from ovseg_core.render import BackendName
+
+if TYPE_CHECKING:
+    from ovseg_core.fields.from_dataset import PipelineProgress, PipelineResult
+
+EXAMPLES_LANGSPLATV2 = """
+ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.feature-level 1
+ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.all-levels --config.max-steps 3000
+ovseg train langsplatv2 ... --config.method dense     # the reference's re-rasterising trainer (slow)
+"""
+EXAMPLES_LIFT = """
+ovseg train lift --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.all-levels
+"""
 
 
 @dataclasses.dataclass
@@ -38,12 +45,44 @@ class TrainCommand:
     """Run directory name (default run_<timestamp>)."""
     use_every_n_as_val: int = -1
     """Hold out every N-th image for validation (e.g. 5); -1: no validation."""
-    backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+    backend: BackendName = "auto"
     """Renderer for the per-view contributions (fvdb on CUDA, else the cpu rasteriser)."""
     method: Literal["langsplatv2", "lift"] = "langsplatv2"
     """langsplatv2: train sparse codebook fields. lift: training-free, visibility-weighted average
     of the 2D mask features per Gaussian (OpenScene-style), stored the same way."""
     lift: LiftConfig = LiftConfig()
+
+    def execute(self) -> PipelineResult:
+        from ovseg_core.errors import Cancelled
+        from ovseg_core.fields.from_dataset import train_from_dataset
+        from ovseg_core.io import load_scene
+        from ovseg_core.render import make_renderer
+
+        progress = _TerminalProgress()
+        try:
+            scene = load_scene(self.reconstruction_path)
+            renderer = make_renderer("torch" if self.config.method == "dense" else self.backend)
+            result = train_from_dataset(
+                scene,
+                self.sfm_dataset_path,
+                config=self.config,
+                preprocess=self.preprocess,
+                use_every_n_as_val=self.use_every_n_as_val,
+                log_path=self.log_path,
+                run_name=self.run_name,
+                io=self.io,
+                renderer=renderer,
+                progress=progress,
+                method=self.method,
+                lift=self.lift,
+            )
+        except (Cancelled, KeyboardInterrupt):
+            progress.close()
+            print("stopping: finished cache entries and checkpoints are kept", file=sys.stderr)
+            raise
+        finally:
+            progress.close()
+        return result
 
 
 class _TerminalProgress:
@@ -80,42 +119,45 @@ class _TerminalProgress:
             self.bar = None
 
 
-def main(argv: list[str] | None = None) -> int:
-    cmd = tyro.cli(TrainCommand, args=argv)
-    progress = _TerminalProgress()
-    try:
-        scene = load_scene(cmd.reconstruction_path)
-        renderer = make_renderer("torch" if cmd.config.method == "dense" else cmd.backend)
-        result = train_from_dataset(
-            scene,
-            cmd.sfm_dataset_path,
-            config=cmd.config,
-            preprocess=cmd.preprocess,
-            use_every_n_as_val=cmd.use_every_n_as_val,
-            log_path=cmd.log_path,
-            run_name=cmd.run_name,
-            io=cmd.io,
-            renderer=renderer,
-            progress=progress,
-            method=cmd.method,
-            lift=cmd.lift,
-        )
-    except (Cancelled, KeyboardInterrupt):
-        progress.close()
-        print("ovseg-train: interrupted; finished cache entries and checkpoints are kept", file=sys.stderr)
-        return 130
-    except (SceneFormatError, FieldMismatchError, ModelLoadError, ValueError, FileNotFoundError) as e:
-        progress.close()
-        print(f"ovseg-train: error: {e}", file=sys.stderr)
-        return 2
-    progress.close()
-    for level in sorted(result.final_losses):
-        print(
-            f"level {level}: masked cosine loss {result.initial_losses[level]:.4f} -> {result.final_losses[level]:.4f}"
-        )
+@dataclasses.dataclass
+class TrainLangSplatV2(TrainCommand):
+    """Train LangSplatV2 sparse-codebook language fields on a frozen Gaussian splat."""
+
+    method: tyro.conf.Suppress[Literal["langsplatv2", "lift"]] = "langsplatv2"
+    lift: tyro.conf.Suppress[LiftConfig] = LiftConfig()
+
+
+@dataclasses.dataclass
+class TrainLift(TrainCommand):
+    """Training-free fields: the visibility-weighted average of the 2D mask features per Gaussian
+    (OpenScene-style), stored like LangSplatV2's. Of --config only the levels apply."""
+
+    method: tyro.conf.Suppress[Literal["langsplatv2", "lift"]] = "lift"
+
+
+COMMAND = (
+    Annotated[
+        TrainLangSplatV2,
+        tyro.conf.subcommand("langsplatv2", description=describe(TrainLangSplatV2, EXAMPLES_LANGSPLATV2)),
+    ]
+    | Annotated[TrainLift, tyro.conf.subcommand("lift", description=describe(TrainLift, EXAMPLES_LIFT))]
+)
+"""The ``ovseg train`` modes."""
+DESCRIPTION = "Language fields for a Gaussian splat from its capture: train LangSplatV2 or lift 2D features."
+
+
+def report(result: PipelineResult) -> str:
+    lines = [
+        f"level {level}: masked cosine loss {result.initial_losses[level]:.4f} -> {result.final_losses[level]:.4f}"
+        for level in sorted(result.final_losses)
+    ]
     if result.checkpoint is not None:
-        print(f"wrote {result.checkpoint}")
-    return 0
+        lines.append(f"wrote {result.checkpoint}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None, prog: str = "ovseg-train") -> int:
+    return run_cli(prog, COMMAND, argv, description=DESCRIPTION, report=report)
 
 
 if __name__ == "__main__":

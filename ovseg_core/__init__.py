@@ -1,22 +1,25 @@
-"""ovseg core library: scenes, cameras, file formats and renderers (no GUI)."""
+"""ovseg core library: scenes, cameras, file formats and renderers (no GUI).
 
-from ovseg_core.camera import Camera, orbit_cameras
-from ovseg_core.errors import BackendUnavailableError, ModelLoadError, SceneFormatError
-from ovseg_core.io import load_scene, save_scene
-from ovseg_core.render import RenderOutput, RenderSettings, make_renderer
-from ovseg_core.scene import GaussianScene, make_scene
+Names load on first use (importing ``ovseg_core`` does not import torch)."""
 
-__all__ = [
-    "BackendUnavailableError",
-    "Camera",
-    "GaussianScene",
-    "ModelLoadError",
-    "RenderOutput",
-    "RenderSettings",
-    "SceneFormatError",
-    "load_scene",
-    "make_renderer",
-    "make_scene",
-    "orbit_cameras",
-    "save_scene",
-]
+from __future__ import annotations
+
+from ovseg_core._lazy import lazy_exports
+
+_EXPORTS = {
+    "BackendUnavailableError": "ovseg_core.errors",
+    "Camera": "ovseg_core.camera",
+    "GaussianScene": "ovseg_core.scene",
+    "ModelLoadError": "ovseg_core.errors",
+    "OvsegError": "ovseg_core.errors",
+    "RenderOutput": "ovseg_core.render",
+    "RenderSettings": "ovseg_core.render",
+    "SceneFormatError": "ovseg_core.errors",
+    "load_scene": "ovseg_core.io",
+    "make_renderer": "ovseg_core.render",
+    "make_scene": "ovseg_core.scene",
+    "orbit_cameras": "ovseg_core.camera",
+    "save_scene": "ovseg_core.io",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

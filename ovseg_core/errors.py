@@ -1,24 +1,32 @@
-"""Exceptions ovseg raises for bad user input; each message names the file or value at fault."""
+"""Exceptions ovseg raises for bad user input; each message names the file or value at fault.
+
+Every domain error derives from ``OvsegError`` (so a caller can catch ovseg's own failures in one
+clause) and also from the builtin it refines (``ValueError``, ``RuntimeError``), so code written
+against the builtins keeps working."""
 
 from __future__ import annotations
 
 
-class SceneFormatError(ValueError):
+class OvsegError(Exception):
+    """Base of ovseg's domain errors: the message is meant for the user and names the fix."""
+
+
+class SceneFormatError(OvsegError, ValueError):
     """A scene or camera file is malformed, truncated or of an unknown flavour."""
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(OvsegError, RuntimeError):
     """A rendering backend cannot run here (missing package or no CUDA); the message says how to fix it."""
 
 
-class Cancelled(Exception):
+class Cancelled(OvsegError):
     """A long job (preprocessing, training) stopped because its cancel event was set."""
 
 
-class FieldMismatchError(ValueError):
+class FieldMismatchError(OvsegError, ValueError):
     """A language-field checkpoint does not belong to the scene (or encoder) it is used with."""
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(OvsegError, RuntimeError):
     """Model weights cannot be loaded (offline, missing or mismatched file); the message names the model,
     the weights and how to pass a local checkpoint instead."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from ovseg_core.camera import Camera
 from ovseg_core.io.atomic import atomic_write_bytes
-from ovseg_core.render.base import Renderer, make_renderer
+from ovseg_core.render import Renderer, make_renderer
 from ovseg_core.scene import GaussianScene
 
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])

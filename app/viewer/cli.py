@@ -1,4 +1,4 @@
-"""``ovseg-view [SCENE] [--fields ...]``: open a scene (default: the built-in demo) in the browser."""
+"""``ovseg view`` (alias ``ovseg-view``): open a scene (default: the built-in demo) in the browser."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import tyro
 
-from ovseg_core.errors import FieldMismatchError, ModelLoadError, SceneFormatError
-from ovseg_core.fields import LanguageFields, load_fields
-from ovseg_core.fields.discovery import discover_fields, text_encoder_for
-from ovseg_core.io import load_scene
-from ovseg_core.render import make_renderer
+from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.errors import FieldMismatchError, ModelLoadError
+from ovseg_core.render import BackendName
+
+if TYPE_CHECKING:
+    from ovseg_core.fields import LanguageFields
+
+EXAMPLES = """
+ovseg view                                  # the built-in demo scene and its fields (offline)
+ovseg view scene.ply --fields langsplatv2_logs --dataset capture/
+ovseg view scene.ply --host 0.0.0.0 --port 8080 --display browser
+"""
 
 log = logging.getLogger("ovseg.viewer")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -34,7 +41,8 @@ class ViewCommand:
     """3D instances file (``ovseg-query``/viewer built); default: ``scene.instances.pt`` beside the scene."""
     dataset: Path | None = None
     """Capture for the training panel (COLMAP scene or transforms.json)."""
-    backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
+    backend: BackendName = "auto"
+    """Renderer of the streamed frames."""
     host: str = "127.0.0.1"
     """Interface to bind; anything but localhost lets others on the network use the viewer."""
     port: int = 8080
@@ -44,6 +52,9 @@ class ViewCommand:
     """server: frames rendered here and streamed; browser: viser draws the splats client-side."""
     height: int = 384
     """Frame height when the camera is still (half while it moves)."""
+
+    def execute(self) -> None:
+        serve(self)
 
 
 def merge_fields(parts: list[LanguageFields]) -> LanguageFields:
@@ -61,6 +72,9 @@ def merge_fields(parts: list[LanguageFields]) -> LanguageFields:
 
 def load_session_inputs(cmd: ViewCommand):  # noqa: ANN201
     from ovseg_app.demo import DEMO_PATH, load_demo_scene
+    from ovseg_core.fields import load_fields
+    from ovseg_core.fields.discovery import discover_fields, text_encoder_for
+    from ovseg_core.io import load_scene
 
     scene_path = cmd.scene if cmd.scene is not None else DEMO_PATH
     scene = load_scene(scene_path) if cmd.scene is not None else load_demo_scene()
@@ -77,14 +91,12 @@ def load_session_inputs(cmd: ViewCommand):  # noqa: ANN201
     return scene, fields, encoder, note
 
 
-def main(argv: list[str] | None = None) -> int:
-    cmd = tyro.cli(ViewCommand, args=argv)
+def serve(cmd: ViewCommand) -> None:
+    """Serve ``cmd``'s scene until interrupted (Ctrl-C stops the server cleanly)."""
+    from ovseg_core.render import make_renderer
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        scene, fields, encoder, note = load_session_inputs(cmd)
-    except (SceneFormatError, FieldMismatchError, FileNotFoundError, ValueError) as e:
-        print(f"ovseg-view: error: {e}", file=sys.stderr)
-        return 2
+    scene, fields, encoder, note = load_session_inputs(cmd)
     from ovseg_app.viewer.server import Viewer
     from ovseg_app.viewer.session import ViewerSession
 
@@ -106,12 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     if instances_path is not None and (cmd.instances is not None or instances_path.is_file()):
         from ovseg_core.instances import load_instances, text_encoder_for_instances
 
-        try:
-            instances = load_instances(instances_path, scene)
-            session.set_instances(instances, text_encoder_for_instances(instances))
-        except (FieldMismatchError, ModelLoadError, FileNotFoundError) as e:
-            print(f"ovseg-view: error: {e}", file=sys.stderr)
-            return 2
+        instances = load_instances(instances_path, scene)
+        session.set_instances(instances, text_encoder_for_instances(instances))
     viewer = Viewer(
         session,
         host=cmd.host,
@@ -133,7 +141,14 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
     except KeyboardInterrupt:
         viewer.stop()
-    return 0
+
+
+COMMAND = ViewCommand
+DESCRIPTION = describe(ViewCommand, EXAMPLES)
+
+
+def main(argv: list[str] | None = None, prog: str = "ovseg-view") -> int:
+    return run_cli(prog, ViewCommand, argv, description=DESCRIPTION)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,25 @@
-"""Language fields on frozen splats: LangSplatV2 training, checkpoints and text queries."""
+"""Language fields on frozen splats: LangSplatV2 training, checkpoints and text queries.
 
-from ovseg_core.fields.codebook_field import CodebookField, FieldConfig
-from ovseg_core.fields.language_fields import LanguageFields, LevelCodes, load_fields, resolve_checkpoint
-from ovseg_core.fields.relevancy import DEFAULT_NEGATIVES, FieldQuery, QuerySettings
-from ovseg_core.fields.training import LanguageFieldTrainer, LanguageTrainConfig, TrainingView, TrainProgress
+Names load on first use: ``ovseg_core.fields.config`` (the settings) imports without torch."""
 
-__all__ = [
-    "CodebookField",
-    "DEFAULT_NEGATIVES",
-    "FieldConfig",
-    "FieldQuery",
-    "LanguageFieldTrainer",
-    "LanguageFields",
-    "LanguageTrainConfig",
-    "LevelCodes",
-    "QuerySettings",
-    "TrainProgress",
-    "TrainingView",
-    "load_fields",
-    "resolve_checkpoint",
-]
+from __future__ import annotations
+
+from ovseg_core._lazy import lazy_exports
+
+_EXPORTS = {
+    "CodebookField": "ovseg_core.fields.codebook_field",
+    "DEFAULT_NEGATIVES": "ovseg_core.fields.config",
+    "FieldConfig": "ovseg_core.fields.config",
+    "FieldQuery": "ovseg_core.fields.relevancy",
+    "LanguageFieldTrainer": "ovseg_core.fields.training",
+    "LanguageFields": "ovseg_core.fields.language_fields",
+    "LanguageTrainConfig": "ovseg_core.fields.config",
+    "LevelCodes": "ovseg_core.fields.language_fields",
+    "QuerySettings": "ovseg_core.fields.relevancy",
+    "TrainProgress": "ovseg_core.fields.training",
+    "TrainingView": "ovseg_core.fields.training",
+    "load_fields": "ovseg_core.fields.language_fields",
+    "resolve_checkpoint": "ovseg_core.fields.language_fields",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

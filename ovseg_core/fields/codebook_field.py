@@ -8,37 +8,11 @@ layers before it contribute detached (residual quantisation), later layers not a
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from torch import nn
 
-
-@dataclasses.dataclass(frozen=True)
-class FieldConfig:
-    """Shape of a LangSplatV2 field (the reference's defaults)."""
-
-    num_layers: int = 1
-    """Residual codebook layers L."""
-    codebook_size: int = 64
-    """Entries S per codebook."""
-    top_k: int = 4
-    """Non-zero entries kept per layer code."""
-    embed_dim: int = 512
-    """Feature dimension D (the CLIP embedding size)."""
-    logit_init_std: float = 0.0
-    """Std of the seeded noise added to the zero-initialised logits (0 = the reference)."""
-
-    def __post_init__(self) -> None:
-        if self.num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
-        if not 1 <= self.top_k <= self.codebook_size:
-            raise ValueError(
-                f"need 1 <= top_k <= codebook_size, got top_k={self.top_k}, codebook_size={self.codebook_size}"
-            )
-        if self.embed_dim < 1:
-            raise ValueError(f"embed_dim must be >= 1, got {self.embed_dim}")
+from ovseg_core.fields.config import FieldConfig
 
 
 class CodebookField(nn.Module):

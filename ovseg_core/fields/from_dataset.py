@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 
 from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
+from ovseg_core.fields.config import IOConfig, PreprocessConfig
 from ovseg_core.fields.language_fields import LanguageFields
 from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.fields.run_directory import RunDirectory
@@ -22,42 +23,10 @@ from ovseg_core.fields.training import (
     TrainingView,
     TrainProgress,
 )
-from ovseg_core.models import ImageEncoder, MaskGenerator, OpenClipConfig, Sam2Config
+from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.preprocess import preprocess_views
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
-
-
-@dataclasses.dataclass(frozen=True)
-class PreprocessConfig:
-    """Masks and CLIP features for every view (cached under the dataset)."""
-
-    image_downsample_factor: int = 1
-    """Shrink images (and cameras) by this factor before SAM2/CLIP (e.g. 2 for speed)."""
-    sam2: Sam2Config = dataclasses.field(default_factory=Sam2Config)
-    clip: OpenClipConfig = dataclasses.field(default_factory=OpenClipConfig)
-    tiny_models: bool = False
-    """Use tiny randomly initialised SAM2/OpenCLIP instead (smoke runs without weights; the
-    resulting fields are meaningless)."""
-    cache_dir: Path | None = None
-    """Where the cache lives; default ``<dataset>/.ovseg_cache/preprocess``."""
-    concept_fusion: bool = False
-    """Fuse each mask's feature with the image's global feature, weighted by their similarity
-    (ConceptFusion), before training or lifting."""
-    fusion_temperature: float = 1.0
-    """Softmax temperature of that fusion."""
-
-
-@dataclasses.dataclass(frozen=True)
-class IOConfig:
-    """What a run writes under its run directory."""
-
-    use_tensorboard: bool = False
-    """Log scalars and feature images to ``tensorboard/``."""
-    save_images: bool = True
-    """PCA feature renders in ``images/`` at save points."""
-    save_checkpoints: bool = True
-    """``checkpoints/<step>/langsplatv2_ckpt.pt``."""
 
 
 @dataclasses.dataclass
@@ -191,7 +160,7 @@ def train_from_dataset(
 
     if method == "lift":
         from ovseg_core.fields.lifting import lift_language_fields
-        from ovseg_core.render.base import make_renderer
+        from ovseg_core.render import make_renderer
 
         def on_lift(fraction: float, message: str) -> None:
             report(PipelineProgress("lift", PREPROCESS_SHARE + (1 - PREPROCESS_SHARE) * fraction, message))

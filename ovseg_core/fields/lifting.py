@@ -21,25 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from ovseg_core.errors import Cancelled
+from ovseg_core.fields.config import LiftConfig
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.fields.training import CancelFlag, TrainingView
 from ovseg_core.fields.view_contributions import compute_contributions
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
-
-
-@dataclasses.dataclass(frozen=True)
-class LiftConfig:
-    """How features are lifted."""
-
-    codebook_size: int = 64
-    """K-means entries the 2D mask features are quantised to (the basis of the stored field)."""
-    top_k: int = 4
-    """Codebook entries kept per Gaussian."""
-    contributions_top_k: int = 16
-    """Gaussians per pixel taken from the renderer (an average needs only the heavy ones; 64 gives
-    the same per-object IoUs in ``ovseg-bench lift`` at 1.8x the time)."""
-    seed: int = 42
 
 
 @nb.njit(cache=True)

@@ -19,7 +19,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,67 +27,12 @@ import torch.nn.functional as F
 
 from ovseg_core.camera import Camera
 from ovseg_core.errors import Cancelled
-from ovseg_core.fields.codebook_field import CodebookField, FieldConfig
+from ovseg_core.fields.codebook_field import CodebookField
+from ovseg_core.fields.config import LanguageTrainConfig
 from ovseg_core.fields.language_fields import LEVEL_NAMES, LanguageFields
 from ovseg_core.fields.view_contributions import ViewContributions, blend_sparse_codes, compute_contributions
-from ovseg_core.render.base import Renderer, make_renderer
+from ovseg_core.render import Renderer, make_renderer
 from ovseg_core.scene import GaussianScene
-
-
-@dataclasses.dataclass(frozen=True)
-class LanguageTrainConfig:
-    """How a language field trains (defaults are the reference's)."""
-
-    feature_level: int = 1
-    """Mask scale to learn: 0 default, 1 small, 2 medium, 3 large."""
-    all_levels: bool = False
-    """Train levels 1, 2 and 3 in one run (one after the other) instead of ``feature_level`` only."""
-    max_steps: int | None = None
-    """Steps per level; None: ``max_epochs`` epochs if set, else 10,000."""
-    max_epochs: int | None = None
-    """Passes over the training views per level, used when ``max_steps`` is None."""
-    lr: float = 0.0025
-    """Adam learning rate for logits and codebooks (constant)."""
-    adam_eps: float = 1e-15
-    seed: int = 42
-    field: FieldConfig = FieldConfig()
-    """Codebook layers, size and top-k (embed_dim follows the encoder)."""
-    method: Literal["sparse", "dense"] = "sparse"
-    """``sparse``: reuse per-view contributions (fast). ``dense``: re-rasterise every step (the reference)."""
-    contributions_top_k: int = 64
-    """Gaussians kept per pixel when contributions are precomputed (sparse method); 64 keeps the
-    final loss within 0.1% of the dense reference in ``ovseg-bench train`` (32: within 1%)."""
-    contributions_min_weight: float = 0.0
-    """Contributions with a smaller blending weight are dropped (sparse method; memory vs exactness)."""
-    log_every: int = 10
-    """Steps between metric log entries."""
-    val_every: int = 500
-    """Steps between validation passes (when there are validation views)."""
-    save_every: int | None = None
-    """Steps between checkpoints; None saves at the end of the run only."""
-
-    @property
-    def levels(self) -> tuple[int, ...]:
-        return (1, 2, 3) if self.all_levels else (self.feature_level,)
-
-    def steps_per_level(self, num_train_views: int) -> int:
-        if self.max_steps is not None:
-            return self.max_steps
-        if self.max_epochs is not None:
-            return self.max_epochs * max(num_train_views, 1)
-        return 10_000
-
-    def __post_init__(self) -> None:
-        if self.feature_level not in (0, 1, 2, 3):
-            raise ValueError(
-                f"feature_level must be 0 (default), 1 (small), 2 (medium) or 3 (large), got {self.feature_level}"
-            )
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.contributions_top_k < 1:
-            raise ValueError(f"contributions_top_k must be >= 1, got {self.contributions_top_k}")
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ from ovseg_core.instances.lifting_masks import lift_view_masks
 from ovseg_core.instances.merge import merge_view_masks
 from ovseg_core.models.protocols import SCALES, ImageEncoder, MaskGenerator
 from ovseg_core.preprocess import ViewFeatures
-from ovseg_core.render.base import Renderer, make_renderer
+from ovseg_core.render import Renderer, make_renderer
 from ovseg_core.scene import GaussianScene
 
 

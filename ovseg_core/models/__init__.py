@@ -1,18 +1,19 @@
 """2D models behind small protocols: SAM 2 masks at four scales, OpenCLIP image/text embeddings.
 
-Importing this package does not import open_clip or sam2; they load when a model is built.
+Names load on first use (``ovseg_core.models.config`` imports without torch); open_clip and sam2
+load only when a model is built. ``ovseg_core.models.registry`` maps encoder names to text encoders.
 """
 
-from ovseg_core.models.mask_scales import group_by_scale, mask_nms, mask_nms_keep, scales_with_nms
-from ovseg_core.models.open_clip_encoder import OpenClipConfig, OpenClipEncoder, tiny_open_clip
-from ovseg_core.models.palette_models import (
-    PaletteImageEncoder,
-    PaletteMaskGenerator,
-    Vocabulary,
-    VocabularyTextEncoder,
-)
-from ovseg_core.models.protocols import SCALES, ImageEncoder, MaskGenerator, MaskSet, TextEncoder
-from ovseg_core.models.sam2_masks import Sam2Config, Sam2MaskGenerator, tiny_sam2
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ovseg_core._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ovseg_core.models.config import OpenClipConfig, Sam2Config
+    from ovseg_core.models.open_clip_encoder import OpenClipEncoder
+    from ovseg_core.models.sam2_masks import Sam2MaskGenerator
 
 
 def make_models(
@@ -20,28 +21,32 @@ def make_models(
 ) -> tuple[Sam2MaskGenerator, OpenClipEncoder]:
     """The reference pair (SAM 2.1 large, OpenCLIP ViT-B-16 laion2b) or the configured ones:
     -> (mask generator, image+text encoder). Raises ``ModelLoadError`` when weights cannot be had."""
+    from ovseg_core.models.open_clip_encoder import OpenClipEncoder
+    from ovseg_core.models.sam2_masks import Sam2MaskGenerator
+
     return Sam2MaskGenerator.from_config(sam2_config), OpenClipEncoder.from_config(clip_config)
 
 
-__all__ = [
-    "SCALES",
-    "ImageEncoder",
-    "MaskGenerator",
-    "MaskSet",
-    "OpenClipConfig",
-    "OpenClipEncoder",
-    "PaletteImageEncoder",
-    "PaletteMaskGenerator",
-    "Sam2Config",
-    "Sam2MaskGenerator",
-    "TextEncoder",
-    "Vocabulary",
-    "VocabularyTextEncoder",
-    "group_by_scale",
-    "make_models",
-    "mask_nms",
-    "mask_nms_keep",
-    "scales_with_nms",
-    "tiny_open_clip",
-    "tiny_sam2",
-]
+_EXPORTS = {
+    "SCALES": "ovseg_core.models.protocols",
+    "ImageEncoder": "ovseg_core.models.protocols",
+    "MaskGenerator": "ovseg_core.models.protocols",
+    "MaskSet": "ovseg_core.models.protocols",
+    "OpenClipConfig": "ovseg_core.models.config",
+    "OpenClipEncoder": "ovseg_core.models.open_clip_encoder",
+    "PaletteImageEncoder": "ovseg_core.models.palette_models",
+    "PaletteMaskGenerator": "ovseg_core.models.palette_models",
+    "Sam2Config": "ovseg_core.models.config",
+    "Sam2MaskGenerator": "ovseg_core.models.sam2_masks",
+    "TextEncoder": "ovseg_core.models.protocols",
+    "Vocabulary": "ovseg_core.models.palette_models",
+    "VocabularyTextEncoder": "ovseg_core.models.palette_models",
+    "group_by_scale": "ovseg_core.models.mask_scales",
+    "mask_nms": "ovseg_core.models.mask_scales",
+    "mask_nms_keep": "ovseg_core.models.mask_scales",
+    "scales_with_nms": "ovseg_core.models.mask_scales",
+    "tiny_open_clip": "ovseg_core.models.open_clip_encoder",
+    "tiny_sam2": "ovseg_core.models.sam2_masks",
+}
+__all__ = sorted([*_EXPORTS, "make_models"])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -5,16 +5,16 @@ open_clip is imported inside functions: it pulls in timm and takes seconds to im
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ovseg_core.errors import ModelLoadError
 from ovseg_core.models._device import resolve_device, seeded
+from ovseg_core.models.config import OpenClipConfig
 
 TINY_CLIP_MODEL = "ovseg-tiny-clip"
 """open_clip config name of the tiny test model shipped in ``configs/`` (32-d, 64 px, ~3.4 M params)."""
@@ -24,22 +24,6 @@ _WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 # Fallback when a model carries no preprocess config (every open_clip CLIP of 3.x does)
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-@dataclasses.dataclass
-class OpenClipConfig:
-    """Which OpenCLIP model to load and how to run it."""
-
-    model: str = "ViT-B-16"
-    """open_clip architecture name (see ``open_clip.list_models()``)."""
-    pretrained: str = "laion2b_s34b_b88k"
-    """Weights: an open_clip tag (downloaded once from the Hugging Face hub, then cached), a local
-    checkpoint file (e.g. ``/ckpt/open_clip_model.safetensors``), or ``local-dir:/dir`` /
-    ``hf-hub:org/repo`` (config and weights together; ``model`` is then ignored)."""
-    device: Literal["auto", "cuda", "cpu"] = "auto"
-    """Where to run: "auto" picks cuda when available, else cpu."""
-    batch_size: int = 32
-    """Images or texts per forward pass."""
 
 
 class OpenClipEncoder:

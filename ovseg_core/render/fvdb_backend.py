@@ -32,6 +32,17 @@ INSTALL_HINT = (
 )
 
 
+def fvdb_available() -> bool:
+    """True when fvdb-reality-capture imports and CUDA is usable."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import fvdb_reality_capture  # noqa: F401
+    except Exception:  # any import failure means the backend cannot run
+        return False
+    return True
+
+
 def _import_gaussian_splat3d() -> Any:
     try:
         from fvdb_reality_capture import GaussianSplat3d

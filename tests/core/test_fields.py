@@ -23,7 +23,7 @@ from ovseg_core.fields import (
     load_fields,
 )
 from ovseg_core.fields.view_contributions import blend_sparse_codes, compute_contributions
-from ovseg_core.render.base import make_renderer
+from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import floating_objects_scene, random_scene
 
 

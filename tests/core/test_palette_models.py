@@ -29,7 +29,7 @@ from ovseg_core.models.palette_models import (
     Vocabulary,
     VocabularyTextEncoder,
 )
-from ovseg_core.render.base import make_renderer
+from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import DEMO_OBJECTS
 
 NAMES = [o.name for o in DEMO_OBJECTS]

@@ -1,0 +1,51 @@
+"""``ovseg``: one command for everything, ``ovseg view|train|query|render|eval-lerf|bench``.
+
+Each subcommand is the command of its module (``ovseg-view`` etc. remain as aliases). ``ovseg --help``
+parses the tyro union of all of them; ``ovseg <command> ...`` imports only that command's module, so
+its ``--help`` stays quick whatever the other commands import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Annotated, Any
+
+import tyro
+
+from ovseg_app.command_runner import run_command
+
+SUBCOMMANDS: dict[str, str] = {
+    "view": "ovseg_app.viewer.cli",
+    "train": "ovseg_app.train_cli",
+    "query": "ovseg_app.query_cli",
+    "render": "ovseg_app.render_cli",
+    "eval-lerf": "ovseg_app.eval_lerf_cli",
+    "bench": "ovseg_app.bench",
+}
+"""Subcommand -> module with ``COMMAND`` (a dataclass or a union), ``DESCRIPTION`` and ``main(argv, prog)``."""
+
+
+def command_union() -> Any:
+    """The tyro union of every subcommand (each described by the first paragraph of its description)."""
+    members = []
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        summary = module.DESCRIPTION.split("\n\n")[0]
+        members.append(Annotated[module.COMMAND, tyro.conf.subcommand(name, description=summary)])
+    union = members[0]
+    for member in members[1:]:
+        union = union | member
+    return union
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[args[0]]).main(args[1:], prog=f"ovseg {args[0]}")
+    cmd = tyro.cli(command_union(), args=args, prog="ovseg", description=__doc__.split("\n\n")[0])
+    return run_command("ovseg", cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
