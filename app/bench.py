@@ -58,6 +58,8 @@ class RenderBench:
     """Timed frames per case (after one warm-up frame); the median is reported."""
     memory: bool = True
     """Also measure peak RSS of a 1M-Gaussian 1280x720 CPU render in a subprocess."""
+    garden: bool = True
+    """Also time the real garden points (138k Gaussians, full-size views) when ../shared/data has them."""
     output: Path = Path("bench_results/render.json")
     """Where to save the JSON results."""
 
@@ -75,7 +77,7 @@ class RenderBench:
                         continue
                     rows.append(self._time(scene, f"synthetic-{n // 1000}k", [realistic_camera(w, h)], backend))
                     _print_row(rows[-1])
-        if GARDEN.exists():
+        if self.garden and GARDEN.exists():
             data = np.load(GARDEN)
             scene = scene_from_points(data["means3d"], data["colors"])
             cams = [

@@ -14,6 +14,8 @@ from ovseg_core.io import load_scene, save_scene
 from ovseg_core.synthetic import floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture
 
+pytestmark = pytest.mark.slow  # the module fixture preprocesses with tiny SAM 2 and OpenCLIP (~30 s)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -23,6 +25,7 @@ def trained(tmp_path_factory):
     write_capture(scene, orbit_cameras((0, 0, 0.05), 2.0, 3, elevation_deg=30, width=48, height=36), root / "capture")
     rc = train_main(
         [
+            "langsplatv2",
             "--sfm-dataset-path",
             str(root / "capture"),
             "--reconstruction-path",
@@ -59,7 +62,7 @@ def test_train_cli_writes_the_reference_outputs(trained):
 def test_query_cli_exports_a_valid_ply_and_its_complement(trained, tmp_path):
     root, scene = trained
     # fields are found beside the scene (langsplatv2_logs/) without --fields
-    args = [str(root / "scene.ply"), "--prompt", "red ball", "--threshold", "0.0"]
+    args = ["fields", str(root / "scene.ply"), "--prompt", "red ball", "--threshold", "0.0"]
     assert query_main([*args, "--export", str(tmp_path / "sel.ply")]) == 0
     assert query_main([*args, "--export", str(tmp_path / "rest.ply"), "--threshold", "0.99", "--invert"]) == 0
     sel, rest = load_scene(tmp_path / "sel.ply"), load_scene(tmp_path / "rest.ply")
@@ -73,6 +76,7 @@ def test_query_cli_writes_relevancy_images(trained, tmp_path):
     root, _ = trained
     rc = query_main(
         [
+            "fields",
             str(root / "scene.ply"),
             "--prompt",
             "red ball",
@@ -95,6 +99,7 @@ def test_cli_errors_name_the_problem(trained, tmp_path, capsys):
     save_scene(other, tmp_path / "other.ply")
     rc = query_main(
         [
+            "fields",
             str(tmp_path / "other.ply"),
             "--prompt",
             "x",
@@ -105,10 +110,11 @@ def test_cli_errors_name_the_problem(trained, tmp_path, capsys):
         ]
     )
     assert rc == 2 and "trained on a splat with" in capsys.readouterr().err
-    rc = query_main([str(tmp_path / "other.ply"), "--prompt", "x", "--export", str(tmp_path / "o.ply")])
+    rc = query_main(["fields", str(tmp_path / "other.ply"), "--prompt", "x", "--export", str(tmp_path / "o.ply")])
     assert rc == 2 and "no language fields" in capsys.readouterr().err
     rc = train_main(
         [
+            "langsplatv2",
             "--sfm-dataset-path",
             str(tmp_path / "missing"),
             "--reconstruction-path",
@@ -126,12 +132,11 @@ def test_train_cli_lift_method(trained, tmp_path):
     root, scene = trained
     rc = train_main(
         [
+            "lift",
             "--sfm-dataset-path",
             str(root / "capture"),
             "--reconstruction-path",
             str(root / "scene.ply"),
-            "--method",
-            "lift",
             "--config.feature-level",
             "0",
             "--preprocess.tiny-models",
@@ -149,6 +154,7 @@ def test_train_cli_lift_method(trained, tmp_path):
     assert (
         query_main(
             [
+                "fields",
                 str(root / "scene.ply"),
                 "--fields",
                 str(ckpt),

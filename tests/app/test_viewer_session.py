@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from planted_models import ColourMaskGenerator, PlantedEncoder
+from planted_models import ColourMaskGenerator
 from plyfile import PlyData
 
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
 from ovseg_core.camera import Camera, orbit_cameras
-from ovseg_core.fields import LanguageTrainConfig
-from ovseg_core.fields.from_dataset import train_from_dataset
 from ovseg_core.render import make_renderer
-from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
+from ovseg_core.synthetic import FLOATING_OBJECTS
 from ovseg_core.synthetic_capture import write_capture
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
@@ -26,22 +24,10 @@ NAMES = [o.name for o in FLOATING_OBJECTS]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    scene = floating_objects_scene()
-    root = tmp_path_factory.mktemp("viewer")
-    cams = [
-        c for el in (50, 10, -35) for c in orbit_cameras((0, 0, 0.05), 2.0, 8, elevation_deg=el, width=128, height=96)
-    ]
-    write_capture(scene, cams, root / "capture")
-    encoder = PlantedEncoder(PALETTE, NAMES)
-    result = train_from_dataset(
-        scene,
-        root / "capture",
-        config=LanguageTrainConfig(feature_level=0, max_steps=300),
-        mask_generator=ColourMaskGenerator(PALETTE),
-        image_encoder=encoder,
-    )
-    return scene, root, result.fields, encoder
+def trained(planted_run):
+    """(scene, capture directory, fields, encoder) of the shared planted run (tests/conftest.py)."""
+    scene, capture, result, encoder, _, _ = planted_run
+    return scene, capture, result.fields, encoder
 
 
 @pytest.fixture
@@ -126,6 +112,7 @@ def test_bad_state_is_refused(session):
         session.render(view_camera(), "x-ray")
 
 
+@pytest.mark.slow
 def test_training_job_runs_in_the_background_and_swaps_fields(trained, tmp_path):
     scene, root, _, _ = trained
     lock = threading.RLock()
@@ -223,7 +210,7 @@ def test_instances_drive_clicks_the_list_and_per_instance_export(session, traine
     from ovseg_core.instances import build_instances_from_dataset
 
     scene, root, _, encoder = trained
-    instances = build_instances_from_dataset(scene, root / "capture", ColourMaskGenerator(PALETTE), encoder)
+    instances = build_instances_from_dataset(scene, root, ColourMaskGenerator(PALETTE), encoder)
     session.set_instances(instances, encoder)
     session.set_prompt(positives=["blue cube", "red ball"])
     rows = session.instance_rows()

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from planted_models import ColourMaskGenerator, PlantedEncoder
 
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.fields import FieldQuery, LanguageTrainConfig, load_fields
-from ovseg_core.fields.from_dataset import PipelineProgress, PreprocessConfig, train_from_dataset
+from ovseg_core.fields.from_dataset import PreprocessConfig, train_from_dataset
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture
@@ -27,26 +26,7 @@ def ring_cameras(width: int, height: int, per_ring: int = 8):
     return cams
 
 
-@pytest.fixture(scope="module")
-def planted_run(tmp_path_factory):
-    scene = floating_objects_scene()
-    root = tmp_path_factory.mktemp("capture")
-    write_capture(scene, ring_cameras(128, 96), root)
-    masks = ColourMaskGenerator(PALETTE)
-    encoder = PlantedEncoder(PALETTE, NAMES)
-    events: list[PipelineProgress] = []
-    result = train_from_dataset(
-        scene,
-        root,
-        config=LanguageTrainConfig(feature_level=0, max_steps=300, log_every=20, val_every=100),
-        use_every_n_as_val=6,
-        log_path=root / "logs",
-        run_name="planted",
-        mask_generator=masks,
-        image_encoder=encoder,
-        progress=events.append,
-    )
-    return scene, root, result, encoder, masks, events
+# planted_run: the session fixture in tests/conftest.py
 
 
 def test_run_directory_has_the_reference_layout(planted_run):
@@ -105,6 +85,7 @@ def test_preprocessing_cache_is_reused(planted_run, tmp_path):
     assert masks.calls == calls  # every view came from the cache
 
 
+@pytest.mark.slow
 def test_tiny_real_models_run_the_whole_chain(tmp_path):
     from ovseg_core.models import tiny_open_clip, tiny_sam2
 

@@ -244,6 +244,7 @@ def sam_masks(sam) -> dict[str, MaskSet]:
     return sam.generate(_rectangles())
 
 
+@pytest.mark.slow
 def test_tiny_sam2_masks_are_consistent(sam, sam_masks):
     assert isinstance(sam, MaskGenerator)
     assert sam.name.startswith("sam2:sam2.1-hiera-tiny:random-seed0:pps4-")
@@ -266,6 +267,7 @@ def test_tiny_sam2_masks_are_consistent(sam, sam_masks):
             assert (x, y, w, h) == (cols.min(), rows.min(), cols.max() - cols.min(), rows.max() - rows.min())
 
 
+@pytest.mark.slow
 def test_sam2_fills_small_regions_without_the_cuda_extension(sam):
     from sam2.utils.transforms import SAM2Transforms
 
@@ -291,6 +293,7 @@ def test_sam2_fills_small_regions_without_the_cuda_extension(sam):
         assert sam._generator.predictor._transforms.postprocess_masks.func is _postprocess_masks
 
 
+@pytest.mark.slow
 def test_sam2_rejects_bad_images(sam):
     with pytest.raises(ValueError, match="uint8"):
         sam.generate(np.zeros((64, 96, 3), np.float32))
@@ -302,6 +305,7 @@ def test_sam2_rejects_bad_images(sam):
         sam.generate(torch.zeros(64, 96, 3, dtype=torch.uint8))
 
 
+@pytest.mark.slow
 def test_sam2_local_checkpoint_and_unloadable_weights(sam, tmp_path):
     path = tmp_path / "tiny_sam2.pt"
     torch.save({"model": sam.model.state_dict()}, path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_dataset import write_capture  # tests/core is on sys.path (pytest rootdir-relative imports)
+from random_capture import write_capture
 
 from ovseg_core.data import DatasetConfig, load_dataset
 from ovseg_core.errors import Cancelled
@@ -237,6 +237,7 @@ def test_cancel_stops_between_views_and_leaves_no_partial_files(capture, tmp_pat
     assert files == ["0000.png.npz", "settings.json"]
 
 
+@pytest.mark.slow
 def test_real_fox_photos_with_tiny_sam2_and_clip(shared_data, tmp_path):
     from ovseg_core.models import tiny_open_clip, tiny_sam2
 
