@@ -89,7 +89,7 @@ def demo_text_encoder(fields: LanguageFields | None = None) -> VocabularyTextEnc
     when ``fields`` is None). Its ``name`` ("vocabulary:...") says which encoder answers prompts."""
     if fields is None:
         return VocabularyTextEncoder(demo_vocabulary())
-    from ovseg_core.fields.discovery import vocabulary_text_encoder
+    from ovseg_core.models.palette_models import vocabulary_text_encoder
 
     return vocabulary_text_encoder(fields)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from ovseg_core.errors import ModelLoadError
 from ovseg_core.models._device import resolve_device, seeded
 from ovseg_core.models.config import OpenClipConfig
+
+if TYPE_CHECKING:
+    from ovseg_core.models.registry import EncoderRecord
 
 TINY_CLIP_MODEL = "ovseg-tiny-clip"
 """open_clip config name of the tiny test model shipped in ``configs/`` (32-d, 64 px, ~3.4 M params)."""
@@ -166,3 +169,24 @@ def tiny_open_clip(seed: int = 0, batch_size: int = 32) -> OpenClipEncoder:
     return OpenClipEncoder(
         model, open_clip.get_tokenizer(name), name=f"open_clip:{name}:random-seed{seed}", batch_size=batch_size
     )
+
+
+def recorded_text_encoder(record: EncoderRecord, clip: OpenClipConfig | None = None) -> OpenClipEncoder:
+    """The OpenCLIP named by ``record.encoder_name`` (``open_clip:<model>:<weights tag>``), or ``clip``
+    when given (a local checkpoint, other weights), else the default ViT-B-16. Registered for the
+    ``open_clip:`` scheme."""
+    parts = record.encoder_name.split(":")
+    if clip is None and len(parts) == 3:
+        clip = OpenClipConfig(model=parts[1], pretrained=parts[2])  # the same hub weights
+    return OpenClipEncoder.from_config(clip or OpenClipConfig())
+
+
+def recorded_tiny_text_encoder(record: EncoderRecord, clip: OpenClipConfig | None = None) -> OpenClipEncoder:
+    """The tiny test CLIP with the seed in ``record.encoder_name`` (``...:random-seed<N>``); ``clip``
+    overrides it. Registered for the ``open_clip:ovseg-tiny-clip:`` scheme."""
+    if clip is not None:
+        return OpenClipEncoder.from_config(clip)
+    seed = record.encoder_name.rsplit(":random-seed", 1)[-1]
+    if not seed.isdigit():
+        raise ModelLoadError(f"{record.encoder_name!r}: the tiny test CLIP's name must end in ':random-seed<N>'")
+    return tiny_open_clip(seed=int(seed))

@@ -32,7 +32,7 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ import torch.nn.functional as F
 
 from ovseg_core.models.mask_scales import group_by_scale
 from ovseg_core.models.protocols import SCALES, MaskSet
+
+if TYPE_CHECKING:
+    from ovseg_core.models.registry import EncoderRecord
 
 VOCABULARY_PREFIX = "vocabulary:"
 """Encoder names of the palette image encoder and the vocabulary text encoder start with this."""
@@ -246,6 +249,32 @@ def palette_models(
     )
 
 
+def vocabulary_text_encoder(fields: EncoderRecord, clip: Any = None) -> VocabularyTextEncoder:
+    """The fixed-vocabulary text encoder stored in ``fields.config["vocabulary"]`` (fields trained
+    with ``PaletteImageEncoder``; ``clip`` is ignored). Raises ``FieldMismatchError`` when it is
+    missing or does not belong to the fields' encoder. Registered for the ``vocabulary:`` scheme."""
+    from ovseg_core.errors import FieldMismatchError
+
+    where = f" in {fields.source}" if fields.source else ""
+    record = fields.config.get("vocabulary") if isinstance(fields.config, dict) else None
+    if not isinstance(record, dict):
+        raise FieldMismatchError(
+            f"language fields{where} were trained with the fixed-vocabulary encoder {fields.encoder_name!r} "
+            "but carry no vocabulary (config['vocabulary']); regenerate them with the vocabulary stored"
+        )
+    try:
+        vocabulary = Vocabulary.from_dict(record)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise FieldMismatchError(f"language fields{where}: unreadable vocabulary ({e})") from e
+    encoder = VocabularyTextEncoder(vocabulary)
+    if encoder.name != fields.encoder_name or encoder.embed_dim != fields.embed_dim:
+        raise FieldMismatchError(
+            f"language fields{where} were trained with {fields.encoder_name!r} ({fields.embed_dim} dims) but "
+            f"store the vocabulary {encoder.name!r} ({encoder.embed_dim} dims)"
+        )
+    return encoder
+
+
 __all__ = [
     "VOCABULARY_PREFIX",
     "PaletteImageEncoder",
@@ -253,4 +282,5 @@ __all__ = [
     "Vocabulary",
     "VocabularyTextEncoder",
     "palette_models",
+    "vocabulary_text_encoder",
 ]
