@@ -29,6 +29,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from ovseg_core.errors import OvsegError
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.models.protocols import SCALES, MaskSet
 from ovseg_core.preprocess.view_features import ViewFeatures
@@ -40,7 +41,7 @@ _MASK_FIELDS = ("bboxes", "areas", "predicted_ious", "stability_scores")
 _MASK_DTYPES = {"bboxes": np.float32, "areas": np.int64, "predicted_ious": np.float32, "stability_scores": np.float32}
 
 
-class CacheFileError(ValueError):
+class CacheFileError(OvsegError, ValueError):
     """A cache file is unreadable or does not hold what the format requires."""
 
 

@@ -9,7 +9,6 @@ import scipy.sparse as sp
 import torch
 from planted_models import ColourMaskGenerator, PlantedEncoder
 
-from ovseg_app.query_cli import main as query_main
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.fields.view_contributions import ViewContributions
@@ -23,7 +22,6 @@ from ovseg_core.instances import (
     merge_view_masks,
 )
 from ovseg_core.io import load_scene, save_scene
-from ovseg_core.models.palette_models import Vocabulary, palette_models
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture
 
@@ -160,28 +158,3 @@ def test_export_writes_one_valid_ply_per_instance(capture, planted, tmp_path):
     for k, p in enumerate(paths):
         assert p.name == f"{k}_{instances.names[k].replace(' ', '_')}.ply"
         assert load_scene(p).num_gaussians == instances.sizes[k]
-
-
-def test_query_cli_exports_instances(capture, tmp_path, capsys):
-    root, scene = capture
-    vocab = Vocabulary.build(NAMES, PALETTE, name="test-floating")
-    masks, image_encoder, _ = palette_models(vocab)
-    instances = build_instances_from_dataset(scene, root / "capture", masks, image_encoder)
-    path = instances.save(root / "scene.instances.pt")
-    args = [str(root / "scene.ply"), "--instances", str(path)]
-    prompts = ["--prompt", *NAMES]
-    assert query_main([*args, *prompts, "--export-instances", str(tmp_path / "named")]) == 0
-    names = sorted(p.name for p in (tmp_path / "named").glob("*.ply"))
-    assert sorted(n.split("_", 1)[1][:-4].replace("_", " ") for n in names) == sorted(NAMES)
-    assert query_main([*args, "--export-instances", str(tmp_path / "plain")]) == 0
-    assert sorted(p.name for p in (tmp_path / "plain").glob("*.ply")) == [f"{k}.ply" for k in range(len(NAMES))]
-    assert query_main([*args, "--prompt", "red ball", "--export", str(tmp_path / "ball.ply")]) == 0
-    ball = load_scene(tmp_path / "ball.ply")
-    assert abs(ball.num_gaussians - (scene.extras["object_id"] == 0).sum()) <= 30
-    capsys.readouterr()
-    assert query_main([str(root / "scene.ply"), "--export-instances", str(tmp_path / "x")]) == 2
-    assert "needs --instances" in capsys.readouterr().err
-    other = tmp_path / "other.ply"
-    save_scene(floating_objects_scene(points_per_object=50), other)
-    assert query_main([str(other), "--instances", str(path), "--export-instances", str(tmp_path / "y")]) == 2
-    assert "built on a splat with" in capsys.readouterr().err and not (tmp_path / "y").exists()
