@@ -41,7 +41,8 @@ def _assets_dir() -> Path:
     try:
         from importlib.resources import files
 
-        return Path(str(files("ovseg_app.assets")))
+        # assets/ has no __init__.py: files() gives a MultiplexedPath, whose str() is not a path
+        return Path(str(files("ovseg_app.assets").joinpath("demo_scene.ply"))).parent
     except ModuleNotFoundError:
         return Path(__file__).resolve().parents[1] / "assets"
 
