@@ -22,29 +22,31 @@ class Backend:
 
     target: str
     """``module:Class`` of the renderer, imported when it is built."""
-    summary: str
-    """One line for ``--help`` and error messages."""
     available: str | None = None
     """``module:function`` returning whether it can run here; None: always."""
     auto: bool = True
     """Whether ``auto`` may pick it (the first available auto backend in registration order wins)."""
 
-    def load(self, attribute: str) -> Any:
-        module, _, name = attribute.partition(":")
-        return getattr(importlib.import_module(module), name)
+    def renderer_class(self) -> Callable[..., Renderer]:
+        """The renderer class (its module is imported now)."""
+        return _resolve(self.target)
 
     def is_available(self) -> bool:
-        return self.available is None or bool(self.load(self.available)())
+        return self.available is None or bool(_resolve(self.available)())
+
+
+def _resolve(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 BACKENDS: dict[str, Backend] = {
-    "fvdb": Backend(
-        "ovseg_core.render.fvdb_backend:FvdbRenderer",
-        "fVDB rasteriser (CUDA + fvdb-reality-capture)",
-        available="ovseg_core.render.fvdb_backend:fvdb_available",
-    ),
-    "cpu": Backend("ovseg_core.render.cpu:CpuRenderer", "numba CPU rasteriser"),
-    "torch": Backend("ovseg_core.render.torch_ref:TorchRenderer", "plain-PyTorch reference (slow)", auto=False),
+    # fVDB's CUDA rasteriser (needs CUDA and fvdb-reality-capture)
+    "fvdb": Backend("ovseg_core.render.fvdb_backend:FvdbRenderer", "ovseg_core.render.fvdb_backend:fvdb_available"),
+    # the numba CPU rasteriser
+    "cpu": Backend("ovseg_core.render.cpu:CpuRenderer"),
+    # the plain-PyTorch reference (slow; the test oracle)
+    "torch": Backend("ovseg_core.render.torch_ref:TorchRenderer", auto=False),
 }
 
 if TYPE_CHECKING:
@@ -72,7 +74,7 @@ def make_renderer(
         backend = next(name for name, b in BACKENDS.items() if b.auto and b.is_available())
     if backend not in BACKENDS:
         raise ValueError(f"unknown render backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
-    cls: Callable[..., Renderer] = BACKENDS[backend].load(BACKENDS[backend].target)
+    cls = BACKENDS[backend].renderer_class()
     return cls(settings) if device is None else cls(settings, device=device)
 
 

@@ -16,7 +16,7 @@ def test_backend_names_follow_the_registry():
     assert typing.get_args(BackendName) == ("auto", *BACKENDS)
     assert {"cpu", "torch", "fvdb"} <= set(BACKENDS)
     for name, backend in BACKENDS.items():
-        cls = backend.load(backend.target)
+        cls = backend.renderer_class()
         assert cls.name == name  # a renderer reports the name it is registered under
     renderer = make_renderer("cpu", RenderSettings(background=(1.0, 0.0, 0.0)))
     assert isinstance(renderer, Renderer) and renderer.settings.background == (1.0, 0.0, 0.0)
@@ -35,7 +35,7 @@ class _Background:
 
 
 def test_a_new_backend_is_one_registry_entry():
-    BACKENDS["flat"] = Backend(f"{__name__}:_Background", "test backend", auto=False)
+    BACKENDS["flat"] = Backend(f"{__name__}:_Background", auto=False)
     try:
         renderer = make_renderer("flat")
         assert isinstance(renderer, _Background) and renderer.settings == RenderSettings()
