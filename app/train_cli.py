@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 EXAMPLES_LANGSPLATV2 = """
 ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.feature-level 1
 ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.all-levels --config.max-steps 3000
-ovseg train langsplatv2 ... --config.method dense     # the reference's re-rasterising trainer (slow)
+ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.method dense  # the reference's re-rasterising trainer (slow)
 """
 EXAMPLES_LIFT = """
 ovseg train lift --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.all-levels

@@ -1,0 +1,92 @@
+"""The built-in demo: the shipped fields answer text prompts offline, and the demo pipeline trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ovseg_app.demo import (
+    DEMO_FIELDS_PATH,
+    DEMO_PATH,
+    demo_capture_cameras,
+    demo_text_encoder,
+    demo_vocabulary,
+    load_demo_fields,
+    load_demo_scene,
+    train_demo_fields,
+)
+from ovseg_core.camera import orbit_cameras
+from ovseg_core.fields import FieldQuery, load_fields
+from ovseg_core.fields.discovery import discover_fields, text_encoder_for
+from ovseg_core.models.palette_models import Vocabulary
+from ovseg_core.render import make_renderer
+from ovseg_core.synthetic import DEMO_OBJECTS
+
+NAMES = [o.name for o in DEMO_OBJECTS]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    scene = load_demo_scene()
+    fields = load_demo_fields(scene)
+    assert fields is not None, f"{DEMO_FIELDS_PATH} is missing or stale; run scripts/make_demo_fields.py"
+    return scene, fields, demo_text_encoder(fields)
+
+
+def test_shipped_fields_are_small_and_discoverable(shipped):
+    scene, fields, enc = shipped
+    assert DEMO_FIELDS_PATH.stat().st_size < 2_000_000
+    found = discover_fields(DEMO_PATH, scene)
+    assert found is not None and text_encoder_for(found).name == enc.name == fields.encoder_name
+    assert enc.name.startswith("vocabulary:")
+
+
+# Parts of objects resting on the table (the box's whole bottom face, the ball's and mug's lowest
+# rim) are in no view; they take their nearest observed neighbour's codes, often the table's, so
+# a per-Gaussian IoU of 1 is impossible. Measured on the shipped fields: table 0.81, red mug 0.77,
+# yellow ball 0.74, blue box 0.70, green plant 0.86.
+MIN_IOU = {"table": 0.75, "red mug": 0.7, "yellow ball": 0.7, "blue box": 0.68, "green plant": 0.7}
+
+
+def test_shipped_fields_select_each_demo_object(shipped):
+    scene, fields, enc = shipped
+    query = FieldQuery(fields, enc)
+    truth = scene.extras["object_id"]
+    for k, name in enumerate(NAMES):
+        rel, _ = query.gaussian_relevancy(name)
+        selected, gt = rel > 0.5, truth == k
+        iou = (selected & gt).sum() / (selected | gt).sum()
+        assert iou >= MIN_IOU[name], f"{name}: per-Gaussian IoU {iou:.3f}"
+    rel, _ = query.gaussian_relevancy("mug")  # a word of the name finds the same object
+    assert np.array_equal(rel, query.gaussian_relevancy("red mug")[0])
+
+
+def test_shipped_fields_segment_the_mug_in_a_view(shipped):
+    scene, fields, enc = shipped
+    query = FieldQuery(fields, enc)
+    renderer = make_renderer("cpu")
+    cam = orbit_cameras((0, 0, 0.8), 1.4, 3, elevation_deg=35, width=200, height=150)[0]  # not a training view
+    onehot = F.one_hot(torch.from_numpy(scene.extras["object_id"]).long(), len(NAMES)).float()
+    weight, obj = renderer.render(scene, cam, features=onehot).features[0].max(dim=-1)
+    gt = ((obj == 1) & (weight > 0.5)).numpy()
+    pred = query.pixel_relevancy(renderer, scene, cam, "red mug")[0] > 0.5
+    iou = (pred & gt).sum() / (pred | gt).sum()
+    assert gt.sum() > 100 and iou >= 0.8, f"red mug pixel IoU {iou:.3f}"
+
+
+def test_demo_pipeline_trains_in_small(tmp_path):
+    scene = load_demo_scene()
+    cams = demo_capture_cameras(64, 48, per_ring=2)
+    result = train_demo_fields(scene, tmp_path, cameras=cams, max_steps=20)
+    assert result.final_losses[0] < 0.5 * result.initial_losses[0], (result.initial_losses, result.final_losses)
+    fields = result.fields
+    assert fields.encoder_name == enc_name() and fields.state == {}  # filled: factored form only
+    assert Vocabulary.from_dict(fields.config["vocabulary"]).names == NAMES
+    fields.save(tmp_path / "f.pt")
+    assert text_encoder_for(load_fields(tmp_path / "f.pt", scene)).name == enc_name()
+
+
+def enc_name() -> str:
+    return "vocabulary:" + demo_vocabulary().name
