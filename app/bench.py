@@ -7,6 +7,7 @@
 ``ovseg-bench lift``: training-free lifting vs LangSplatV2 training (time, per-object IoU).
 ``ovseg-bench instances``: building 3D instances from multi-view masks.
 ``ovseg-bench view``: viewer latencies (prompt -> frame, click -> highlight, orbit frames/s).
+``ovseg-bench preprocess``: images/s of the local and ray preprocessing executors.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import tyro
 
 from ovseg_app.bench_instances import InstancesBench
+from ovseg_app.bench_preprocess import PreprocessBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
 from ovseg_core.camera import Camera
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         | Annotated[QueryBench, tyro.conf.subcommand("query")]
         | Annotated[ViewBench, tyro.conf.subcommand("view")]
         | Annotated[LiftBench, tyro.conf.subcommand("lift")]
-        | Annotated[InstancesBench, tyro.conf.subcommand("instances")],
+        | Annotated[InstancesBench, tyro.conf.subcommand("instances")]
+        | Annotated[PreprocessBench, tyro.conf.subcommand("preprocess")],
         args=argv,
     )
     cmd.execute()
