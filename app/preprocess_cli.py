@@ -39,8 +39,9 @@ class PreprocessCommand:
     def execute(self) -> PreprocessRun:
         if self.executor == "ray":
             import_ray()  # fail before loading anything when Ray is missing
-        dataset = load_dataset(
-            self.sfm_dataset_path, DatasetConfig(image_downsample_factor=self.preprocess.image_downsample_factor)
+        dataset = load_dataset(  # absolute: Ray actors have other working directories
+            self.sfm_dataset_path.absolute(),
+            DatasetConfig(image_downsample_factor=self.preprocess.image_downsample_factor),
         )
         return run_preprocessing(
             dataset,

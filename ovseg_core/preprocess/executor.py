@@ -26,6 +26,7 @@ from ovseg_core.data.view_dataset import ViewDataset
 from ovseg_core.models.protocols import ImageEncoder, MaskGenerator
 from ovseg_core.preprocess.cache import CachedViewFeatures
 from ovseg_core.preprocess.pipeline import (
+    CACHE_SUBDIR,
     DEFAULT_BATCH_SIZE,
     CancelEvent,
     ensure_view_cached,
@@ -232,6 +233,13 @@ def _run_ray(
     **options: Any,
 ) -> PreprocessRun:
     ray = import_ray()
+    relative = [str(v.image_path) for v in dataset if not Path(v.image_path).is_absolute()]
+    if relative:  # actors run in their own working directories, maybe on other nodes
+        raise ValueError(
+            f"the ray executor needs absolute image paths; load the dataset from an absolute path (got {relative[0]})"
+        )
+    # the driver's working directory means nothing to the actors: pass the cache root absolute
+    cache_root = (Path(cache_dir) if cache_dir is not None else dataset.root / CACHE_SUBDIR).absolute()
     start = time.perf_counter()
     started_here = not ray.is_initialized()
     if started_here:
@@ -254,7 +262,7 @@ def _run_ray(
                 fn_constructor_kwargs={
                     "dataset": dataset,
                     "model_factory": model_factory,
-                    "cache_dir": None if cache_dir is None else str(Path(cache_dir).resolve()),
+                    "cache_dir": str(cache_root),
                     **options,
                 },
                 batch_size=1,  # images take seconds each: hand them out one at a time
@@ -277,9 +285,8 @@ def _run_ray(
     paths = [Path(by_index[i]["path"]) for i in indices]
     computed = tuple(i for i in indices if bool(by_index[i]["computed"]))
     setup = {r["worker"]: float(r["setup_seconds"]) for r in rows}
-    cache_folder = paths[0].parent if paths else Path(cache_dir or dataset.root)
     return PreprocessRun(
-        CachedViewFeatures(paths, indices, cache_folder),
+        CachedViewFeatures(paths, indices, paths[0].parent if paths else cache_root),
         computed,
         seconds,
         connect_seconds + max(setup.values(), default=0.0),
