@@ -51,11 +51,12 @@ class RayConfig:
 
     address: str | None = None
     """Cluster to join: ``auto`` (the one ``ray start`` set up on this node), ``HOST:6379`` or
-    ``ray://HOST:10001``. None: start a local Ray instance for this run (or reuse the one this
-    process already initialised)."""
+    ``ray://HOST:10001``. None: start a local Ray instance for this run. When this process has
+    already called ``ray.init``, that instance is used (and left running) whatever the address."""
     concurrency: int | None = None
     """Actors, each loading the models once. None: one per GPU in the cluster when actors take
-    GPUs, else one per ``num_cpus_per_actor`` CPUs."""
+    GPUs, else one per ``num_cpus_per_actor`` CPUs (each actor holds its own copy of the models:
+    cap this when memory is short)."""
     num_gpus_per_actor: float | None = None
     """GPUs per actor (fractions share a GPU). None: 1 when the cluster has GPUs, else 0."""
     num_cpus_per_actor: float = 1.0
