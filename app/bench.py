@@ -7,6 +7,7 @@
 ``ovseg-bench lift``: training-free lifting vs LangSplatV2 training (time, per-object IoU).
 ``ovseg-bench instances``: building 3D instances from multi-view masks.
 ``ovseg-bench view``: viewer latencies (prompt -> frame, click -> highlight, orbit frames/s).
+``ovseg-bench preprocess``: images/s of the local and ray preprocessing executors.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import tyro
 
 from ovseg_app.bench_instances import InstancesBench
+from ovseg_app.bench_preprocess import PreprocessBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
 from ovseg_app.command_runner import run_cli
@@ -214,6 +216,7 @@ COMMAND = (
     | Annotated[ViewBench, tyro.conf.subcommand("view")]
     | Annotated[LiftBench, tyro.conf.subcommand("lift")]
     | Annotated[InstancesBench, tyro.conf.subcommand("instances")]
+    | Annotated[PreprocessBench, tyro.conf.subcommand("preprocess")]
 )
 """The ``ovseg bench`` benchmarks (one registration line each)."""
 DESCRIPTION = "Speed and memory benchmarks; each writes its figures as JSON under bench_results/."

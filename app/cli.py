@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "query": "ovseg_app.query_cli",
     "render": "ovseg_app.render_cli",
     "eval-lerf": "ovseg_app.eval_lerf_cli",
+    "preprocess": "ovseg_app.preprocess_cli",
     "bench": "ovseg_app.bench",
 }
 """Subcommand -> module with ``COMMAND`` (a dataclass or a union), ``DESCRIPTION`` and ``main(argv, prog)``."""

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,ray]'
 # gsplat's pure-torch projection is the independent reference for ours; its sdist imports torch
 # at build time, so it builds without isolation, and BUILD_NO_CUDA skips its CUDA kernels.
 BUILD_NO_CUDA=1 .venv/bin/python -m pip install -q --no-build-isolation gsplat==1.5.3

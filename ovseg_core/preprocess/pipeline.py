@@ -40,6 +40,7 @@ def preprocess_views(
     batch_size: int = DEFAULT_BATCH_SIZE,
     fuse_global: bool = False,
     fusion_temperature: float = 1.0,
+    on_view: Callable[[int, bool], None] | None = None,
 ) -> CachedViewFeatures:
     """Masks and CLIP features of dataset views, computed once and then read from the cache.
 
@@ -56,6 +57,8 @@ def preprocess_views(
         batch_size: Crops per ``encode_images`` call.
         fuse_global: Fuse each mask feature with the image's global feature (ConceptFusion).
         fusion_temperature: Softmax temperature of that fusion.
+        on_view: Called as ``on_view(view index, computed)`` after each view; ``computed`` is
+            False when its cache entry was already there.
 
     Returns:
         A lazy sequence: position ``i`` loads the ``ViewFeatures`` of view ``indices[i]``.
@@ -66,6 +69,54 @@ def preprocess_views(
     for i in indices:
         if not 0 <= i < len(dataset):
             raise IndexError(f"view index {i} is out of range for a dataset of {len(dataset)} views")
+    cache = feature_cache_for(
+        dataset,
+        mask_generator,
+        image_encoder,
+        cache_dir,
+        fuse_global=fuse_global,
+        fusion_temperature=fusion_temperature,
+    )
+    total = len(indices)
+    paths = []
+    if progress is not None:
+        progress(0, total)
+    with tqdm(total=total, desc="Preprocessing views (masks + CLIP)", unit="view", disable=None) as bar:
+        for done, i in enumerate(indices):
+            _raise_if_cancelled(cancel, done, total)
+            path, computed = ensure_view_cached(
+                cache,
+                dataset,
+                i,
+                mask_generator,
+                image_encoder,
+                batch_size=batch_size,
+                cancel=cancel,
+                fuse_global=fuse_global,
+                fusion_temperature=fusion_temperature,
+            )
+            paths.append(path)
+            if on_view is not None:
+                on_view(i, computed)
+            bar.update(1)
+            if progress is not None:
+                progress(done + 1, total)
+    return CachedViewFeatures(paths, indices, cache.dir)
+
+
+def feature_cache_for(
+    dataset: ViewDataset,
+    mask_generator: MaskGenerator,
+    image_encoder: ImageEncoder,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    fuse_global: bool = False,
+    fusion_temperature: float = 1.0,
+) -> FeatureCache:
+    """The cache folder for these models and settings (every executor derives it the same way).
+
+    ``cache_dir`` defaults to ``<dataset root>/.ovseg_cache/preprocess``.
+    """
     settings = {
         "mask_generator": mask_generator.name,
         "image_encoder": image_encoder.name,
@@ -75,35 +126,42 @@ def preprocess_views(
     }
     if fuse_global:  # only when on, so caches made without fusion keep their key
         settings["concept_fusion_temperature"] = float(fusion_temperature)
-    cache = FeatureCache(Path(cache_dir) if cache_dir is not None else dataset.root / CACHE_SUBDIR, settings)
-    total = len(indices)
-    paths = []
-    if progress is not None:
-        progress(0, total)
-    with tqdm(total=total, desc="Preprocessing views (masks + CLIP)", unit="view", disable=None) as bar:
-        for done, i in enumerate(indices):
-            _raise_if_cancelled(cancel, done, total)
-            view = dataset[i]
-            path = cache.path_for(view.name)
-            sha = file_sha256(view.image_path)
-            shape = (view.camera.height, view.camera.width, 3)
-            if cache.read(path, sha, shape) is None:
-                image = dataset.load_image(i)
-                vf = compute_view_features(
-                    image,
-                    mask_generator,
-                    image_encoder,
-                    batch_size=batch_size,
-                    cancel=cancel,
-                    fuse_global=fuse_global,
-                    fusion_temperature=fusion_temperature,
-                )
-                cache.write(path, vf, sha)
-            paths.append(path)
-            bar.update(1)
-            if progress is not None:
-                progress(done + 1, total)
-    return CachedViewFeatures(paths, indices, cache.dir)
+    return FeatureCache(Path(cache_dir) if cache_dir is not None else dataset.root / CACHE_SUBDIR, settings)
+
+
+def ensure_view_cached(
+    cache: FeatureCache,
+    dataset: ViewDataset,
+    index: int,
+    mask_generator: MaskGenerator,
+    image_encoder: ImageEncoder,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cancel: CancelEvent | None = None,
+    fuse_global: bool = False,
+    fusion_temperature: float = 1.0,
+) -> tuple[Path, bool]:
+    """Compute and atomically store view ``index``'s entry unless a valid one is already cached.
+
+    Returns:
+        The entry's path, and whether it was computed now (False: it was already there).
+    """
+    view = dataset[index]
+    path = cache.path_for(view.name)
+    sha = file_sha256(view.image_path)
+    if cache.read(path, sha, (view.camera.height, view.camera.width, 3)) is not None:
+        return path, False
+    vf = compute_view_features(
+        dataset.load_image(index),
+        mask_generator,
+        image_encoder,
+        batch_size=batch_size,
+        cancel=cancel,
+        fuse_global=fuse_global,
+        fusion_temperature=fusion_temperature,
+    )
+    cache.write(path, vf, sha)
+    return path, True
 
 
 def compute_view_features(

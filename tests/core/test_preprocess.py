@@ -255,3 +255,21 @@ def test_real_fox_photos_with_tiny_sam2_and_clip(shared_data, tmp_path):
         assert vf.seg_maps.max() < vf.num_masks and vf.seg_maps.min() >= -1
         for level, scale in enumerate(SCALES):
             assert vf.masks[scale].segmentations.shape == (vf.lengths[level], cam.height, cam.width)
+
+
+def test_local_executor_reports_what_it_computed_and_skips_cached_views(capture, tmp_path):
+    from ovseg_core.preprocess.executor import run_preprocessing
+
+    ds = load_dataset(capture)
+    gen, enc = CountingRectangleMasks(), ColourQuadrantEncoder()
+    built = []
+    factory = lambda: built.append(1) or (gen, enc)  # noqa: E731
+    direct = preprocess_views(ds, gen, enc, cache_dir=tmp_path / "direct", indices=[1])
+    first = run_preprocessing(ds, factory, cache_dir=tmp_path / "run", indices=[2, 1])
+    assert first.computed_indices == (2, 1) and first.cached_indices == () and first.workers == 1
+    assert first.features.cache_dir.name == direct.cache_dir.name  # one settings key for every path
+    again = run_preprocessing(ds, factory, cache_dir=tmp_path / "run")
+    assert again.computed_indices == (0,) and again.cached_indices == (1, 2)
+    assert gen.calls == 4 and len(built) == 2
+    with pytest.raises(ValueError, match="unknown executor"):
+        run_preprocessing(ds, factory, executor="dask")

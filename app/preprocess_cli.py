@@ -1,0 +1,97 @@
+"""``ovseg-preprocess``: SAM 2 masks + CLIP features of every image of a capture, into the cache
+that ``ovseg-train``, lifting and the viewer read. Already-cached images are skipped, so a crashed
+or cancelled run resumes where it stopped.
+
+    ovseg-preprocess capture/                               # this process
+    ovseg-preprocess capture/ --executor ray                # a local Ray instance, one actor per CPU/GPU
+    ovseg-preprocess /shared/capture --executor ray --ray.address auto \\
+        --preprocess.cache-dir /shared/ovseg_cache          # every node of a running Ray cluster
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import signal
+import sys
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+from ovseg_core.data import DatasetConfig, load_dataset
+from ovseg_core.errors import Cancelled, ModelLoadError, SceneFormatError
+from ovseg_core.fields.from_dataset import PreprocessConfig, build_models
+from ovseg_core.preprocess.executor import PreprocessRun, RayConfig, RayUnavailableError, import_ray, run_preprocessing
+
+
+@dataclasses.dataclass
+class PreprocessCommand:
+    """Fill the preprocessing cache of a capture (masks + CLIP features per image)."""
+
+    sfm_dataset_path: tyro.conf.Positional[Path]
+    """Capture: a COLMAP scene (images/ + sparse/), or a transforms.json (or its folder)."""
+    preprocess: PreprocessConfig = dataclasses.field(default_factory=PreprocessConfig)
+    executor: Literal["local", "ray"] = "local"
+    """local: this process. ray: Ray Data actors on a local Ray instance or the cluster at --ray.address."""
+    ray: RayConfig = RayConfig()
+
+    def execute(self) -> PreprocessRun:
+        if self.executor == "ray":
+            import_ray()  # fail before loading anything when Ray is missing
+        dataset = load_dataset(  # absolute: Ray actors have other working directories
+            self.sfm_dataset_path.absolute(),
+            DatasetConfig(image_downsample_factor=self.preprocess.image_downsample_factor),
+        )
+        return run_preprocessing(
+            dataset,
+            functools.partial(build_models, self.preprocess),
+            executor=self.executor,
+            cache_dir=self.preprocess.cache_dir,
+            ray_config=self.ray,
+            fuse_global=self.preprocess.concept_fusion,
+            fusion_temperature=self.preprocess.fusion_temperature,
+        )
+
+
+COMMAND = PreprocessCommand
+DESCRIPTION = __doc__
+
+
+def report(run: PreprocessRun) -> str:
+    n = len(run.computed_indices)
+    compute = run.seconds - run.startup_seconds
+    rate = f", {n / compute:.3f} images/s after start-up" if n and compute > 0 else ""
+    return (
+        f"computed {n} of {len(run.features)} images ({len(run.cached_indices)} already cached) with "
+        f"{run.workers} worker(s) in {run.seconds:.1f} s ({run.startup_seconds:.1f} s start-up{rate})\n"
+        f"cache: {run.features.cache_dir}"
+    )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through the atomic writes, which delete their temporary files
+
+
+def main(argv: list[str] | None = None, prog: str = "ovseg-preprocess") -> int:
+    cmd = tyro.cli(COMMAND, args=argv, prog=prog, description=DESCRIPTION)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run = cmd.execute()
+    except (Cancelled, KeyboardInterrupt):
+        print(f"{prog}: interrupted; finished cache entries are kept", file=sys.stderr)
+        return 130
+    except RayUnavailableError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except (SceneFormatError, ModelLoadError, ValueError, FileNotFoundError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(report(run), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
