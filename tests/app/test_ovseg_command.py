@@ -21,6 +21,7 @@ def _help(main, argv: list[str], capsys) -> str:  # noqa: ANN001
 
 def test_ovseg_help_lists_every_subcommand(capsys):
     text = _help(cli.main, [], capsys)
+    assert "examples:" in text and "ovseg query fields scene.ply --prompt mug" in text
     for name in ("view", "train", "query", "render", "eval-lerf", "bench"):
         assert f"• {name}" in text, name
 
