@@ -27,6 +27,16 @@ SUBCOMMANDS: dict[str, str] = {
 """Subcommand -> module with ``COMMAND`` (a dataclass or a union), ``DESCRIPTION`` and ``main(argv, prog)``."""
 
 
+DESCRIPTION = """Open-vocabulary 3D segmentation of Gaussian splats: view, train, query, render, evaluate, benchmark.
+
+examples:
+  ovseg view                                   # the built-in demo in the browser
+  ovseg train langsplatv2 --sfm-dataset-path capture/ --reconstruction-path scene.ply
+  ovseg query fields scene.ply --prompt mug --export mug.ply
+  ovseg render scene.ply --output orbit.mp4
+  ovseg <command> --help                       # a command's options and examples"""
+
+
 def command_union() -> Any:
     """The tyro union of every subcommand (each described by the first paragraph of its description)."""
     members = []
@@ -44,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[args[0]]).main(args[1:], prog=f"ovseg {args[0]}")
-    cmd = tyro.cli(command_union(), args=args, prog="ovseg", description=__doc__.split("\n\n")[0])
+    cmd = tyro.cli(command_union(), args=args, prog="ovseg", description=DESCRIPTION)
     return run_command("ovseg", cmd)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install ovseg with its test dependencies into ./.venv and run the test suite.
-# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k render`).
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not slow"`, the quick loop, or `-k render`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}

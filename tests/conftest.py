@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001
     """Everything under tests/browser is a ``browser`` test, and slow."""
     browser_dir = Path(__file__).resolve().parent / "browser"
     for item in items:
-        if browser_dir in Path(str(item.fspath)).resolve().parents:
+        if browser_dir in item.path.resolve().parents:
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.slow)
 

@@ -21,6 +21,7 @@ def _help(main, argv: list[str], capsys) -> str:  # noqa: ANN001
 
 def test_ovseg_help_lists_every_subcommand(capsys):
     text = _help(cli.main, [], capsys)
+    assert "examples:" in text and "ovseg query fields scene.ply --prompt mug" in text
     for name in ("view", "train", "query", "render", "eval-lerf", "bench"):
         assert f"• {name}" in text, name
 
@@ -74,3 +75,20 @@ def test_parsing_any_command_loads_no_heavy_dependency():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_entry_point_is_a_main_and_every_subcommand_has_its_alias():
+    import importlib
+    from pathlib import Path
+
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
+    targets = {}
+    for command, target in scripts.items():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), command
+        targets[module] = command
+    assert scripts["ovseg"] == "ovseg_app.cli:main"
+    for name, module in cli.SUBCOMMANDS.items():
+        assert targets.get(module) == f"ovseg-{name}", name  # `ovseg NAME` and `ovseg-NAME` run one main

@@ -4,6 +4,7 @@ that reuses this environment's dependencies (the wheel itself is installed with 
 
 from __future__ import annotations
 
+import shutil
 import site
 import socket
 import subprocess
@@ -33,9 +34,17 @@ def expected_files() -> set[str]:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """The wheel built from a copy of the checkout (setuptools writes build/ beside the sources, and
+    a stale build/ of the checkout could leak deleted modules into the wheel)."""
     out = tmp_path_factory.mktemp("wheel")
+    src = out / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("app", "ovseg_core", "assets"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         check=True,
         capture_output=True,
         text=True,
