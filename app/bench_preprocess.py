@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from ovseg_core.fields.from_dataset import PreprocessConfig
+from ovseg_core.fields.config import PreprocessConfig
 
 
 @dataclasses.dataclass

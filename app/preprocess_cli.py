@@ -15,14 +15,15 @@ import functools
 import signal
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import tyro
 
-from ovseg_core.data import DatasetConfig, load_dataset
-from ovseg_core.errors import Cancelled, ModelLoadError, SceneFormatError
-from ovseg_core.fields.from_dataset import PreprocessConfig, build_models
-from ovseg_core.preprocess.executor import PreprocessRun, RayConfig, RayUnavailableError, import_ray, run_preprocessing
+from ovseg_core.errors import Cancelled, OvsegError
+from ovseg_core.fields.config import PreprocessConfig, RayConfig
+
+if TYPE_CHECKING:
+    from ovseg_core.preprocess.executor import PreprocessRun
 
 
 @dataclasses.dataclass
@@ -37,6 +38,11 @@ class PreprocessCommand:
     ray: RayConfig = RayConfig()
 
     def execute(self) -> PreprocessRun:
+        # heavy imports here, after parsing, so --help stays quick
+        from ovseg_core.data import DatasetConfig, load_dataset
+        from ovseg_core.fields.from_dataset import build_models
+        from ovseg_core.preprocess.executor import import_ray, run_preprocessing
+
         if self.executor == "ray":
             import_ray()  # fail before loading anything when Ray is missing
         dataset = load_dataset(  # absolute: Ray actors have other working directories
@@ -81,10 +87,7 @@ def main(argv: list[str] | None = None, prog: str = "ovseg-preprocess") -> int:
     except (Cancelled, KeyboardInterrupt):
         print(f"{prog}: interrupted; finished cache entries are kept", file=sys.stderr)
         return 130
-    except RayUnavailableError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except (SceneFormatError, ModelLoadError, ValueError, FileNotFoundError) as e:
+    except (OvsegError, ImportError, ValueError, OSError) as e:  # ImportError: RayUnavailableError
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     finally:
