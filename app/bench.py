@@ -25,6 +25,7 @@ import numpy as np
 import tyro
 
 from ovseg_app.bench_instances import InstancesBench
+from ovseg_app.bench_robustness import RobustnessBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
 from ovseg_core.camera import Camera
@@ -207,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         | Annotated[QueryBench, tyro.conf.subcommand("query")]
         | Annotated[ViewBench, tyro.conf.subcommand("view")]
         | Annotated[LiftBench, tyro.conf.subcommand("lift")]
-        | Annotated[InstancesBench, tyro.conf.subcommand("instances")],
+        | Annotated[InstancesBench, tyro.conf.subcommand("instances")]
+        | Annotated[RobustnessBench, tyro.conf.subcommand("robustness")],
         args=argv,
     )
     cmd.execute()

@@ -89,7 +89,8 @@ def scene_from_ply_table(ply: PlyTable, path: str | os.PathLike[str]) -> Gaussia
     known = set(_CORE) | {f"f_dc_{c}" for c in dc} | {f"f_rest_{i}" for i in rest}
     extras = {p: np.ascontiguousarray(data[p]) for p in props if p not in known}
     metadata = _parse_fvdb_metadata(ply, path)
-    extra_elements = [nm for nm in names if nm != "vertex" and nm not in metadata]
+    tensor_keys = {c[len(FVDB_PLY_MAGIC) :].split("|", 1)[0] for c in ply.comments if c.startswith(FVDB_PLY_MAGIC)}
+    extra_elements = [nm for nm in names if nm != "vertex" and nm not in tensor_keys]
     if extra_elements:
         warnings.warn(f"{path}: ignoring PLY elements {extra_elements}", stacklevel=2)
     columns = {
