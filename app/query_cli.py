@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import tyro
 
+from ovseg_app.cli_checks import check_query_args, prepare_query
 from ovseg_core.colormaps import heat_overlay
 from ovseg_core.errors import FieldMismatchError, ModelLoadError, SceneFormatError
 from ovseg_core.fields import DEFAULT_NEGATIVES, FieldQuery, QuerySettings, load_fields
@@ -64,7 +65,14 @@ class QueryCommand:
     """With --instances: write every instance as its own PLY here (``<index>_<best prompt>.ply``
     when prompts are given, else ``<index>.ply``)."""
 
+    overwrite: bool = False
+    """Replace --export (and PLYs in --export-instances) if they already exist."""
+
+    def __post_init__(self) -> None:
+        check_query_args(self)
+
     def execute(self) -> list[str]:
+        prepare_query(self)
         if self.instances is not None or self.export_instances is not None:
             return self._execute_instances()
         if not self.prompt:

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import tyro
 
+from ovseg_app.cli_checks import check_cameras, check_render_args, prepare_render
 from ovseg_app.demo import load_demo_scene
 from ovseg_core.camera import Camera, load_camera_json, orbit_cameras
 from ovseg_core.errors import BackendUnavailableError, SceneFormatError
@@ -60,8 +61,14 @@ class RenderCommand:
     """Background RGB in [0, 1]."""
     fps: int = 30
     """Video frame rate."""
+    overwrite: bool = False
+    """Replace --output if it already exists."""
+
+    def __post_init__(self) -> None:
+        check_render_args(self)
 
     def execute(self) -> Path:
+        prepare_render(self)
         scene = load_scene(self.scene) if self.scene is not None else load_demo_scene()
         cameras = self._cameras(scene)
         renderer = make_renderer(self.backend, RenderSettings(background=self.background))
@@ -80,10 +87,10 @@ class RenderCommand:
             raise ValueError("give --camera or --dataset, not both")
         video = self.output.suffix.lower() in (".mp4", ".gif")
         if self.camera is not None:
-            cams = load_camera_json(self.camera.read_text(), str(self.camera))
+            cams = check_cameras(load_camera_json(self.camera.read_text(), str(self.camera)), str(self.camera))
         elif self.dataset is not None:
             views = load_transforms_json(self.dataset) if _is_transforms(self.dataset) else load_colmap(self.dataset)
-            cams = [v.camera.downsampled(self.downsample) for v in views]
+            cams = check_cameras([v.camera.downsampled(self.downsample) for v in views], str(self.dataset))
         else:
             lo, hi = scene.bounds()
             radius = self.radius_scale * float(np.linalg.norm(hi - lo))
