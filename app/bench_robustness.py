@@ -16,6 +16,7 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -199,7 +200,14 @@ def _cli_abuse(tmp: Path) -> list[tuple[str, list[str]]]:
     a_dir = tmp / "a_dir"
     a_dir.mkdir(exist_ok=True)
     (a_dir / "x.png").mkdir(exist_ok=True)
+    fields = _fields_for(scene, tmp)
+    evil = tmp / "evil_clip.pt"
+    evil.write_bytes(pickle.dumps({"state_dict": _RunsCode()}))
     render = [sys.executable, "-m", "ovseg_app.render_cli"]
+    train = [sys.executable, "-m", "ovseg_app.train_cli", "--sfm-dataset-path", str(tmp), "--reconstruction-path",
+             str(scene), "--preprocess.tiny-models"]  # fmt: skip
+    evaluate = [sys.executable, "-m", "ovseg_app.eval_lerf_cli", "--scene", str(scene), "--dataset", str(tmp),
+                "--gt", str(a_dir)]  # fmt: skip
     query = [sys.executable, "-m", "ovseg_app.query_cli"]
     return [
         ("render --fps 0", [*render, str(scene), "--output", str(tmp / "o.mp4"), "--fps", "0"]),
@@ -220,9 +228,54 @@ def _cli_abuse(tmp: Path) -> list[tuple[str, list[str]]]:
                                                  "--prompt", "chair", "--export", str(scene)]),
         ("query prompt of 100,000 characters", [*query, str(scene), "--fields", str(tmp / "none.pt"),
                                                 "--prompt", "a" * 100_000]),
+        ("query --clip-pretrained is a malicious pickle", [*query, str(scene), "--fields", str(fields),
+                                                           "--prompt", "chair", "--export", str(tmp / "q.ply"),
+                                                           "--clip-pretrained", str(evil)]),
+        ("query checkpoint with out-of-range code indices", [*query, str(scene), "--fields",
+                                                             str(_fields_for(scene, tmp, corrupt=True)),
+                                                             "--prompt", "chair", "--export", str(tmp / "q.ply")]),
+        ("query --level 7", [*query, str(scene), "--prompt", "chair", "--level", "7"]),
+        ("query --threshold nan", [*query, str(scene), "--prompt", "chair", "--threshold", "nan"]),
+        ("query empty prompt", [*query, str(scene), "--prompt", " "]),
+        ("query --relevancy-dir is a file", [*query, str(scene), "--fields", str(fields), "--prompt", "chair",
+                                             "--dataset", str(tmp), "--relevancy-dir", str(a_file)]),
+        ("render --camera is a FIFO", [*render, str(scene), "--camera", str(tmp / "fifo.ply"),
+                                       "--output", str(tmp / "o5.png")]),
+        ("render --camera is not JSON", [*render, str(scene), "--camera", str(a_file), "--output", str(tmp / "o6.png")]),
+        ("train --log-path parent is a file", [*train, "--log-path", str(a_file / "logs")]),
+        ("train --log-path is a file", [*train, "--log-path", str(a_file)]),
+        ("train --use-every-n-as-val 1", [*train, "--use-every-n-as-val", "1"]),
+        ("train --run-name ..", [*train, "--run-name", ".."]),
+        ("eval-lerf --output-dir is a file", [*evaluate, "--output-dir", str(a_file)]),
         ("query --export parent is a file", [*query, str(scene), "--fields", str(tmp / "none.pt"),
                                              "--prompt", "chair", "--export", str(a_file / "x.ply")]),
     ]  # fmt: skip
+
+
+class _RunsCode:
+    """Unpickling this runs ``touch /tmp/ovseg-pwned``: weights_only loading must refuse it."""
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, ("touch /tmp/ovseg-pwned",))
+
+
+def _fields_for(scene: Path, tmp: Path, corrupt: bool = False) -> Path:
+    """A fields checkpoint for ``scene`` claiming OpenCLIP ViT-B-32 (512 dims); ``corrupt``: code
+    indices far outside the basis (the checkpoint that used to segfault ``ovseg-query``)."""
+    import torch
+
+    from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
+    from ovseg_core.io import load_scene
+
+    splat = load_scene(scene)
+    n = splat.num_gaussians
+    idx = torch.full((n, 2), 10**9) if corrupt else torch.randint(0, 8, (n, 2))
+    fields = LanguageFields(
+        levels={0: LevelCodes(idx=idx, val=torch.rand(n, 2), basis=torch.randn(8, 512))},
+        method="lifted", encoder_name="open_clip:ViT-B-32:openai", embed_dim=512,
+        scene_fingerprint=splat.fingerprint(), num_gaussians=n,
+    )  # fmt: skip
+    return fields.save(tmp / ("corrupt_fields.pt" if corrupt else "fields.pt"))
 
 
 def _big_camera(tmp: Path) -> Path:
@@ -247,7 +300,7 @@ def run_cli_abuse(tmp: Path, timeout_s: float = 120.0) -> list[dict]:
             code, err = done.returncode, done.stderr
         except subprocess.TimeoutExpired:
             code, err = None, "timed out"
-        lines = [ln for ln in err.splitlines() if ln.strip() and "Warning" not in ln]
+        lines = [ln.strip("│╭╰─ ") for ln in err.splitlines() if "error" in ln.lower()]  # tyro boxes its errors
         ok = code not in (0, None) and "Traceback" not in err and len(lines) >= 1
         rows.append(
             {
@@ -255,7 +308,7 @@ def run_cli_abuse(tmp: Path, timeout_s: float = 120.0) -> list[dict]:
                 "exit": code,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "ok": ok,
-                "message": (lines[-1] if lines else "")[:200],
+                "message": (lines[0] if lines else err.strip()[-200:])[:200],
             }
         )
     return rows

@@ -94,9 +94,19 @@ def _check_creatable_dir(flag: str, folder: Path) -> None:
             raise ValueError(f"{flag}: {existing} is a broken symbolic link")
         existing = existing.parent
     if not existing.is_dir():
+        if existing == folder:
+            raise ValueError(f"{flag}: {folder} is a file, not a directory")
         raise ValueError(f"{flag}: {existing} is a file, so {folder} cannot be a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{flag}: {existing} is not writable")
+
+
+def check_input_paths(**flags: Path | None) -> None:
+    """Refuse inputs that are FIFOs, sockets or devices (reading one blocks or never ends);
+    ``flags`` maps a flag's name (``camera`` for ``--camera``) to its path."""
+    for flag, path in flags.items():
+        if path is not None and path.exists() and not (path.is_file() or path.is_dir()):
+            raise ValueError(f"--{flag.replace('_', '-')} {path} is not a regular file (a FIFO, socket or device)")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -140,6 +150,7 @@ def check_render_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.render_cli.Render
 def prepare_render(cmd) -> None:  # noqa: ANN001
     """Before ``ovseg-render`` works: its output path, and quiet signals."""
     inputs = (cmd.scene, cmd.camera, cmd.dataset)
+    check_input_paths(scene=cmd.scene, camera=cmd.camera, dataset=cmd.dataset)
     check_output_file("--output", cmd.output, inputs=inputs, overwrite=getattr(cmd, "overwrite", False))
     exit_quietly_on_signals("ovseg-render")
 
@@ -159,6 +170,7 @@ def prepare_query(cmd) -> None:  # noqa: ANN001
     """Before ``ovseg-query`` works: its output paths, and quiet signals."""
     overwrite = getattr(cmd, "overwrite", False)
     inputs = (cmd.scene, cmd.fields, cmd.instances, cmd.dataset)
+    check_input_paths(scene=cmd.scene, fields=cmd.fields, instances=cmd.instances, dataset=cmd.dataset)
     if cmd.export is not None:
         check_output_file("--export", cmd.export, inputs=inputs, overwrite=overwrite)
     if cmd.relevancy_dir is not None:
@@ -168,3 +180,13 @@ def prepare_query(cmd) -> None:  # noqa: ANN001
         if cmd.export_instances.is_dir() and any(cmd.export_instances.glob("*.ply")) and not overwrite:
             raise ValueError(f"--export-instances {cmd.export_instances} already holds PLY files; pass --overwrite")
     exit_quietly_on_signals("ovseg-query")
+
+
+def check_train_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.train_cli.TrainCommand)
+    """``ovseg-train``'s flags and output folder (parse time, before preprocessing starts)."""
+    if cmd.log_path is not None:
+        check_output_dir("--log-path", cmd.log_path)
+    if cmd.run_name is not None and (not cmd.run_name.strip(". ") or "/" in cmd.run_name or "\0" in cmd.run_name):
+        raise ValueError(f"--run-name {cmd.run_name!r} is not a usable folder name")
+    if cmd.use_every_n_as_val != -1 and cmd.use_every_n_as_val < 2:
+        raise ValueError(f"--use-every-n-as-val must be -1 (no validation) or at least 2, got {cmd.use_every_n_as_val}")

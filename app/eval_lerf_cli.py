@@ -15,6 +15,7 @@ from typing import Literal
 
 import tyro
 
+from ovseg_app.cli_checks import check_output_dir
 from ovseg_core.errors import FieldMismatchError, ModelLoadError, SceneFormatError
 from ovseg_core.fields.relevancy import DEFAULT_NEGATIVES
 
@@ -77,6 +78,7 @@ class EvalLerfCommand:
             raise ValueError(f"--mask-threshold must lie in [0, 1), got {self.mask_threshold}")
         if self.downsample < 1:
             raise ValueError(f"--downsample must be >= 1, got {self.downsample}")
+        check_output_dir("--output-dir", self.output_dir)
 
     def execute(self) -> str:
         from ovseg_core.data import DatasetConfig, load_dataset

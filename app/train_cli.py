@@ -13,6 +13,7 @@ from typing import Literal
 
 import tyro
 
+from ovseg_app.cli_checks import check_train_args
 from ovseg_core.errors import Cancelled, FieldMismatchError, ModelLoadError, SceneFormatError
 from ovseg_core.fields import LanguageTrainConfig
 from ovseg_core.fields.from_dataset import IOConfig, PipelineProgress, PreprocessConfig, train_from_dataset
@@ -44,6 +45,9 @@ class TrainCommand:
     """langsplatv2: train sparse codebook fields. lift: training-free, visibility-weighted average
     of the 2D mask features per Gaussian (OpenScene-style), stored the same way."""
     lift: LiftConfig = LiftConfig()
+
+    def __post_init__(self) -> None:
+        check_train_args(self)
 
 
 class _TerminalProgress:

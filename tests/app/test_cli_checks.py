@@ -57,7 +57,7 @@ def test_render_output_paths(tmp_path, capsys, scene_path):
     a_file.write_text("x")
     (tmp_path / "a_dir.png").mkdir()
     cases = [
-        (a_file / "o.png", "is a file, so"),
+        (a_file / "o.png", "is a file, not a directory"),
         (tmp_path / "a_dir.png", "is a directory"),
         (scene_path, "is an input of this command"),
         (tmp_path / "....png", "not a usable file name"),
@@ -129,3 +129,26 @@ def test_signal_during_video_ends_with_one_line_and_no_partial_file(tmp_path, si
     assert proc.returncode == 128 + signum
     assert "Traceback" not in rest and f"stopped by {signal.Signals(signum).name}" in rest
     assert list(tmp_path.iterdir()) == []  # neither the video nor its hidden temporary file
+
+
+def test_train_and_eval_output_folders_are_checked_before_work(tmp_path, scene_path):
+    from ovseg_app.eval_lerf_cli import EvalLerfCommand
+    from ovseg_app.train_cli import TrainCommand
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    base = {"sfm_dataset_path": tmp_path, "reconstruction_path": scene_path}
+    for kwargs, message in [
+        ({"log_path": a_file / "logs"}, "is a file, so .* cannot be a directory"),
+        ({"log_path": a_file}, "is a file, not a directory"),
+        ({"run_name": ".."}, "not a usable folder name"),
+        ({"use_every_n_as_val": 1}, "at least 2"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            TrainCommand(**base, **kwargs)
+    TrainCommand(**base, log_path=tmp_path / "new" / "logs")  # a folder that can be made is fine
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    cmd = EvalLerfCommand(scene=(scene_path,), dataset=(tmp_path,), gt=(gt,), output_dir=a_file)
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        cmd._check()
