@@ -17,7 +17,7 @@ from ovseg_app.demo import load_demo_scene
 from ovseg_core.camera import Camera, load_camera_json, orbit_cameras
 from ovseg_core.errors import BackendUnavailableError, SceneFormatError
 from ovseg_core.io import atomic_write_bytes, load_scene
-from ovseg_core.io.atomic import umask_mode
+from ovseg_core.io.atomic import remove_stale_temps, temp_prefix, umask_mode
 from ovseg_core.io.cameras import load_colmap, load_transforms_json
 from ovseg_core.render import RenderSettings, make_renderer
 from ovseg_core.scene import GaussianScene
@@ -122,7 +122,8 @@ class RenderCommand:
         import imageio.v2 as imageio
 
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.output.stem}.", suffix=self.output.suffix, dir=self.output.parent)
+        remove_stale_temps(self.output, suffix=self.output.suffix)  # left by a killed earlier run
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.output), suffix=self.output.suffix, dir=self.output.parent)
         os.close(fd)
         try:
             kwargs = {"fps": self.fps} if self.output.suffix.lower() == ".mp4" else {"duration": 1 / self.fps}
