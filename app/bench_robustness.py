@@ -300,7 +300,8 @@ def run_cli_abuse(tmp: Path, timeout_s: float = 120.0) -> list[dict]:
             code, err = done.returncode, done.stderr
         except subprocess.TimeoutExpired:
             code, err = None, "timed out"
-        lines = [ln.strip("│╭╰─ ") for ln in err.splitlines() if "error" in ln.lower()]  # tyro boxes its errors
+        # ours: "prog: error: ..."; tyro's parse errors sit in a box: "│ Error parsing X: ... │"
+        lines = [ln.strip("│ ") for ln in err.splitlines() if "error:" in ln or "Error parsing" in ln]
         ok = code not in (0, None) and "Traceback" not in err and len(lines) >= 1
         rows.append(
             {
@@ -330,10 +331,12 @@ class RobustnessBench:
     """Render every loaded scene (16x12, CPU) to prove it is usable."""
     cli: bool = True
     """Also run the CLI abuse list (each case is a subprocess: about a minute in all)."""
+    shared_data: Path | None = None
+    """Folder of the real seed files; default: ../shared/data beside the checkout, when present."""
     output: Path = Path("bench_results/robustness.json")
 
     def execute(self) -> dict:
-        shared = SHARED_DATA if SHARED_DATA.is_dir() else None
+        shared = self.shared_data or (SHARED_DATA if SHARED_DATA.is_dir() else None)
         with tempfile.TemporaryDirectory(prefix="ovseg-fuzz-") as tmp:
             fuzz = run_reader_fuzz(
                 self.cases, Path(tmp) / "fuzz", seed=self.seed, shared_data=shared,
