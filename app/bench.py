@@ -27,6 +27,7 @@ import tyro
 
 from ovseg_app.bench_instances import InstancesBench
 from ovseg_app.bench_preprocess import PreprocessBench
+from ovseg_app.bench_robustness import RobustnessBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
 from ovseg_app.command_runner import run_cli
@@ -217,6 +218,7 @@ COMMAND = (
     | Annotated[LiftBench, tyro.conf.subcommand("lift")]
     | Annotated[InstancesBench, tyro.conf.subcommand("instances")]
     | Annotated[PreprocessBench, tyro.conf.subcommand("preprocess")]
+    | Annotated[RobustnessBench, tyro.conf.subcommand("robustness")]
 )
 """The ``ovseg bench`` benchmarks (one registration line each)."""
 DESCRIPTION = "Speed and memory benchmarks; each writes its figures as JSON under bench_results/."

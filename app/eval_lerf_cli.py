@@ -9,6 +9,7 @@ from pathlib import Path
 
 import tyro
 
+from ovseg_app.cli_checks import check_output_dir
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.render import BackendName
@@ -78,6 +79,7 @@ class EvalLerfCommand:
             raise ValueError(f"--mask-threshold must lie in [0, 1), got {self.mask_threshold}")
         if self.downsample < 1:
             raise ValueError(f"--downsample must be >= 1, got {self.downsample}")
+        check_output_dir("--output-dir", self.output_dir)
 
     def execute(self) -> str:
         from ovseg_core.data import DatasetConfig, load_dataset

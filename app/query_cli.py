@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import tyro
 
+from ovseg_app.cli_checks import check_query_args, prepare_query
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.render import BackendName
@@ -68,6 +69,12 @@ class QueryCommand:
     """With --instances: write every instance as its own PLY here (``<index>_<best prompt>.ply``
     when prompts are given, else ``<index>.ply``)."""
 
+    overwrite: bool = False
+    """Replace --export (and PLYs in --export-instances) if they already exist."""
+
+    def __post_init__(self) -> None:
+        check_query_args(self)
+
     def execute(self) -> list[str]:
         import numpy as np
 
@@ -76,6 +83,7 @@ class QueryCommand:
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
 
+        prepare_query(self)
         if self.instances is not None or self.export_instances is not None:
             return self._execute_instances()
         if not self.prompt:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 import tyro
 
+from ovseg_app.cli_checks import check_cameras, check_render_args, prepare_render
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.render import BackendName
 
@@ -66,12 +67,18 @@ class RenderCommand:
     """Background RGB in [0, 1]."""
     fps: int = 30
     """Video frame rate."""
+    overwrite: bool = False
+    """Replace --output if it already exists."""
+
+    def __post_init__(self) -> None:
+        check_render_args(self)
 
     def execute(self) -> Path:
         from ovseg_app.demo import load_demo_scene
         from ovseg_core.io import atomic_write_bytes, load_scene
         from ovseg_core.render import RenderSettings, make_renderer
 
+        prepare_render(self)
         scene = load_scene(self.scene) if self.scene is not None else load_demo_scene()
         cameras = self._cameras(scene)
         renderer = make_renderer(self.backend, RenderSettings(background=self.background))
@@ -95,10 +102,10 @@ class RenderCommand:
             raise ValueError("give --camera or --dataset, not both")
         video = self.output.suffix.lower() in (".mp4", ".gif")
         if self.camera is not None:
-            cams = load_camera_json(self.camera.read_text(), str(self.camera))
+            cams = check_cameras(load_camera_json(self.camera.read_text(), str(self.camera)), str(self.camera))
         elif self.dataset is not None:
             views = load_transforms_json(self.dataset) if _is_transforms(self.dataset) else load_colmap(self.dataset)
-            cams = [v.camera.downsampled(self.downsample) for v in views]
+            cams = check_cameras([v.camera.downsampled(self.downsample) for v in views], str(self.dataset))
         else:
             lo, hi = scene.bounds()
             radius = self.radius_scale * float(np.linalg.norm(hi - lo))
@@ -131,10 +138,11 @@ class RenderCommand:
     def _write_video(self, renderer, scene: GaussianScene, cameras: list[Camera]) -> Path:  # noqa: ANN001
         import imageio.v2 as imageio
 
-        from ovseg_core.io.atomic import umask_mode
+        from ovseg_core.io.atomic import remove_stale_temps, temp_prefix, umask_mode
 
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.output.stem}.", suffix=self.output.suffix, dir=self.output.parent)
+        remove_stale_temps(self.output, suffix=self.output.suffix)  # left by a killed earlier run
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.output), suffix=self.output.suffix, dir=self.output.parent)
         os.close(fd)
         try:
             kwargs = {"fps": self.fps} if self.output.suffix.lower() == ".mp4" else {"duration": 1 / self.fps}

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import tyro
 
+from ovseg_app.cli_checks import check_train_args
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.fields.config import IOConfig, LanguageTrainConfig, LiftConfig, PreprocessConfig
 from ovseg_core.render import BackendName
@@ -51,6 +52,9 @@ class TrainCommand:
     """langsplatv2: train sparse codebook fields. lift: training-free, visibility-weighted average
     of the 2D mask features per Gaussian (OpenScene-style), stored the same way."""
     lift: LiftConfig = LiftConfig()
+
+    def __post_init__(self) -> None:
+        check_train_args(self)
 
     def execute(self) -> PipelineResult:
         from ovseg_core.errors import Cancelled

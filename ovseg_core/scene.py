@@ -146,8 +146,9 @@ class GaussianScene:
         return h.hexdigest()[:16]
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Robust scene bounds (1st/99th percentile of the means), each ``[3]``."""
-        m = self.means.detach().cpu().numpy()
+        """Robust scene bounds (1st/99th percentile of the means), each ``[3]`` float64 (so that
+        ``hi - lo`` of far-apart float32 coordinates cannot overflow to Inf)."""
+        m = self.means.detach().cpu().numpy().astype(np.float64)
         return np.percentile(m, 1, axis=0), np.percentile(m, 99, axis=0)
 
 

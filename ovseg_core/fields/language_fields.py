@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ovseg_core.errors import FieldMismatchError
+from ovseg_core.fields.checkpoint_checks import check_levels
 from ovseg_core.fields.codebook_field import CodebookField, FieldConfig
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.tensor_file import load_tagged_payload
@@ -168,7 +169,10 @@ def load_fields(path: str | os.PathLike[str], scene: GaussianScene | None = None
             state=state,
             source=str(path),
         )
-    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        check_levels(fields.levels, fields.num_gaussians, fields.embed_dim, str(path), raw=levels_raw)
+    except FieldMismatchError:
+        raise
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
         raise FieldMismatchError(f"{path}: malformed language-field checkpoint ({e})") from e
     if scene is not None:
         fields.check_scene(scene)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ovseg_core.errors import FieldMismatchError
+from ovseg_core.fields.checkpoint_checks import check_instance_tensors
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.tensor_file import load_tagged_payload
 from ovseg_core.models.protocols import TextEncoder
@@ -163,6 +164,7 @@ def load_instances(path: str | os.PathLike[str], scene: GaussianScene | None = N
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such instances file")
     payload = load_tagged_payload(path, INSTANCES_FORMAT, INSTANCES_VERSION, "instances file")
+    check_instance_tensors(payload, str(path))
     try:
         scores = payload.get("scores")
         instances = InstanceSet(

@@ -10,11 +10,14 @@ index of the largest component plus three 10-bit components scaled by sqrt(2), l
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
-from plyfile import PlyData
 
 from ovseg_core.errors import SceneFormatError
+from ovseg_core.io.finite_rows import finite_rows
+from ovseg_core.io.ply_table import PlyTable
 from ovseg_core.scene import SH_C0, GaussianScene
 
 CHUNK_SIZE = 256
@@ -22,10 +25,11 @@ _CHUNK_REQUIRED = [f"{m}_{a}" for m in ("min", "max") for a in "xyz"] + [
     f"{m}_scale_{a}" for m in ("min", "max") for a in "xyz"
 ]
 _VERTEX_REQUIRED = ["packed_position", "packed_rotation", "packed_scale", "packed_color"]
+_F_REST = re.compile(r"^f_rest_(\d+)$")
 
 
-def is_compressed_ply(ply: PlyData) -> bool:
-    return any(el.name == "chunk" for el in ply.elements)
+def is_compressed_ply(ply: PlyTable) -> bool:
+    return "chunk" in ply.elements
 
 
 def _unorm(value: np.ndarray, bits: int) -> np.ndarray:
@@ -41,27 +45,32 @@ def _lerp(lo: np.ndarray, hi: np.ndarray, t: np.ndarray) -> np.ndarray:
     return lo * (1 - t) + hi * t
 
 
-def decode_compressed_ply(ply: PlyData, path: str) -> GaussianScene:
-    """Decode a compressed PLY already parsed by plyfile."""
-    names = [el.name for el in ply.elements]
+def decode_compressed_ply(ply: PlyTable, path: str) -> GaussianScene:
+    """Decode a compressed PLY already parsed by ``read_ply_table``."""
+    with np.errstate(all="ignore"):  # NaN/Inf chunk bounds give non-finite rows, dropped at the end
+        return _decode(ply, path)
+
+
+def _decode(ply: PlyTable, path: str) -> GaussianScene:
+    names = list(ply.elements)
     if "vertex" not in names:
         raise SceneFormatError(f"{path}: compressed PLY has a 'chunk' element but no 'vertex' element")
-    chunk, vertex = ply["chunk"], ply["vertex"]
-    cprops = [p.name for p in chunk.properties]
-    vprops = [p.name for p in vertex.properties]
+    cdata, vdata = ply.elements["chunk"], ply.elements["vertex"]
+    cprops, vprops = ply.properties("chunk"), ply.properties("vertex")
     missing = [p for p in _CHUNK_REQUIRED if p not in cprops] + [p for p in _VERTEX_REQUIRED if p not in vprops]
     if missing:
         raise SceneFormatError(f"{path}: compressed PLY is missing required properties {missing}")
-    n = vertex.count
+    not_integer = [p for p in _VERTEX_REQUIRED if vdata.dtype[p].kind not in "ui"]
+    if not_integer:
+        raise SceneFormatError(f"{path}: compressed PLY packed properties {not_integer} must be integers")
+    n = len(vdata)
     if n == 0:
         raise SceneFormatError(f"{path}: the PLY holds zero Gaussians")
     num_chunks = (n + CHUNK_SIZE - 1) // CHUNK_SIZE
-    if chunk.count < num_chunks:
-        raise SceneFormatError(f"{path}: {n} Gaussians need {num_chunks} chunks, file has {chunk.count}")
-    cdata = chunk.data
+    if len(cdata) < num_chunks:
+        raise SceneFormatError(f"{path}: {n} Gaussians need {num_chunks} chunks, file has {len(cdata)}")
     owner = np.arange(n) // CHUNK_SIZE
     col = lambda name: np.asarray(cdata[name], np.float64)[owner]  # noqa: E731
-    vdata = vertex.data
     u32 = lambda name: np.asarray(vdata[name]).astype(np.uint32)  # noqa: E731
 
     t = _unpack_111011(u32("packed_position"))
@@ -98,20 +107,21 @@ def decode_compressed_ply(ply: PlyData, path: str) -> GaussianScene:
 
     shN = np.zeros((n, 0, 3))
     if "sh" in names:
-        sh = ply["sh"]
-        rest = sorted(int(p.name.split("_")[-1]) for p in sh.properties if p.name.startswith("f_rest_"))
-        if sh.count != n or len(rest) % 3 or (len(rest) // 3) not in (3, 8, 15):
-            raise SceneFormatError(f"{path}: 'sh' element has {sh.count} rows and {len(rest)} f_rest properties")
+        sh, sh_props = ply.elements["sh"], ply.properties("sh")
+        rest = sorted(int(m.group(1)) for p in sh_props if (m := _F_REST.match(p)))
         k = len(rest) // 3
-        q = np.stack([np.asarray(sh.data[f"f_rest_{i}"], np.float64) for i in range(len(rest))], axis=1)
+        if len(sh) != n or len(rest) % 3 or k not in (3, 8, 15) or rest != list(range(len(rest))):
+            raise SceneFormatError(f"{path}: 'sh' element has {len(sh)} rows and f_rest properties {rest[:50]}")
+        q = np.stack([np.asarray(sh[f"f_rest_{i}"], np.float64) for i in range(len(rest))], axis=1)
         shN = (q * (8.0 / 255.0) - 4.0).reshape(n, 3, k).transpose(0, 2, 1)
 
-    f32 = lambda arr: torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))  # noqa: E731
-    return GaussianScene(
-        means=f32(means),
-        quats=f32(quats),
-        log_scales=f32(log_scales),
-        logit_opacities=f32(logit),
-        sh0=f32(sh0),
-        shN=f32(shN),
-    )
+    columns = {
+        "means": means.astype(np.float32), "quats": quats.astype(np.float32),
+        "log_scales": log_scales.astype(np.float32), "logit_opacities": logit.astype(np.float32),
+        "sh0": sh0.astype(np.float32), "shN": shN.astype(np.float32),
+    }  # fmt: skip
+    keep = finite_rows(columns, path, n)
+    if keep is not None:
+        columns = {k: v[keep] for k, v in columns.items()}
+    f32 = lambda arr: torch.from_numpy(np.ascontiguousarray(arr))  # noqa: E731
+    return GaussianScene(**{k: f32(v) for k, v in columns.items()})

@@ -10,6 +10,7 @@ metadata, where tensors live in an extra element named after the key.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import warnings
@@ -17,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from plyfile import PlyData, PlyElement, PlyParseError
+from plyfile import PlyData, PlyElement
 
 from ovseg_core.errors import SceneFormatError
+from ovseg_core.io.finite_rows import finite_rows
+from ovseg_core.io.ply_table import PlyTable, read_ply_table
 from ovseg_core.scene import GaussianScene
 
 FVDB_PLY_MAGIC = "fvdb_ply_af_8198767135"
@@ -40,17 +43,21 @@ def read_ply(path: str | os.PathLike[str]) -> GaussianScene:
             holds zero Gaussians, or is a SuperSplat compressed PLY (use ``load_scene``).
     """
     path = Path(path)
-    ply = _read_plydata(path)
-    names = [el.name for el in ply.elements]
+    return scene_from_ply_table(read_ply_table(path), path)
+
+
+def scene_from_ply_table(ply: PlyTable, path: str | os.PathLike[str]) -> GaussianScene:
+    """The Gaussian scene in an already parsed INRIA or fVDB PLY (``path`` names it in messages)."""
+    names = list(ply.elements)
+    if "chunk" in names:
+        raise SceneFormatError(f"{path}: a SuperSplat compressed PLY; read it with load_scene")
     if "vertex" not in names:
         raise SceneFormatError(f"{path}: PLY has no 'vertex' element (elements: {names}); not a Gaussian-splat file")
-    vertex = ply["vertex"]
-    if vertex.count == 0:
+    data = ply.elements["vertex"]
+    n = len(data)
+    if n == 0:
         raise SceneFormatError(f"{path}: the PLY holds zero Gaussians")
-    props = [p.name for p in vertex.properties]
-    lists = [p.name for p in vertex.properties if hasattr(p, "len_dtype")]
-    if lists:
-        raise SceneFormatError(f"{path}: vertex has list properties {lists}; not a Gaussian-splat PLY")
+    props = ply.properties("vertex")
     missing = [p for p in _CORE if p not in props]
     dc = sorted(int(m.group(2)) for p in props if (m := _SH_PROPERTY.match(p)) and m.group(1) == "dc")
     rest = sorted(int(m.group(2)) for p in props if (m := _SH_PROPERTY.match(p)) and m.group(1) == "rest")
@@ -66,54 +73,41 @@ def read_ply(path: str | os.PathLike[str]) -> GaussianScene:
         raise SceneFormatError(
             f"{path}: {len(rest)} f_rest properties for {num_channels} channels is not an SH degree 0-4 layout"
         )
-    data = vertex.data
-    f32 = lambda name: np.asarray(data[name], dtype=np.float32)  # noqa: E731
-    n = vertex.count
-    means = np.stack([f32("x"), f32("y"), f32("z")], axis=1)
-    log_scales = np.stack([f32(f"scale_{i}") for i in range(3)], axis=1)
-    quats = np.stack([f32(f"rot_{i}") for i in range(4)], axis=1)
-    logit_opacities = f32("opacity")
-    sh0 = np.stack([f32(f"f_dc_{c}") for c in range(num_channels)], axis=1)[:, None, :]
-    num_rest = len(rest) // num_channels
-    if num_rest:
-        flat = np.stack([f32(f"f_rest_{i}") for i in range(len(rest))], axis=1)
-        shN = flat.reshape(n, num_channels, num_rest).transpose(0, 2, 1)
-    else:
-        shN = np.zeros((n, 0, num_channels), np.float32)
+    with np.errstate(over="ignore"):  # a double beyond float32 becomes inf, then the row is dropped
+        f32 = lambda name: np.asarray(data[name], dtype=np.float32)  # noqa: E731
+        means = np.stack([f32("x"), f32("y"), f32("z")], axis=1)
+        log_scales = np.stack([f32(f"scale_{i}") for i in range(3)], axis=1)
+        quats = np.stack([f32(f"rot_{i}") for i in range(4)], axis=1)
+        logit_opacities = f32("opacity")
+        sh0 = np.stack([f32(f"f_dc_{c}") for c in range(num_channels)], axis=1)[:, None, :]
+        num_rest = len(rest) // num_channels
+        if num_rest:
+            flat = np.stack([f32(f"f_rest_{i}") for i in range(len(rest))], axis=1)
+            shN = flat.reshape(n, num_channels, num_rest).transpose(0, 2, 1)
+        else:
+            shN = np.zeros((n, 0, num_channels), np.float32)
     known = set(_CORE) | {f"f_dc_{c}" for c in dc} | {f"f_rest_{i}" for i in rest}
-    # native byte order, so a big-endian file's extras compare equal to a little-endian one's
-    extras = {
-        p: np.asarray(data[p]).astype(data[p].dtype.newbyteorder("="), copy=True) for p in props if p not in known
-    }
+    extras = {p: np.ascontiguousarray(data[p]) for p in props if p not in known}
     metadata = _parse_fvdb_metadata(ply, path)
-    extra_elements = [nm for nm in names if nm != "vertex" and nm not in metadata]
+    tensor_keys = {c[len(FVDB_PLY_MAGIC) :].split("|", 1)[0] for c in ply.comments if c.startswith(FVDB_PLY_MAGIC)}
+    extra_elements = [nm for nm in names if nm != "vertex" and nm not in tensor_keys]
     if extra_elements:
         warnings.warn(f"{path}: ignoring PLY elements {extra_elements}", stacklevel=2)
-
-    finite = (
-        np.isfinite(means).all(1)
-        & np.isfinite(log_scales).all(1)
-        & np.isfinite(quats).all(1)
-        & np.isfinite(logit_opacities)
-        & np.isfinite(sh0).all((1, 2))
-        & np.isfinite(shN).all((1, 2))
-    )
-    if not finite.all():
-        dropped = int((~finite).sum())
-        if dropped == n:
-            raise SceneFormatError(f"{path}: all {n} Gaussians contain NaN or Inf values")
-        warnings.warn(f"{path}: dropped {dropped} of {n} Gaussians with NaN/Inf values", stacklevel=2)
-        means, log_scales, quats, logit_opacities, sh0, shN = (
-            a[finite] for a in (means, log_scales, quats, logit_opacities, sh0, shN)
-        )
-        extras = {k: v[finite] for k, v in extras.items()}
+    columns = {
+        "means": means, "log_scales": log_scales, "quats": quats,
+        "logit_opacities": logit_opacities, "sh0": sh0, "shN": shN,
+    }  # fmt: skip
+    keep = finite_rows(columns, path, n)
+    if keep is not None:
+        columns = {k: v[keep] for k, v in columns.items()}
+        extras = {k: v[keep] for k, v in extras.items()}
     return GaussianScene(
-        means=torch.from_numpy(np.ascontiguousarray(means)),
-        quats=torch.from_numpy(normalize_quats_np(quats)),
-        log_scales=torch.from_numpy(np.ascontiguousarray(log_scales)),
-        logit_opacities=torch.from_numpy(np.ascontiguousarray(logit_opacities)),
-        sh0=torch.from_numpy(np.ascontiguousarray(sh0)),
-        shN=torch.from_numpy(np.ascontiguousarray(shN)),
+        means=torch.from_numpy(np.ascontiguousarray(columns["means"])),
+        quats=torch.from_numpy(normalize_quats_np(columns["quats"])),
+        log_scales=torch.from_numpy(np.ascontiguousarray(columns["log_scales"])),
+        logit_opacities=torch.from_numpy(np.ascontiguousarray(columns["logit_opacities"])),
+        sh0=torch.from_numpy(np.ascontiguousarray(columns["sh0"])),
+        shN=torch.from_numpy(np.ascontiguousarray(columns["shN"])),
         extras=extras,
         metadata=metadata,
     )
@@ -213,23 +207,9 @@ def _property_arrays(scene: GaussianScene) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in cols.items()}
 
 
-def _read_plydata(path: Path) -> PlyData:
-    if not path.exists():
-        raise SceneFormatError(f"{path}: file not found")
-    with open(path, "rb") as f:
-        head = f.read(4)
-        if head[:3] != b"ply":
-            raise SceneFormatError(f"{path}: not a PLY file (does not start with 'ply')")
-        f.seek(0)
-        try:
-            return PlyData.read(f)
-        except PlyParseError as e:
-            raise SceneFormatError(f"{path}: malformed or truncated PLY: {e}") from e
-        except (ValueError, EOFError, UnicodeDecodeError, MemoryError) as e:
-            raise SceneFormatError(f"{path}: malformed or truncated PLY: {e}") from e
-
-
-def _parse_fvdb_metadata(ply: PlyData, path: Path) -> dict:
+def _parse_fvdb_metadata(ply: PlyTable, path: str | os.PathLike[str]) -> dict:
+    """fVDB's ``key|type|value`` comments; a non-finite number or tensor is dropped with a warning
+    (the geometry is still usable, a NaN camera or transform is not)."""
     metadata: dict = {}
     for comment in ply.comments:
         if not comment.startswith(FVDB_PLY_MAGIC):
@@ -237,30 +217,42 @@ def _parse_fvdb_metadata(ply: PlyData, path: Path) -> dict:
         try:
             key, kind, value = comment[len(FVDB_PLY_MAGIC) :].split("|", 2)
         except ValueError:
-            raise SceneFormatError(f"{path}: malformed fVDB metadata comment {comment!r}") from None
-        if kind == "str":
-            metadata[key] = value
-        elif kind == "int64":
-            metadata[key] = int(value)
-        elif kind == "double":
-            metadata[key] = float(value)
-        elif kind == "tensor":
-            dims = [int(v) for v in value.split(",") if v != ""]
-            ndim, shape = dims[0], tuple(dims[1:])
-            if len(shape) != ndim:
-                raise SceneFormatError(f"{path}: fVDB tensor metadata {key!r} has a bad shape {value!r}")
-            try:
-                flat = np.asarray(ply[key].data["value"])
-            except KeyError:
-                raise SceneFormatError(
-                    f"{path}: fVDB tensor metadata {key!r} has no element holding its values"
-                ) from None
-            if flat.size != int(np.prod(shape)):
-                raise SceneFormatError(f"{path}: fVDB tensor metadata {key!r} holds {flat.size} values, shape {shape}")
-            metadata[key] = flat.reshape(shape)
-        else:
-            raise SceneFormatError(f"{path}: unknown fVDB metadata type {kind!r} for {key!r}")
+            raise SceneFormatError(f"{path}: malformed fVDB metadata comment {comment[:80]!r}") from None
+        if not key or key == "vertex":
+            raise SceneFormatError(f"{path}: fVDB metadata has a bad key {key[:80]!r}")
+        try:
+            if kind == "str":
+                metadata[key] = value
+            elif kind == "int64":
+                metadata[key] = int(value)
+            elif kind == "double":
+                metadata[key] = float(value)
+            elif kind == "tensor":
+                metadata[key] = _metadata_tensor(ply, key, value, path)
+            else:
+                raise SceneFormatError(f"{path}: unknown fVDB metadata type {kind[:40]!r} for {key!r}")
+        except ValueError as e:
+            if isinstance(e, SceneFormatError):
+                raise
+            raise SceneFormatError(f"{path}: fVDB metadata {key!r} has a bad {kind} value {value[:80]!r}") from None
+        number = metadata[key]
+        if isinstance(number, (float, np.ndarray)) and not np.isfinite(number).all():
+            warnings.warn(f"{path}: dropped fVDB metadata {key!r}: it holds NaN/Inf values", stacklevel=3)
+            del metadata[key]
     return metadata
+
+
+def _metadata_tensor(ply: PlyTable, key: str, value: str, path: str | os.PathLike[str]) -> np.ndarray:
+    dims = [int(v) for v in value.split(",") if v != ""]
+    if not dims or dims[0] != len(dims) - 1 or any(d < 0 for d in dims):
+        raise SceneFormatError(f"{path}: fVDB tensor metadata {key!r} has a bad shape {value[:80]!r}")
+    shape = tuple(dims[1:])
+    if key not in ply.elements or "value" not in ply.properties(key):
+        raise SceneFormatError(f"{path}: fVDB tensor metadata {key!r} has no element with a 'value' property")
+    flat = np.ascontiguousarray(ply.elements[key]["value"])
+    if flat.size != math.prod(shape):
+        raise SceneFormatError(f"{path}: fVDB tensor metadata {key!r} holds {flat.size} values, shape {shape}")
+    return flat.reshape(shape)
 
 
 def _metadata_comments(metadata: dict, *, with_tensors: bool) -> tuple[list[str], list[PlyElement]]:

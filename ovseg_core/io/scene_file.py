@@ -8,7 +8,8 @@ from pathlib import Path
 from ovseg_core.errors import SceneFormatError
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.compressed_ply import decode_compressed_ply, is_compressed_ply
-from ovseg_core.io.ply import _read_plydata, read_ply, write_ply
+from ovseg_core.io.ply import scene_from_ply_table, write_ply
+from ovseg_core.io.ply_table import read_ply_table, read_regular_file
 from ovseg_core.io.splat_file import read_splat, write_splat
 from ovseg_core.scene import GaussianScene
 
@@ -16,19 +17,19 @@ SCENE_SUFFIXES = (".ply", ".splat")
 
 
 def load_scene(path: str | os.PathLike[str]) -> GaussianScene:
-    """Read a Gaussian scene: INRIA/fVDB PLY, SuperSplat compressed PLY or antimatter15 ``.splat``."""
+    """Read a Gaussian scene: INRIA/fVDB PLY, SuperSplat compressed PLY or antimatter15 ``.splat``.
+
+    Raises:
+        SceneFormatError: naming the file and the problem (missing, not a regular file, truncated,
+            malformed, a mesh, zero Gaussians, ...).
+    """
     path = Path(path)
-    if not path.exists():
-        raise SceneFormatError(f"{path}: file not found")
-    if path.is_dir():
-        raise SceneFormatError(f"{path}: is a directory, expected a .ply or .splat file")
-    with open(path, "rb") as f:
-        magic = f.read(3)
+    magic = read_regular_file(path, max_bytes=2)[:3]
     if magic == b"ply":
-        ply = _read_plydata(path)
+        ply = read_ply_table(path)  # parsed once, then decoded by flavour
         if is_compressed_ply(ply):
             return decode_compressed_ply(ply, str(path))
-        return read_ply(path)
+        return scene_from_ply_table(ply, path)
     if path.suffix.lower() == ".splat":
         return read_splat(path)
     if path.suffix.lower() == ".ply":

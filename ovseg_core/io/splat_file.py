@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from ovseg_core.errors import SceneFormatError
+from ovseg_core.io.finite_rows import finite_rows
+from ovseg_core.io.ply_table import read_regular_file
 from ovseg_core.scene import SH_C0, GaussianScene
 
 RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
@@ -17,7 +19,7 @@ RECORD = np.dtype([("position", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4
 
 def read_splat(path: str | os.PathLike[str]) -> GaussianScene:
     path = Path(path)
-    raw = path.read_bytes()
+    raw = read_regular_file(path)
     if len(raw) == 0:
         raise SceneFormatError(f"{path}: the .splat file holds zero Gaussians")
     if len(raw) % RECORD.itemsize:
@@ -25,32 +27,25 @@ def read_splat(path: str | os.PathLike[str]) -> GaussianScene:
             f"{path}: size {len(raw)} bytes is not a multiple of the 32-byte .splat record (truncated file?)"
         )
     rec = np.frombuffer(raw, dtype=RECORD)
-    scale = rec["scale"].astype(np.float64)
-    finite = np.isfinite(rec["position"]).all(1) & np.isfinite(scale).all(1) & (scale > 0).all(1)
-    if not finite.all():
-        import warnings
-
-        if not finite.any():
-            raise SceneFormatError(f"{path}: no Gaussian has finite position and positive scale")
-        warnings.warn(
-            f"{path}: dropped {int((~finite).sum())} of {len(rec)} records with NaN/Inf or non-positive scale",
-            stacklevel=2,
-        )
-        rec, scale = rec[finite], scale[finite]
-    rgba = rec["rgba"].astype(np.float64) / 255.0
-    alpha = np.clip(rgba[:, 3], 1e-6, 1 - 1e-6)
-    quats = (rec["rot"].astype(np.float64) - 128.0) / 128.0
-    norm = np.linalg.norm(quats, axis=1, keepdims=True)
-    quats = np.where(norm > 0, quats / np.maximum(norm, 1e-12), np.array([1.0, 0, 0, 0]))
-    f32 = lambda arr: torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))  # noqa: E731
-    return GaussianScene(
-        means=f32(rec["position"]),
-        quats=f32(quats),
-        log_scales=f32(np.log(scale)),
-        logit_opacities=f32(np.log(alpha / (1 - alpha))),
-        sh0=f32(((rgba[:, :3] - 0.5) / SH_C0)[:, None, :]),
-        shN=f32(np.zeros((len(rec), 0, 3))),
-    )
+    with np.errstate(all="ignore"):  # non-positive or non-finite scales give NaN/-Inf log-scales, dropped below
+        rgba = rec["rgba"].astype(np.float64) / 255.0
+        alpha = np.clip(rgba[:, 3], 1e-6, 1 - 1e-6)
+        quats = (rec["rot"].astype(np.float64) - 128.0) / 128.0
+        norm = np.linalg.norm(quats, axis=1, keepdims=True)
+        quats = np.where(norm > 0, quats / np.maximum(norm, 1e-12), np.array([1.0, 0, 0, 0]))
+        scale = rec["scale"].astype(np.float64)
+        columns = {
+            "means": rec["position"].astype(np.float32),
+            "quats": quats.astype(np.float32),
+            "log_scales": np.where(scale > 0, np.log(scale), np.nan).astype(np.float32),
+            "logit_opacities": np.log(alpha / (1 - alpha)).astype(np.float32),
+            "sh0": ((rgba[:, :3] - 0.5) / SH_C0)[:, None, :].astype(np.float32),
+            "shN": np.zeros((len(rec), 0, 3), np.float32),
+        }
+    keep = finite_rows(columns, path, len(rec))
+    if keep is not None:
+        columns = {k: v[keep] for k, v in columns.items()}
+    return GaussianScene(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in columns.items()})
 
 
 def write_splat(scene: GaussianScene) -> bytes:

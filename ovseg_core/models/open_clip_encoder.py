@@ -5,6 +5,7 @@ open_clip is imported inside functions: it pulls in timm and takes seconds to im
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,11 @@ class OpenClipEncoder:
             tokenizer = open_clip.get_tokenizer(model_name)
         except (RuntimeError, OSError, ValueError) as exc:  # open_clip wraps download and load failures
             raise ModelLoadError(_load_advice(config, exc)) from exc
+        except pickle.UnpicklingError:  # torch.load(weights_only=True) refused objects in the file
+            raise ModelLoadError(
+                f"refusing to load {config.pretrained!r}: it is not a plain weights file (it holds pickled "
+                "objects that could run code); use the model's safetensors or a weights-only checkpoint"
+            ) from None
         return cls(model, tokenizer, name=name, batch_size=config.batch_size)
 
     @torch.inference_mode()

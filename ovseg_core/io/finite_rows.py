@@ -1,0 +1,35 @@
+"""Dropping Gaussians whose stored values are not finite, the same way in every reader."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ovseg_core.errors import SceneFormatError
+
+MAX_LOG_SCALE = 88.0
+"""exp(88.7) overflows float32: a larger log-scale is an infinite Gaussian, dropped like an Inf."""
+
+
+def finite_rows(columns: dict[str, np.ndarray], path: str | os.PathLike[str], n: int) -> np.ndarray | None:
+    """The mask ``[n]`` of rows whose columns (each ``[n, ...]``) are all finite, or None when all are.
+
+    Rows with a ``log_scales`` entry above ``MAX_LOG_SCALE`` count as infinite too. Warns with the
+    number dropped; ``SceneFormatError`` when no row is left.
+    """
+    keep = np.ones(n, dtype=bool)
+    for name, values in columns.items():
+        flat = values.reshape(n, -1)
+        keep &= np.isfinite(flat).all(axis=1)
+        if name == "log_scales":
+            with np.errstate(invalid="ignore"):
+                keep &= (flat <= MAX_LOG_SCALE).all(axis=1)
+    if keep.all():
+        return None
+    dropped = int((~keep).sum())
+    if dropped == n:
+        raise SceneFormatError(f"{path}: all {n} Gaussians contain NaN or Inf values")
+    warnings.warn(f"{path}: dropped {dropped} of {n} Gaussians with NaN/Inf values", stacklevel=3)
+    return keep

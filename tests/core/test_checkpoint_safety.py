@@ -1,0 +1,119 @@
+"""Hostile fields checkpoints and instance files are refused at load time, before any numba kernel
+indexes with them (out-of-range code indices used to crash ``ovseg-query`` with a segfault)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ovseg_core.errors import FieldMismatchError
+from ovseg_core.fields import load_fields
+from ovseg_core.fields.discovery import TINY_CLIP_PREFIX
+from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
+from ovseg_core.instances import InstanceSet, load_instances
+from ovseg_core.io import save_scene
+from ovseg_core.models import tiny_open_clip
+from ovseg_core.synthetic import random_scene
+
+N, J, E = 200, 4, 16
+
+
+def _fields(scene, dim: int, **level) -> LanguageFields:
+    g = torch.Generator().manual_seed(0)
+    codes = {
+        "idx": torch.randint(0, E, (N, J), generator=g),
+        "val": torch.rand(N, J, generator=g),
+        "basis": torch.randn(E, dim, generator=g),
+        **level,
+    }
+    return LanguageFields(
+        levels={0: LevelCodes(**codes)},
+        method="lifted",
+        encoder_name=f"{TINY_CLIP_PREFIX}0",
+        embed_dim=dim,
+        scene_fingerprint=scene.fingerprint(),
+        num_gaussians=N,
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    scene = random_scene(N, seed=7)
+    save_scene(scene, root / "scene.ply")
+    return root, scene, tiny_open_clip(seed=0).embed_dim
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "match"),
+    [
+        (
+            "out_of_range",
+            {"idx": torch.full((N, J), 10**9)},
+            r"code indices span 1000000000\.\.1000000000 but the basis",
+        ),
+        ("negative", {"idx": -torch.ones(N, J, dtype=torch.long)}, "code indices span -1"),
+        ("float_idx", {"idx": torch.full((N, J), 1.5)}, "not integers"),
+        (
+            "short",
+            {"idx": torch.zeros(N - 5, J, dtype=torch.long), "val": torch.ones(N - 5, J)},
+            r"expected \[200, J\]",
+        ),
+        ("weights_shape", {"val": torch.ones(N, J + 1)}, "weights have shape"),
+        ("nan_basis", {"basis": torch.full((E, 32), float("nan"))}, "basis contain NaN"),
+        ("basis_dim", {"basis": torch.zeros(E, 3)}, r"expected \[E, "),
+        ("empty_basis", {"basis": torch.zeros(0, 32), "idx": torch.zeros(N, J, dtype=torch.long)}, "basis has shape"),
+    ],
+)
+def test_bad_checkpoints_are_refused_on_load(setup, name, level, match):
+    root, scene, dim = setup
+    assert dim == 32  # the tiny CLIP's width, used by the basis cases above
+    path = _fields(scene, dim, **level).save(root / f"{name}.pt")
+    with pytest.raises(FieldMismatchError, match=match):
+        load_fields(path)
+
+
+def test_valid_checkpoint_still_loads(setup):
+    root, scene, dim = setup
+    path = _fields(scene, dim).save(root / "good.pt")
+    assert load_fields(path, scene).levels[0].idx.shape == (N, J)
+
+
+def test_out_of_range_checkpoint_gives_a_clear_error_not_a_segfault(setup):
+    root, scene, dim = setup
+    path = _fields(scene, dim, idx=torch.full((N, J), 10**9)).save(root / "crash.pt")
+    cmd = [sys.executable, "-m", "ovseg_app.query_cli", str(root / "scene.ply"), "--fields", str(path)]
+    done = subprocess.run(
+        [*cmd, "--prompt", "chair", "--export", str(root / "out.ply")], capture_output=True, text=True
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr
+    assert "code indices span" in done.stderr and str(path) in done.stderr
+    assert not (root / "out.ply").exists()
+
+
+def test_bad_instance_files_are_refused(tmp_path):
+    good = InstanceSet(
+        labels=np.array([0, 1, -1, 1]),
+        features=np.eye(2, 4, dtype=np.float32),
+        sizes=np.array([1, 2]),
+        support=np.array([3, 3]),
+        scene_fingerprint="x",
+    )
+    assert load_instances(good.save(tmp_path / "good.pt")).num_instances == 2
+    path = good.save(tmp_path / "i.pt")
+    payload = torch.load(path, weights_only=True)
+    for key, value, match in [
+        ("labels", torch.tensor([0.0, 1.7, -1.0, 1.0]), "labels are torch.float32, not integers"),
+        ("labels", torch.tensor([0, 5, -1, 1]), "labels must lie in"),
+        ("features", torch.full((2, 4), float("inf")), "finite floats"),
+        ("sizes", torch.tensor([-1, 2]), "sizes must not be negative"),
+        ("support", None, "no support tensor"),
+    ]:
+        torch.save({**payload, key: value}, tmp_path / "bad.pt")
+        with pytest.raises(FieldMismatchError, match=match):
+            load_instances(tmp_path / "bad.pt")
