@@ -40,9 +40,14 @@ class TrainCommand:
     """Hold out every N-th image for validation (e.g. 5); -1: no validation."""
     backend: Literal["auto", "fvdb", "cpu", "torch"] = "auto"
     """Renderer for the per-view contributions (fvdb on CUDA, else the cpu rasteriser)."""
-    method: Literal["langsplatv2", "lift"] = "langsplatv2"
+    method: Literal["langsplatv2", "lift", "instances"] = "langsplatv2"
     """langsplatv2: train sparse codebook fields. lift: training-free, visibility-weighted average
-    of the 2D mask features per Gaussian (OpenScene-style), stored the same way."""
+    of the 2D mask features per Gaussian (OpenScene-style), stored the same way. instances: build
+    class-agnostic 3D instances from the views' masks (the file ``ovseg-query --instances`` and
+    ``ovseg-view`` read)."""
+    instances_output: Path | None = None
+    """Where ``--method instances`` writes; default ``<reconstruction>.instances.pt`` beside the
+    splat (where ``ovseg-view`` finds it). An existing file is never replaced."""
     lift: LiftConfig = LiftConfig()
 
 
@@ -86,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scene = load_scene(cmd.reconstruction_path)
         renderer = make_renderer("torch" if cmd.config.method == "dense" else cmd.backend)
+        if cmd.method == "instances":
+            return _build_instances(cmd, scene, renderer)
         result = train_from_dataset(
             scene,
             cmd.sfm_dataset_path,
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
         print("ovseg-train: interrupted; finished cache entries and checkpoints are kept", file=sys.stderr)
         return 130
-    except (SceneFormatError, FieldMismatchError, ModelLoadError, ValueError, FileNotFoundError) as e:
+    except (SceneFormatError, FieldMismatchError, ModelLoadError, ValueError, FileNotFoundError, FileExistsError) as e:
         progress.close()
         print(f"ovseg-train: error: {e}", file=sys.stderr)
         return 2
@@ -115,6 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     if result.checkpoint is not None:
         print(f"wrote {result.checkpoint}")
+    return 0
+
+
+def _build_instances(cmd: TrainCommand, scene, renderer) -> int:  # noqa: ANN001
+    """``--method instances``: 3D instances from the capture's masks, saved as an instances file."""
+    from ovseg_core.instances import build_instances_from_dataset
+
+    out = cmd.instances_output or cmd.reconstruction_path.with_suffix(".instances.pt")
+    if out.exists():
+        raise FileExistsError(f"{out} exists; remove it or pass --instances-output elsewhere")
+    instances = build_instances_from_dataset(scene, cmd.sfm_dataset_path, preprocess=cmd.preprocess, renderer=renderer)
+    path = instances.save(out)
+    print(f"{len(instances.sizes)} instances; wrote {path}")
     return 0
 
 

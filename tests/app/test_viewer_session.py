@@ -345,3 +345,16 @@ def test_frames_keep_coming_while_instances_are_built(trained, tmp_path):
     gaps = np.diff([started, *stamps])
     # the build (SAM2/CLIP preprocessing included) never holds the renderer for long
     assert len(stamps) >= 5 and gaps.max() < 0.5 * took, (len(stamps), gaps.max(), took)
+
+
+def test_ovseg_view_refuses_bad_sizes_and_a_file_as_output_dir(tmp_path, capsys):
+    from ovseg_app.viewer.cli import main
+
+    for height in ("0", "100000"):
+        assert main(["--height", height]) == 2
+        assert "--height must be between" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["--output-dir", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["--output-dir", str(tmp_path / "file" / "sub")]) == 2
+    assert "is a file" in capsys.readouterr().err

@@ -239,3 +239,25 @@ def test_hostile_client_values_hurt_nobody(viewer, browser):
     late_page.close()
     page.close()
     close_notifications(bystander_page)
+
+
+def test_browser_display_recolours_the_splats_in_place(viewer, browser):
+    page, tab = first_tab(browser, viewer)
+    page.get_by_text("Display", exact=True).first.click()  # open the folder
+    select_dropdown(page, "Display", "browser")
+    wait_until(lambda: tab.splats is not None, what="splats sent to the browser", page=page)
+    handle = tab.splats
+    truth = tab.session.base_scene.extras["object_id"]
+    select_dropdown(page, "View", "relevancy")
+    set_text_input(page, "Prompt", "yellow ball")
+    wait_until(lambda: tab.session.prompt.positives == ("yellow ball",), what="prompt", page=page)
+    wait_until(lambda: tab._splat_colors is not None and fresh_colours(tab, truth), what="recoloured", page=page)
+    assert tab.splats is handle  # the same scene node: only its colours were sent again
+    select_dropdown(page, "Display", "server")
+    wait_until(lambda: tab.splats is None and fresh(tab), what="back to server frames", timeout=30, page=page)
+
+
+def fresh_colours(tab, truth) -> bool:
+    base = tab.session.gaussian_colors("rgb")
+    changed = np.abs(tab._splat_colors - base).sum(1) > 0.05
+    return changed[truth == BALL].mean() > 0.7 and changed[truth != BALL].mean() < 0.05
