@@ -158,7 +158,11 @@ class TrainingJob:
         device_lock: threading.RLock | None = None,
         on_finished: Callable[[LanguageFields], None] | None = None,
         on_instances: Callable[[object], None] | None = None,
+        models: tuple | None = None,
     ) -> None:
+        """``models``: (mask generator, image encoder) to use instead of the ones each request
+        names (tests pass small planted ones)."""
+        self.models = models
         self.on_instances = on_instances
         self.scene = scene
         self.renderer = renderer
@@ -262,7 +266,7 @@ class TrainingJob:
             from ovseg_core.fields.from_dataset import build_models
 
             self.message = "loading SAM2 and OpenCLIP"
-            models = build_models(preprocess)
+            models = self.models or build_models(preprocess)
             self.message = "checking the first view's masks"
             levels = () if request.method == "instances" else request.levels
             check_first_view_masks(request.dataset_path, self.scene, preprocess, models, levels)
