@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from ovseg_app.viewer.panels.camera_path import CameraPathPanel
 from ovseg_app.viewer.panels.display import DisplayPanel
 from ovseg_app.viewer.panels.export import ExportPanel
 from ovseg_app.viewer.panels.help import HelpPanel
@@ -25,6 +26,7 @@ class Panels:
     instances: InstancesPanel
     export: ExportPanel
     display: DisplayPanel
+    camera_path: CameraPathPanel
     training: TrainingPanel
     help: HelpPanel
 
@@ -45,6 +47,7 @@ def build_panels(tab: Tab) -> Panels:
     panels.instances = InstancesPanel(tab)
     panels.export = ExportPanel(tab)
     panels.display = DisplayPanel(tab)
+    panels.camera_path = CameraPathPanel(tab)
     panels.training = TrainingPanel(tab)
     panels.help = HelpPanel(tab)
     return panels
