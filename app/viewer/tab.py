@@ -31,6 +31,8 @@ MIN_HEIGHT, MAX_HEIGHT = 32, 2160
 """Bounds of a frame's height in pixels, whatever the client or the panel asks for."""
 MAX_ASPECT = 4.0
 """Frames are at most this wide (or tall) for their height; a wider canvas gets a cropped view."""
+MAX_FRAME_PIXELS = 2560 * 1440
+"""Live frames are at most this many pixels (height lowered to fit); screenshots may be larger."""
 MIN_FOV, MAX_FOV = math.radians(1.0), math.radians(170.0)
 SelectOp = Literal["replace", "add", "remove"]
 CLICK_MODIFIERS: dict[str | None, SelectOp] = {None: "replace", "shift": "add", "cmd/ctrl": "remove", "alt": "remove"}
@@ -144,7 +146,9 @@ class Tab:
         height = min(max(canvas, MIN_HEIGHT), self.max_height)
         return max(MIN_HEIGHT, height // 2) if moving else height
 
-    def camera(self, height: int, *, width: int | None = None, max_height: int = MAX_HEIGHT) -> Camera | None:
+    def camera(
+        self, height: int, *, width: int | None = None, max_height: int = MAX_HEIGHT, max_pixels: int = MAX_FRAME_PIXELS
+    ) -> Camera | None:
         """This tab's camera at ``height`` px (and the canvas's aspect, or ``width``), or None
         (logged once) when the client's values are unusable."""
         cam = self.client.camera
@@ -162,6 +166,7 @@ class Tab:
             return None
         height = min(max(int(height), MIN_HEIGHT), max_height)
         aspect = min(max(aspect if width is None else width / height, 1.0 / MAX_ASPECT), MAX_ASPECT)
+        height = max(MIN_HEIGHT, min(height, int(math.sqrt(max_pixels / aspect))))
         fov = min(max(fov, MIN_FOV), MAX_FOV)
         return Camera.from_viser(wxyz / max(np.linalg.norm(wxyz), 1e-12), position, fov, aspect, height)
 

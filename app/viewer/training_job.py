@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from ovseg_core.errors import Cancelled
+from ovseg_core.errors import Cancelled, ModelLoadError
 from ovseg_core.fields import LanguageFields, LanguageTrainConfig
 from ovseg_core.fields.from_dataset import PipelineProgress, PipelineResult, PreprocessConfig, train_from_dataset
 from ovseg_core.models import Sam2Config
@@ -300,4 +300,9 @@ class TrainingJob:
         except Exception as e:  # any failure is reported in the GUI, never crashes the viewer
             log.error("training failed:\n%s", traceback.format_exc())
             self.state, self.error = "failed", f"{type(e).__name__}: {e}"
+            if isinstance(e, ModelLoadError):  # the library's advice names Python configs; a GUI user has fields
+                self.error += (
+                    " -- in the panel: give the SAM2 checkpoint and CLIP weights files, or pick Models = "
+                    "tiny-random for a smoke run"
+                )
             self.message = f"failed: {self.error}"

@@ -27,6 +27,7 @@ from harness import (
 from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
 from ovseg_app.viewer.server import Viewer
 from ovseg_app.viewer.session import ViewerSession
+from ovseg_app.viewer.tab import MAX_FRAME_PIXELS
 from ovseg_core.render import make_renderer
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason=skip_reason())
@@ -218,6 +219,10 @@ def test_hostile_client_values_hurt_nobody(viewer, browser):
     hostile.wake.set()
     page.wait_for_timeout(500)
     assert hostile.last_camera.height <= hostile.max_height
+    hostile.max_height = 2160  # as high as the panel allows, with the widest canvas
+    _inject(viewer, hostile, _messages.ViewerCameraMessage(**base, image_height=2160, image_width=100_000))
+    wait_until(lambda: hostile.last_camera.width > 2 * hostile.last_camera.height, what="wide frame", page=page)
+    assert hostile.last_camera.width * hostile.last_camera.height <= MAX_FRAME_PIXELS
     nan = dict(base, position=(float("nan"), 0.0, 0.0))
     _inject(viewer, hostile, _messages.ViewerCameraMessage(**nan, image_height=400, image_width=640))
     # GUI values no widget would send: a 1e300 step count, a view mode not in the dropdown

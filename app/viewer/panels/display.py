@@ -97,7 +97,7 @@ class DisplayPanel:
     def _on_screenshot(self, event: Any) -> None:
         width = int(clamped_number(self.shot_w_in, 16, MAX_SCREENSHOT, integer=True))
         height = int(clamped_number(self.shot_h_in, 16, MAX_SCREENSHOT, integer=True))
-        camera = self.tab.camera(height, width=width, max_height=MAX_SCREENSHOT)
+        camera = self.tab.camera(height, width=width, max_height=MAX_SCREENSHOT, max_pixels=MAX_SCREENSHOT**2)
         if camera is None:
             raise ValueError("this tab has no usable camera yet")
         mode = self.tab.view_mode
