@@ -23,6 +23,12 @@ class LockedRenderer:
         self.inner = inner
         self.lock = lock or threading.RLock()
 
+    def __getattr__(self, attr: str):  # noqa: ANN204
+        """Anything else a backend offers (read-only helpers) comes from the wrapped renderer."""
+        if attr in ("inner", "lock"):  # not set yet (copy/pickle): no recursion into __getattr__
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
     @property
     def name(self) -> str:
         return self.inner.name

@@ -384,3 +384,36 @@ def test_camera_path_passes_through_its_keyframes(tmp_path):
         path_cameras([key(a)], 5, 64, 48)
     path = write_mp4(tmp_path / "p.mp4", cams, lambda c: np.full((c.height, c.width, 3), 128, np.uint8), fps=10)
     assert len(list(iio.imiter(path))) == 5
+
+
+def test_locked_renderer_holds_its_lock_only_while_rendering():
+    from ovseg_app.viewer.locked_renderer import LockedRenderer
+    from ovseg_core.synthetic import floating_objects_scene
+
+    scene = floating_objects_scene(points_per_object=50, backdrop=100)
+    inner = make_renderer("cpu")
+    locked = LockedRenderer(inner)
+    assert LockedRenderer(locked).inner is inner and LockedRenderer(locked).lock is locked.lock  # never nested
+    cam = view_camera()
+    seen = []
+
+    class Spy:  # a renderer that records whether the lock is held while it runs
+        name, settings = inner.name, inner.settings
+
+        def render(self, *a, **k):  # noqa: ANN002, ANN003, ANN202
+            def probe() -> None:
+                got = locked.lock.acquire(blocking=False)
+                seen.append(got)
+                if got:
+                    locked.lock.release()
+
+            checker = threading.Thread(target=probe)
+            checker.start()
+            checker.join()
+            return inner.render(*a, **k)
+
+    locked.inner = Spy()
+    locked.render(scene, cam)
+    assert seen == [False]  # another thread could not take the lock during the render
+    assert locked.lock.acquire(blocking=False)  # and it is free afterwards
+    locked.lock.release()
