@@ -298,3 +298,23 @@ def test_camera_path_renders_an_mp4(viewer, browser, tmp_path):
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 2  # the camera moved
     saved = list(viewer.session.output_dir.glob("camera_path*.mp4"))
     assert saved, "the video is also saved into the output folder"
+
+
+def test_screenshot_at_a_chosen_size(viewer, browser, tmp_path):
+    import imageio.v3 as iio
+    from harness import expect_download
+
+    page, tab = first_tab(browser, viewer)
+    if (
+        page.get_by_text("Screenshot width", exact=True).count() == 0
+        or not page.get_by_text("Screenshot width", exact=True).first.is_visible()
+    ):
+        page.get_by_text("Display", exact=True).first.click()
+    select_dropdown(page, "View", "rgb")
+    set_text_input(page, "Screenshot width", "320")
+    set_text_input(page, "Screenshot height", "200")
+    display = tab.panels.display
+    wait_until(lambda: display.shot_w_in.value == 320 and display.shot_h_in.value == 200, what="size set", page=page)
+    path = expect_download(page, lambda: click_button(page, "Download screenshot PNG"), dest_dir=tmp_path)
+    image = iio.imread(path)
+    assert path.name == "rgb_320x200.png" and image.shape[:2] == (200, 320) and image.std() > 5
