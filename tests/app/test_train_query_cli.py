@@ -164,7 +164,6 @@ def test_train_cli_lift_method(trained, tmp_path):
     )
 
 
-@pytest.mark.slow
 def test_train_cli_instances_method_writes_the_instances_file(trained, tmp_path, capsys):
     from ovseg_core.instances import load_instances
 
