@@ -1,12 +1,13 @@
 """``ovseg-bench view``: viewer latencies on the demo scene, measured on the session (what a GUI
 callback and the render loop do), without the network: prompt typed -> updated frame, click ->
-highlighted selection, and frames/s while orbiting."""
+highlighted selection, and frames/s while orbiting; the server's RSS over many prompt changes
+(with the render loop's heap trimming); and, when Chromium is installed, the time from typing a
+prompt in a real browser to the changed frame arriving there."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +25,17 @@ class ViewBench:
     height: int = 384
     repeats: int = 7
     orbit_frames: int = 24
+    memory_prompts: int = 1000
+    """Prompt changes (each rendered) for the RSS curve; 0 skips it."""
+    browser_repeats: int = 5
+    """Prompts typed in headless Chromium (/usr/bin/chromium + playwright); 0 skips it."""
     output: Path = Path("bench_results/view.json")
+
+    def _memory_curve(self, session, cam, prompts: list[str]) -> list[float]:  # noqa: ANN001
+        return _memory_curve_impl(session, cam, prompts, self.memory_prompts)
+
+    def _browser_prompt_ms(self, session) -> float | None:  # noqa: ANN001
+        return _browser_prompt_ms_impl(session, self.browser_repeats)
 
     def execute(self) -> dict:
         from ovseg_app.demo import load_demo_scene
@@ -34,9 +45,7 @@ class ViewBench:
         scene, fields, encoder, note = load_session_inputs(ViewCommand())
         if fields is None:
             raise RuntimeError(f"the demo fields are missing ({note or 'assets/demo_scene.fields.pt'})")
-        session = ViewerSession(
-            load_demo_scene(), make_renderer("cpu"), fields=fields, text_encoder=encoder, device_lock=threading.RLock()
-        )
+        session = ViewerSession(load_demo_scene(), make_renderer("cpu"), fields=fields, text_encoder=encoder)
         cams = orbit_cameras(
             (0, 0, 0.8), 1.6, self.orbit_frames, elevation_deg=30, width=self.width, height=self.height
         )
@@ -65,6 +74,8 @@ class ViewBench:
             for c in cams:
                 session.render(c, mode)
             orbit[mode] = len(cams) / (time.perf_counter() - t)
+        memory = self._memory_curve(session, cam, prompts) if self.memory_prompts else None
+        browser_ms = self._browser_prompt_ms(session) if self.browser_repeats else None
         result = {
             "resolution": f"{self.width}x{self.height}",
             "gaussians": scene.num_gaussians,
@@ -74,12 +85,18 @@ class ViewBench:
             "orbit_fps_rgb": orbit["rgb"],
             "orbit_fps_relevancy": orbit["relevancy"],
             "clicked_instance_gaussians": int(session.selection.sum()),
+            "rss_mb_every_100_prompts": memory,
+            "browser_prompt_to_frame_ms_median": browser_ms,
         }
         print(
             f"prompt -> frame {result['prompt_to_frame_ms_median']:.0f} ms, click -> highlight "
             f"{result['click_to_highlight_ms_median']:.0f} ms, orbit {orbit['rgb']:.1f} fps (rgb), "
             f"{orbit['relevancy']:.1f} fps (relevancy) at {self.width}x{self.height}"
         )
+        if memory:
+            print(f"RSS over {self.memory_prompts} prompt changes (MB, every 100): {memory}")
+        if browser_ms is not None:
+            print(f"browser: prompt typed -> changed frame shown {browser_ms:.0f} ms (median)")
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(result, indent=2))
         return result
@@ -90,3 +107,80 @@ def _one_hot(scene):  # noqa: ANN001, ANN202
     import torch.nn.functional as F
 
     return F.one_hot(torch.from_numpy(scene.extras["object_id"]).long(), 5).float()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _memory_curve_impl(session, cam, prompts: list[str], n: int) -> list[float]:  # noqa: ANN001
+    from ovseg_app.viewer.heap import trim_heap_now_and_then
+
+    curve = []
+    for i in range(n):
+        session.set_prompt(positives=[prompts[i % len(prompts)], f"thing {i}"])  # new text each time
+        session.render(cam, "relevancy")
+        trim_heap_now_and_then()  # what each tab's render loop does after a frame
+        if (i + 1) % 100 == 0:
+            curve.append(round(_rss_mb(), 1))
+    return curve
+
+
+def _browser_prompt_ms_impl(session, repeats: int) -> float | None:  # noqa: ANN001
+    """Median ms from filling the Prompt box in headless Chromium to the tab's new frame being sent
+    and drawn (one animation frame after the server sent it); None without Chromium."""
+    import os
+    import shutil
+    import socket
+    import tempfile
+
+    if not os.access("/usr/bin/chromium", os.X_OK):
+        return None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    from ovseg_app.viewer.server import Viewer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    viewer = Viewer(session.fork(), port=port, still_height=384)
+    profile = tempfile.mkdtemp(prefix="ovseg-bench-chromium-")
+    times = []
+    try:
+        with sync_playwright() as pw:
+            ctx = pw.chromium.launch_persistent_context(
+                profile,
+                executable_path="/usr/bin/chromium",
+                headless=True,
+                viewport={"width": 1000, "height": 600},
+                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
+            )
+            page = ctx.pages[0] if ctx.pages else ctx.new_page()
+            page.goto(viewer.url)
+            page.get_by_text("Clear selection", exact=True).first.wait_for(state="visible", timeout=30_000)
+            deadline = time.monotonic() + 60
+            while not (viewer.tabs and next(iter(viewer.tabs.values())).frames) and time.monotonic() < deadline:
+                page.wait_for_timeout(50)
+            tab = next(iter(viewer.tabs.values()))
+            box = page.locator("xpath=//label[normalize-space()='Prompt']/following::input[1]")
+            for i, prompt in enumerate(["red mug", "yellow ball", "blue box", "green plant", "table"] * repeats):
+                if i >= repeats:
+                    break
+                page.wait_for_timeout(600)  # the camera is still: the next frame is full size
+                frames, started = tab.frames, time.perf_counter()
+                box.fill(prompt)
+                while tab.frames == frames or tab.rendered_key[-2] != tab.version:
+                    page.wait_for_timeout(5)
+                page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+                times.append(1000 * (time.perf_counter() - started))
+            ctx.close()
+    finally:
+        viewer.stop()
+        shutil.rmtree(profile, ignore_errors=True)
+    return float(np.median(times)) if times else None

@@ -24,6 +24,9 @@ ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cl
 ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.all-levels --config.max-steps 3000
 ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.method dense  # the reference's re-rasterising trainer (slow)
 """
+EXAMPLES_INSTANCES = """
+ovseg train instances --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply   # writes point_cloud.instances.pt
+"""
 EXAMPLES_LIFT = """
 ovseg train lift --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.all-levels
 """
@@ -48,15 +51,20 @@ class TrainCommand:
     """Hold out every N-th image for validation (e.g. 5); -1: no validation."""
     backend: BackendName = "auto"
     """Renderer for the per-view contributions (fvdb on CUDA, else the cpu rasteriser)."""
-    method: Literal["langsplatv2", "lift"] = "langsplatv2"
+    method: Literal["langsplatv2", "lift", "instances"] = "langsplatv2"
     """langsplatv2: train sparse codebook fields. lift: training-free, visibility-weighted average
-    of the 2D mask features per Gaussian (OpenScene-style), stored the same way."""
+    of the 2D mask features per Gaussian (OpenScene-style), stored the same way. instances: build
+    class-agnostic 3D instances from the views' masks (the file ``ovseg-query --instances`` and
+    ``ovseg-view`` read)."""
+    instances_output: Path | None = None
+    """Where ``--method instances`` writes; default ``<reconstruction>.instances.pt`` beside the
+    splat (where ``ovseg-view`` finds it). An existing file is never replaced."""
     lift: LiftConfig = LiftConfig()
 
     def __post_init__(self) -> None:
         check_train_args(self)
 
-    def execute(self) -> PipelineResult:
+    def execute(self) -> PipelineResult | Path:
         from ovseg_core.errors import Cancelled
         from ovseg_core.fields.from_dataset import train_from_dataset
         from ovseg_core.io import load_scene
@@ -66,6 +74,8 @@ class TrainCommand:
         try:
             scene = load_scene(self.reconstruction_path)
             renderer = make_renderer("torch" if self.config.method == "dense" else self.backend)
+            if self.method == "instances":
+                return _build_instances(self, scene, renderer)
             result = train_from_dataset(
                 scene,
                 self.sfm_dataset_path,
@@ -127,7 +137,7 @@ class _TerminalProgress:
 class TrainLangSplatV2(TrainCommand):
     """Train LangSplatV2 sparse-codebook language fields on a frozen Gaussian splat."""
 
-    method: tyro.conf.Suppress[Literal["langsplatv2", "lift"]] = "langsplatv2"
+    method: tyro.conf.Suppress[Literal["langsplatv2", "lift", "instances"]] = "langsplatv2"
     lift: tyro.conf.Suppress[LiftConfig] = LiftConfig()
 
 
@@ -136,7 +146,17 @@ class TrainLift(TrainCommand):
     """Training-free fields: the visibility-weighted average of the 2D mask features per Gaussian
     (OpenScene-style), stored like LangSplatV2's. Of --config only the levels apply."""
 
-    method: tyro.conf.Suppress[Literal["langsplatv2", "lift"]] = "lift"
+    method: tyro.conf.Suppress[Literal["langsplatv2", "lift", "instances"]] = "lift"
+
+
+@dataclasses.dataclass
+class TrainInstances(TrainCommand):
+    """Class-agnostic 3D instances (OpenMask3D-style) from the capture's multi-view masks, saved as the
+    instances file that ``ovseg query instances`` and ``ovseg view`` read. Of --config only the
+    renderer choice applies."""
+
+    method: tyro.conf.Suppress[Literal["langsplatv2", "lift", "instances"]] = "instances"
+    lift: tyro.conf.Suppress[LiftConfig] = LiftConfig()
 
 
 COMMAND = (
@@ -145,12 +165,17 @@ COMMAND = (
         tyro.conf.subcommand("langsplatv2", description=describe(TrainLangSplatV2, EXAMPLES_LANGSPLATV2)),
     ]
     | Annotated[TrainLift, tyro.conf.subcommand("lift", description=describe(TrainLift, EXAMPLES_LIFT))]
+    | Annotated[
+        TrainInstances, tyro.conf.subcommand("instances", description=describe(TrainInstances, EXAMPLES_INSTANCES))
+    ]
 )
 """The ``ovseg train`` modes."""
 DESCRIPTION = "Language fields for a Gaussian splat from its capture: train LangSplatV2 or lift 2D features."
 
 
-def report(result: PipelineResult) -> str:
+def report(result: PipelineResult | Path) -> str:
+    if isinstance(result, Path):  # ovseg train instances
+        return f"wrote {result}"
     lines = [
         f"level {level}: masked cosine loss {result.initial_losses[level]:.4f} -> {result.final_losses[level]:.4f}"
         for level in sorted(result.final_losses)
@@ -162,6 +187,19 @@ def report(result: PipelineResult) -> str:
 
 def main(argv: list[str] | None = None, prog: str = "ovseg-train") -> int:
     return run_cli(prog, COMMAND, argv, description=DESCRIPTION, report=report)
+
+
+def _build_instances(cmd: TrainCommand, scene, renderer) -> Path:  # noqa: ANN001
+    """``--method instances``: 3D instances from the capture's masks, saved as an instances file."""
+    from ovseg_core.instances import build_instances_from_dataset
+
+    out = cmd.instances_output or cmd.reconstruction_path.with_suffix(".instances.pt")
+    if out.exists():
+        raise FileExistsError(f"{out} exists; remove it or pass --instances-output elsewhere")
+    instances = build_instances_from_dataset(scene, cmd.sfm_dataset_path, preprocess=cmd.preprocess, renderer=renderer)
+    path = instances.save(out)
+    print(f"{len(instances.sizes)} instances")
+    return path
 
 
 if __name__ == "__main__":

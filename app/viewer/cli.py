@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -50,8 +49,24 @@ class ViewCommand:
     """Where 'Save PLY' writes (the GUI cannot write anywhere else)."""
     display: Literal["server", "browser"] = "server"
     """server: frames rendered here and streamed; browser: viser draws the splats client-side."""
-    height: int = 384
-    """Frame height when the camera is still (half while it moves)."""
+    height: int = 720
+    """Largest frame height when the camera is still (frames follow the browser's canvas up to
+    this; half while it moves); each tab can change it in its Display panel."""
+
+    def check(self) -> None:
+        """Refuse unusable values before anything is loaded (ValueError naming the problem)."""
+        from ovseg_app.viewer.tab import MAX_HEIGHT, MIN_HEIGHT
+
+        if not MIN_HEIGHT <= self.height <= MAX_HEIGHT:
+            raise ValueError(f"--height must be between {MIN_HEIGHT} and {MAX_HEIGHT} pixels, got {self.height}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be 0-65535, got {self.port}")
+        out = self.output_dir
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--output-dir {out} is a file, not a folder")
+        parent = next((p for p in out.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ValueError(f"--output-dir {out}: {parent} is a file, not a folder")
 
     def execute(self) -> None:
         serve(self)
@@ -96,6 +111,7 @@ def serve(cmd: ViewCommand) -> None:
     from ovseg_core.render import make_renderer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cmd.check()
     scene, fields, encoder, note = load_session_inputs(cmd)
     from ovseg_app.viewer.server import Viewer
     from ovseg_app.viewer.session import ViewerSession
@@ -112,7 +128,6 @@ def serve(cmd: ViewCommand) -> None:
         fields=fields,
         text_encoder=encoder,
         output_dir=cmd.output_dir,
-        device_lock=threading.RLock(),
     )
     instances_path = cmd.instances or (cmd.scene.with_suffix(".instances.pt") if cmd.scene is not None else None)
     if instances_path is not None and (cmd.instances is not None or instances_path.is_file()):
@@ -127,7 +142,6 @@ def serve(cmd: ViewCommand) -> None:
         dataset=cmd.dataset,
         display_mode=cmd.display,
         still_height=cmd.height,
-        moving_height=max(cmd.height // 2, 64),
     )
     if note:
         log.warning(note)

@@ -2,11 +2,17 @@
 
 GUI callbacks only change this state (prompts, thresholds, selection, modes); the render loop
 asks it for frames. Every method is safe to call from several threads: scene-wide data sits
-behind one lock, and the renderer behind the shared device lock (training yields to it).
+behind one lock, and the renderer is a ``LockedRenderer`` (each render holds the device lock
+only while it runs, so training and instance building interleave with frames).
+
+One session per browser tab (``fork``): prompt, selection, hidden Gaussians and the undo history
+are the tab's own; the scene, fields, text encoder, 3D instances and the relevancy cache are
+shared, so fields trained or loaded in one tab are in use in all of them.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import threading
@@ -16,6 +22,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ovseg_app.viewer.locked_renderer import LockedRenderer
+from ovseg_app.viewer.selection_history import SelectionHistory
 from ovseg_core.camera import Camera
 from ovseg_core.colormaps import COLORMAPS, heat_overlay, turbo
 from ovseg_core.fields import DEFAULT_NEGATIVES, FieldQuery, LanguageFields, QuerySettings
@@ -26,8 +34,11 @@ from ovseg_core.models import TextEncoder
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
 
-ViewMode = Literal["rgb", "relevancy", "mask", "pca", "depth", "selection"]
-VIEW_MODES: tuple[str, ...] = ("rgb", "relevancy", "mask", "pca", "depth", "selection")
+ViewMode = Literal["rgb", "relevancy", "heatmap", "mask", "pca", "depth", "selection"]
+VIEW_MODES: tuple[str, ...] = ("rgb", "relevancy", "heatmap", "mask", "pca", "depth", "selection")
+HIDDEN_LOGIT_OPACITY = -30.0
+"""Hidden Gaussians get this opacity logit (sigmoid ~1e-13): below every backend's alpha cut, so
+they neither show nor can be picked, while ids stay those of the loaded scene."""
 Granularity = Literal["small", "medium", "large"]
 GRANULARITY_LEVEL = {"small": 1, "medium": 2, "large": 3}
 ExportKind = Literal["selection", "prompt", "selection-complement", "prompt-complement"]
@@ -49,6 +60,35 @@ class PromptState:
 
 
 @dataclasses.dataclass
+class RelevancyStats:
+    """What the prompt panel reports for the current prompt."""
+
+    max_relevancy: float
+    """Highest per-Gaussian relevancy over the positives."""
+    above_threshold: int
+    """Gaussians whose relevancy exceeds the threshold."""
+
+    @property
+    def no_match(self) -> bool:
+        return self.above_threshold == 0
+
+
+class _SharedFields:
+    """Fields, encoders and instances every tab's session sees (set in one, used by all)."""
+
+    def __init__(self) -> None:
+        self.fields: LanguageFields | None = None
+        self.text_encoder: TextEncoder | None = None
+        self.query: FieldQuery | None = None
+        self.instances = None
+        self.instance_encoder: TextEncoder | None = None
+
+
+def _shared_attribute(name: str) -> property:
+    return property(lambda self: getattr(self._shared, name), lambda self, v: setattr(self._shared, name, v))
+
+
+@dataclasses.dataclass
 class ClickResult:
     ids: np.ndarray
     """Gaussian ids of the clicked instance."""
@@ -60,6 +100,12 @@ class ClickResult:
 class ViewerSession:
     """One scene, its fields, the current prompt and the current selection."""
 
+    fields = _shared_attribute("fields")
+    text_encoder = _shared_attribute("text_encoder")
+    query = _shared_attribute("query")
+    instances = _shared_attribute("instances")
+    instance_encoder = _shared_attribute("instance_encoder")
+
     def __init__(
         self,
         scene: GaussianScene,
@@ -70,27 +116,40 @@ class ViewerSession:
         output_dir: str | Path | None = None,
         device_lock: threading.RLock | None = None,
     ) -> None:
+        self._shared = _SharedFields()
         self.scene = scene
-        self.renderer = renderer
+        self.base_scene = scene
+        """The loaded scene (``scene`` is it with this tab's hidden Gaussians made transparent)."""
+        self.renderer = LockedRenderer(renderer, device_lock)
         self.output_dir = Path(output_dir).resolve() if output_dir is not None else None
-        self.device_lock = device_lock or threading.RLock()
+        self.device_lock = self.renderer.lock
+        """The renderer's lock, for library calls that still take one (training, lifting)."""
         self._lock = threading.RLock()
         self.prompt = PromptState()
         self.selection = np.zeros(scene.num_gaussians, bool)
-        self.query: FieldQuery | None = None
+        self.hidden = np.zeros(scene.num_gaussians, bool)
+        self.history = SelectionHistory()
         self._rel_cache: dict[tuple, np.ndarray] = {}
         self.relevancy_source: Literal["splat", "pixel"] = "splat"
         self._points = scene.means.detach().cpu().numpy()
         self._kdtree = None
-        self.instances = None
-        self.instance_encoder: TextEncoder | None = None
         self.set_fields(fields, text_encoder)
+
+    def fork(self) -> ViewerSession:
+        """A session for another tab: same scene, fields, instances and caches; its own prompt
+        (a copy of this one's), an empty selection, nothing hidden and a fresh undo history."""
+        tab = copy.copy(self)
+        tab.scene = self.base_scene
+        tab.selection = np.zeros(self.base_scene.num_gaussians, bool)
+        tab.hidden = np.zeros(self.base_scene.num_gaussians, bool)
+        tab.history = SelectionHistory()
+        return tab
 
     # -- fields ---------------------------------------------------------------------------------
     def set_fields(self, fields: LanguageFields | None, text_encoder: TextEncoder | None) -> None:
         """Use new fields (e.g. when a background training run finishes)."""
         if fields is not None:
-            fields.check_scene(self.scene)
+            fields.check_scene(self.base_scene)
             if text_encoder is None:
                 raise ValueError("fields need a text encoder to be queried")
         with self._lock:
@@ -102,7 +161,7 @@ class ViewerSession:
     def set_instances(self, instances, text_encoder: TextEncoder | None = None) -> None:  # noqa: ANN001
         """Use 3D instances (``ovseg_core.instances.InstanceSet``) for clicks and the instance list."""
         if instances is not None:
-            instances.check_scene(self.scene)
+            instances.check_scene(self.base_scene)
         with self._lock:
             self.instances = instances
             self.instance_encoder = text_encoder
@@ -196,7 +255,7 @@ class ViewerSession:
         prompt, query, selection = self.prompt, self.query, self.selection
         features = None
         level = None
-        if mode in ("relevancy", "mask") and query is not None and prompt.positives:
+        if mode in ("relevancy", "heatmap", "mask") and query is not None and prompt.positives:
             if self.relevancy_source == "pixel":
                 level = self._display_level(prompt)
                 features = query.levels[level].codes.dense_codes()
@@ -208,8 +267,7 @@ class ViewerSession:
             features = torch.from_numpy(self._pca_gaussian_colors())
         elif mode == "selection":
             features = torch.from_numpy(selection.astype(np.float32))[:, None]
-        with self.device_lock:
-            out = self.renderer.render(self.scene, camera, features=features)
+        out = self.renderer.render(self.scene, camera, features=features)
         rgb = out.rgb[0].clamp(0, 1).cpu().numpy()
         if mode == "depth":
             d = out.depth[0, ..., 0].cpu().numpy()
@@ -217,7 +275,7 @@ class ViewerSession:
             lo, hi = np.percentile(d[valid], [2, 98]) if valid.any() else (0.0, 1.0)
             return _to_u8(turbo(1 - (d - lo) / max(hi - lo, 1e-6)) * valid[..., None])
         if features is None:
-            return _to_u8(rgb)
+            return _to_u8(rgb * 0.3) if mode == "heatmap" else _to_u8(rgb)
         if mode == "selection":
             w = out.features[0, ..., 0].cpu().numpy()[..., None]
             return _to_u8(rgb * (1 - 0.6 * w) + 0.6 * w * SELECTION_COLOR)
@@ -230,10 +288,11 @@ class ViewerSession:
             rel = np.where(
                 alpha[..., 0] >= 0.5, out.features[0, ..., 0].cpu().numpy() / np.maximum(alpha[..., 0], 1e-6), 0.0
             )
-        if mode == "relevancy":
-            return heat_overlay(
-                rgb, rel, floor=0.5 if prompt.threshold >= 0.5 else prompt.threshold, colormap=prompt.colormap
-            )
+        if mode == "heatmap":  # LERF-style: the whole frame coloured by relevancy, 0.5 (neutral) to 1
+            heat = COLORMAPS[prompt.colormap](np.clip((rel - 0.5) / 0.5, 0, 1))
+            return _to_u8(heat * alpha.clip(0, 1))
+        if mode == "relevancy":  # overlay only where the relevancy passes the threshold
+            return heat_overlay(rgb, rel, floor=prompt.threshold, colormap=prompt.colormap)
         keep = (rel > prompt.threshold)[..., None]
         return _to_u8(np.where(keep, rgb, 0.25 * rgb))
 
@@ -268,10 +327,20 @@ class ViewerSession:
             )
         return np.max(rels, axis=0)
 
-    def relevancy_png(self, camera: Camera) -> bytes:
+    def relevancy_png(self, camera: Camera, mode: ViewMode = "relevancy") -> bytes:
+        """A PNG of ``camera``'s frame in ``mode`` (any view mode; the name is historical)."""
         import imageio.v3 as iio
 
-        return iio.imwrite("<bytes>", self.render(camera, "relevancy"), extension=".png")
+        return iio.imwrite("<bytes>", self.render(camera, mode), extension=".png")
+
+    def relevancy_stats(self) -> RelevancyStats | None:
+        """Max relevancy and how many Gaussians pass the threshold; None without prompt or fields."""
+        rel = self.gaussian_relevancy()
+        if rel is None:
+            return None
+        visible = rel[~self.hidden]
+        top = float(visible.max()) if visible.size else 0.0
+        return RelevancyStats(top, int((visible > self.prompt.threshold).sum()))
 
     def gaussian_colors(self, mode: ViewMode) -> np.ndarray:
         """Per-Gaussian RGB ``[N, 3]`` in [0, 1] for browser-side splat rendering in ``mode``."""
@@ -330,6 +399,65 @@ class ViewerSession:
         with self._lock:
             self.selection = np.zeros_like(self.selection)
 
+    # -- selection tools (box, invert, hide, undo) -----------------------------------------------
+    def set_selection(self, mask: np.ndarray) -> int:
+        """Replace the selection with ``mask`` ``[N]`` bool (e.g. from the undo history)."""
+        mask = np.asarray(mask, bool)
+        if mask.shape != self.selection.shape:
+            raise ValueError(f"selection must have shape {list(self.selection.shape)}, got {list(mask.shape)}")
+        with self._lock:
+            self.selection = mask.copy()
+            return int(self.selection.sum())
+
+    def select_rect(
+        self,
+        camera: Camera,
+        lo: tuple[float, float],
+        hi: tuple[float, float],
+        op: Literal["replace", "add", "remove"] = "replace",
+    ) -> int:
+        """Select the shown Gaussians whose centres project inside the pixel rectangle ``lo``-``hi``
+        (x, y), in front of the camera: a box selects through the scene, as in SuperSplat."""
+        pts = self.base_scene.means.detach().cpu().double().numpy()
+        cam_pts = pts @ camera.w2c[:3, :3].T + camera.w2c[:3, 3]
+        z = cam_pts[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = cam_pts @ np.asarray(camera.K, np.float64).T
+            x, y = uv[:, 0] / z, uv[:, 1] / z
+        (x0, y0), (x1, y1) = (min(lo[0], hi[0]), min(lo[1], hi[1])), (max(lo[0], hi[0]), max(lo[1], hi[1]))
+        inside = (z > 1e-6) & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & ~self.hidden
+        with self._lock:
+            if op == "replace":
+                self.selection = inside
+            elif op == "add":
+                self.selection = self.selection | inside
+            else:
+                self.selection = self.selection & ~inside
+            return int(self.selection.sum())
+
+    def invert_selection(self) -> int:
+        """Select every shown Gaussian that is not selected (hidden ones stay unselected)."""
+        with self._lock:
+            self.selection = ~self.selection & ~self.hidden
+            return int(self.selection.sum())
+
+    def set_hidden(self, hidden: np.ndarray) -> int:
+        """Hide ``hidden`` ``[N]`` bool from this tab's frames and clicks (nothing is deleted)."""
+        hidden = np.asarray(hidden, bool)
+        if hidden.shape != self.hidden.shape:
+            raise ValueError(f"hidden mask must have shape {list(self.hidden.shape)}, got {list(hidden.shape)}")
+        base = self.base_scene
+        with self._lock:
+            self.hidden = hidden.copy()
+            if hidden.any():
+                logits = base.logit_opacities.clone()
+                logits[torch.from_numpy(hidden).to(logits.device)] = HIDDEN_LOGIT_OPACITY
+                self.scene = dataclasses.replace(base, logit_opacities=logits)
+            else:
+                self.scene = base
+            self.selection &= ~self.hidden
+            return int(hidden.sum())
+
     def _instance(self, seed: int, granularity: Granularity) -> np.ndarray:
         query = self.query
         if query is not None:
@@ -376,29 +504,47 @@ class ViewerSession:
         if kind not in EXPORT_KINDS:
             raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(EXPORT_KINDS)}")
         base = self.selection if kind.startswith("selection") else self.prompt_selection()
-        return ~base if kind.endswith("complement") else base.copy()
+        return ~base & ~self.hidden if kind.endswith("complement") else base & ~self.hidden
 
     def export_instance_ply(self, k: int) -> bytes:
         if self.instances is None or not 0 <= k < len(self.instances.sizes):
             raise ValueError(f"no instance {k}")
-        return write_ply(self.scene.subset(self.instances.labels == k))
+        return write_ply(self.base_scene.subset(self.instances.labels == k))
 
     def export_ply(self, kind: ExportKind) -> bytes:
         """The chosen Gaussians as an INRIA-layout 3DGS PLY (opens in other splat viewers)."""
         keep = self.export_mask(kind)
         if not keep.any():
             raise ValueError(f"nothing to export: the {kind.replace('-', ' ')} is empty")
-        return write_ply(self.scene.subset(keep))
+        return write_ply(self.base_scene.subset(keep))
 
     def save_output(self, name: str, data: bytes) -> Path:
-        """Write ``data`` into the output directory under a sanitised ``name`` (never outside it)."""
+        """Write ``data`` into the output directory under a sanitised ``name`` (never outside it,
+        never over an existing file: ``a.ply`` becomes ``a-1.ply``, ``a-2.ply``, ...)."""
+        with _SAVE_LOCK:  # two tabs saving the same name at once still get two files
+            return atomic_write_bytes(self.output_path(name), data)
+
+    def output_path(self, name: str) -> Path:
+        """A path in the output directory for ``name``, sanitised, confined to it, and not yet taken."""
         if self.output_dir is None:
             raise ValueError("no output directory was given at start-up (--output-dir)")
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip(".") or "export"
+        base = Path(name).name
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._")
+        if not Path(base).stem.strip("._- ") or not Path(safe).stem.strip("._-"):
+            raise ValueError(f"{name!r} is not a usable file name; type a name such as 'mug.ply'")
         path = (self.output_dir / safe).resolve()
         if path.parent != self.output_dir:
             raise ValueError(f"refusing to write outside {self.output_dir}")
-        return atomic_write_bytes(path, data)
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ValueError(f"output directory {self.output_dir} is a file")
+        stem, suffix, n = path.stem, path.suffix, 0
+        while path.exists():
+            n += 1
+            path = path.with_name(f"{stem}-{n}{suffix}")
+        return path
+
+
+_SAVE_LOCK = threading.Lock()
 
 
 def _to_u8(img: np.ndarray) -> np.ndarray:

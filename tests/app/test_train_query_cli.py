@@ -168,3 +168,25 @@ def test_train_cli_lift_method(trained, tmp_path):
         )
         == 0
     )
+
+
+def test_train_cli_instances_method_writes_the_instances_file(trained, tmp_path, capsys):
+    from ovseg_core.instances import load_instances
+
+    root, scene = trained
+    out = tmp_path / "scene.instances.pt"
+    args = [
+        "--sfm-dataset-path",
+        str(root / "capture"),
+        "--reconstruction-path",
+        str(root / "scene.ply"),
+        "--method",
+        "instances",
+        "--preprocess.tiny-models",
+        "--instances-output",
+        str(out),
+    ]
+    assert train_main(args) == 0
+    instances = load_instances(out, scene)
+    assert len(instances.sizes) >= 1 and instances.labels.shape == (scene.num_gaussians,)
+    assert train_main(args) == 2 and "exists" in capsys.readouterr().err  # never replaced

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from plyfile import PlyData
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
 from ovseg_core.camera import Camera, orbit_cameras
+from ovseg_core.errors import SceneFormatError
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import FLOATING_OBJECTS
 from ovseg_core.synthetic_capture import write_capture
@@ -136,10 +138,10 @@ def test_training_job_runs_in_the_background_and_swaps_fields(trained, tmp_path)
     job.cancel()
     job.wait(60)
     assert job.state == "cancelled"
-    (tmp_path / "empty").mkdir()
-    job.start(TrainingRequest(tmp_path / "empty", levels=(0,), steps=1, model_size="tiny-random"))
-    job.wait(60)
-    assert job.state == "failed" and "empty" in job.error
+    (tmp_path / "empty").mkdir()  # refused by the preflight, before any thread or model starts
+    with pytest.raises(SceneFormatError, match="not a dataset"):
+        job.start(TrainingRequest(tmp_path / "empty", levels=(0,), steps=1, model_size="tiny-random"))
+    assert job.state == "cancelled"
 
 
 def test_colormaps_and_browser_side_colours(session, trained):
@@ -226,3 +228,179 @@ def test_instances_drive_clicks_the_list_and_per_instance_export(session, traine
     assert ply["vertex"].count == (instances.labels == cube).sum()
     with pytest.raises(ValueError, match="no instance 99"):
         session.select_instance(99)
+
+
+def test_tabs_have_their_own_prompt_and_selection_but_share_fields(session, trained):
+    scene, _, fields, encoder = trained
+    other = session.fork()
+    session.set_prompt(positives=["red ball"])
+    assert other.prompt.positives == () and session.prompt.positives == ("red ball",)
+    cam = view_camera()
+    ys, xs = np.nonzero(object_pixels(scene, cam, 0))
+    session.click(cam, (float(np.median(xs)) + 0.5, float(np.median(ys)) + 0.5))
+    assert session.selection.any() and not other.selection.any()
+    other.set_fields(None, None)  # fields are shared: a change in one tab is seen by all
+    assert session.query is None and session.encoder_name.startswith("none")
+    session.set_fields(fields, encoder)
+    assert other.query is not None
+
+
+def test_box_select_invert_hide_and_undo(session, trained):
+    scene = trained[0]
+    truth = scene.extras["object_id"]
+    cam = view_camera()
+    ys, xs = np.nonzero(object_pixels(scene, cam, 1))  # the blue cube
+    n = session.select_rect(cam, (xs.min(), ys.min()), (xs.max() + 1, ys.max() + 1))
+    assert n > 0 and (truth[session.selection] == 1).mean() > 0.8 and session.selection[truth == 1].mean() > 0.8
+    history = session.history
+    history.record(session.selection)
+    cube = session.selection.copy()
+    session.invert_selection()
+    assert not (session.selection & cube).any() and (session.selection | cube).all()
+    restored = history.undo(session.selection)
+    assert np.array_equal(restored, cube)
+    assert history.redo(restored) is not None and history.redo(restored) is None
+    # hiding the cube: its pixels no longer show it, a click there cannot pick it, exports skip it
+    session.set_selection(cube)
+    before = session.render(cam, "rgb").astype(int)
+    session.set_hidden(cube)
+    after = session.render(cam, "rgb").astype(int)
+    pixels = object_pixels(scene, cam, 1)
+    assert np.abs(after - before).sum(-1)[pixels].mean() > 30
+    assert not session.selection.any()
+    res = session.click(cam, (float(np.median(xs)) + 0.5, float(np.median(ys)) + 0.5), "medium", "replace")
+    assert not (truth[res.ids] == 1).any()
+    assert session.invert_selection() == (~cube).sum()
+    with pytest.raises(ValueError, match="shape"):
+        session.set_hidden(np.zeros(3, bool))
+
+
+def test_relevancy_stats_and_no_match(session, trained):
+    truth = trained[0].extras["object_id"]
+    assert session.relevancy_stats() is None  # no prompt
+    session.set_prompt(positives=["red ball"], threshold=0.5)
+    stats = session.relevancy_stats()
+    assert stats.above_threshold == session.prompt_selection().sum() and not stats.no_match
+    assert (truth[session.prompt_selection()] == 0).mean() > 0.9
+    session.set_prompt(threshold=min(1.0, stats.max_relevancy + 1e-3))
+    assert session.relevancy_stats().no_match
+    heat = session.render(view_camera(), "heatmap")
+    assert heat.shape == (120, 160, 3) and heat.std() > 0
+
+
+def test_saving_never_overwrites_and_refuses_degenerate_names(session):
+    first = session.save_output("mug.ply", b"one")
+    second = session.save_output("mug.ply", b"two")
+    assert first.name == "mug.ply" and second.name == "mug-1.ply"
+    assert first.read_bytes() == b"one" and second.read_bytes() == b"two"
+    for bad in ("..", ".", "", "....ply", "/"):
+        with pytest.raises(ValueError, match="not a usable file name"):
+            session.save_output(bad, b"x")
+
+
+def test_preflight_refuses_a_capture_that_does_not_see_the_splat(trained, tmp_path):
+    from ovseg_app.viewer.training_job import preflight_capture
+
+    scene = trained[0]
+    away = tmp_path / "away"
+    # cameras orbiting a point far from the splat, looking at it: the splat is behind or outside them
+    write_capture(scene, orbit_cameras((40.0, 0, 0), 2.0, 4, elevation_deg=20, width=32, height=24), away)
+    with pytest.raises(ValueError, match="do not see the loaded splat"):
+        preflight_capture(scene, TrainingRequest(away, levels=(0,), model_size="tiny-random"))
+    summary = preflight_capture(scene, TrainingRequest(trained[1] / "capture", levels=(0,), model_size="tiny-random"))
+    assert "24 views" in summary
+
+
+def test_frames_keep_coming_while_instances_are_built(trained, tmp_path):
+    scene, root, _, encoder = trained
+    session = ViewerSession(scene, make_renderer("cpu"))
+    job = TrainingJob(
+        scene,
+        session.renderer,
+        on_instances=lambda payload: session.set_instances(*payload),
+        models=(ColourMaskGenerator(PALETTE), encoder),
+    )
+    cam = view_camera()
+    session.render(cam, "rgb")
+    started = time.perf_counter()
+    job.start(TrainingRequest(root / "capture", method="instances", log_path=tmp_path / "runs"))
+    stamps = []
+    while not job.wait(0.01):
+        session.render(cam, "rgb")
+        stamps.append(time.perf_counter())
+    took = time.perf_counter() - started
+    assert job.state == "done", job.message
+    assert session.instances is not None and job.instances_path is not None and job.instances_path.is_file()
+    gaps = np.diff([started, *stamps])
+    # the build (preprocessing and one render per view) never holds the renderer for long
+    assert len(stamps) >= 5 and gaps.max() < 0.5 * took, (len(stamps), gaps.max(), took)
+
+
+def test_ovseg_view_refuses_bad_sizes_and_a_file_as_output_dir(tmp_path, capsys):
+    from ovseg_app.viewer.cli import main
+
+    for height in ("0", "100000"):
+        assert main(["--height", height]) == 2
+        assert "--height must be between" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["--output-dir", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["--output-dir", str(tmp_path / "file" / "sub")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_camera_path_passes_through_its_keyframes(tmp_path):
+    import imageio.v3 as iio
+
+    from ovseg_app.viewer.camera_path import Keyframe, path_cameras, slerp, write_mp4
+
+    a, b = orbit_cameras((0, 0, 0), 2.0, 4, elevation_deg=20, width=64, height=48)[:2]
+
+    def key(cam: Camera) -> Keyframe:
+        from scipy.spatial.transform import Rotation
+
+        c2w = np.linalg.inv(cam.w2c)
+        x, y, z, w = Rotation.from_matrix(c2w[:3, :3]).as_quat()
+        return Keyframe((w, x, y, z), tuple(c2w[:3, 3]), 2 * np.arctan(0.5 * cam.height / cam.K[1, 1]))
+
+    cams = path_cameras([key(a), key(b)], 5, 64, 48)
+    assert np.allclose(cams[0].w2c, a.w2c, atol=1e-9) and np.allclose(cams[-1].w2c, b.w2c, atol=1e-9)
+    mid = slerp(np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 0, 1]), 0.5)  # half of a 180 degree turn
+    assert np.allclose(mid, [np.sqrt(0.5), 0, 0, np.sqrt(0.5)])
+    with pytest.raises(ValueError, match="at least 2 keyframes"):
+        path_cameras([key(a)], 5, 64, 48)
+    path = write_mp4(tmp_path / "p.mp4", cams, lambda c: np.full((c.height, c.width, 3), 128, np.uint8), fps=10)
+    assert len(list(iio.imiter(path))) == 5
+
+
+def test_locked_renderer_holds_its_lock_only_while_rendering():
+    from ovseg_app.viewer.locked_renderer import LockedRenderer
+    from ovseg_core.synthetic import floating_objects_scene
+
+    scene = floating_objects_scene(points_per_object=50, backdrop=100)
+    inner = make_renderer("cpu")
+    locked = LockedRenderer(inner)
+    assert LockedRenderer(locked).inner is inner and LockedRenderer(locked).lock is locked.lock  # never nested
+    cam = view_camera()
+    seen = []
+
+    class Spy:  # a renderer that records whether the lock is held while it runs
+        name, settings = inner.name, inner.settings
+
+        def render(self, *a, **k):  # noqa: ANN002, ANN003, ANN202
+            def probe() -> None:
+                got = locked.lock.acquire(blocking=False)
+                seen.append(got)
+                if got:
+                    locked.lock.release()
+
+            checker = threading.Thread(target=probe)
+            checker.start()
+            checker.join()
+            return inner.render(*a, **k)
+
+    locked.inner = Spy()
+    locked.render(scene, cam)
+    assert seen == [False]  # another thread could not take the lock during the render
+    assert locked.lock.acquire(blocking=False)  # and it is free afterwards
+    locked.lock.release()

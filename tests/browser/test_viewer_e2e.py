@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -44,37 +42,42 @@ def viewer(tmp_path):
         fields=fields,
         text_encoder=encoder,
         output_dir=tmp_path / "exports",
-        device_lock=threading.RLock(),
     )
     v = Viewer(session, host="127.0.0.1", port=free_port(), still_height=300, moving_height=150)
     yield v
     v.stop()
 
 
+READY = "Clear selection"
+
+
+def first_tab(viewer: Viewer):
+    return next(iter(viewer.tabs.values()))
+
+
 def streamed(page, viewer: Viewer) -> tuple[np.ndarray, object]:
     """The canvas resized to the frame the server last sent, and that frame's camera."""
-    view = next(iter(viewer.clients.values()))
+    view = first_tab(viewer)
     cam = view.last_camera
     img = Image.fromarray(canvas_pixels(page)).resize((cam.width, cam.height), Image.BILINEAR)
     return np.asarray(img).astype(int), cam
 
 
 def wait_frame(viewer: Viewer, after: int, what: str) -> None:
-    wait_until(
-        lambda: (
-            viewer.clients
-            and next(iter(viewer.clients.values())).frames > after
-            and next(iter(viewer.clients.values())).rendered_key[-1] == viewer.version
-        ),
-        what=what,
-        timeout=30,
-    )
+    def done() -> bool:
+        tab = first_tab(viewer) if viewer.tabs else None
+        return bool(tab and tab.frames > after and tab.rendered_key[-2:] == (tab.version, viewer.version))
+
+    wait_until(done, what=what, timeout=30)
 
 
 def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artifact_dir, tmp_path):
     page = chromium.pages[0]
-    wait_for_viser(page, viewer.url, ready_text="Start training")
+    wait_for_viser(page, viewer.url, ready_text=READY)
     wait_frame(viewer, 0, "first frame")
+    tab = first_tab(viewer)
+    page.wait_for_timeout(500)  # the camera is placed on connect; let the frame for it arrive
+    wait_frame(viewer, 0, "settled frame")
     close_notifications(page)
     page.wait_for_timeout(300)
     before, cam = streamed(page, viewer)
@@ -88,15 +91,14 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     close_notifications(page)
 
     # the mug's pixels in that frame, rendered directly
-    scene = viewer.session.scene
+    scene = tab.session.base_scene
     onehot = F.one_hot(torch.from_numpy(scene.extras["object_id"]).long(), 5).float()
     mug = make_renderer("cpu").render(scene, cam, features=onehot).features[0, ..., MUG].numpy() > 0.5
     assert mug.sum() > 100
-    direct = viewer.session.render(cam, "relevancy").astype(int)
 
-    frames = next(iter(viewer.clients.values())).frames
+    frames = tab.frames
     set_text_input(page, "Prompt", "red mug")
-    wait_until(lambda: viewer.session.prompt.positives == ("red mug",), what="prompt reaches the server")
+    wait_until(lambda: tab.session.prompt.positives == ("red mug",), what="prompt reaches the server")
     wait_frame(viewer, frames, "frame after the prompt")
     page.wait_for_timeout(300)
     after, cam2 = streamed(page, viewer)
@@ -108,14 +110,15 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
         change[~mug].mean(),
     )
     # what the browser shows is the frame the session renders for that camera (JPEG tolerance)
+    direct = tab.session.render(cam2, "relevancy").astype(int)
     assert np.median(np.abs(after - direct).sum(-1)) < 20
 
     # click on the mug -> its Gaussians are selected and labelled
     ys, xs = np.nonzero(mug)
     click_canvas(page, (np.median(xs) + 0.5) / cam.width, (np.median(ys) + 0.5) / cam.height)
-    wait_until(lambda: viewer.session.selection.any(), what="selection after click")
-    wait_until(lambda: "red mug" in viewer.selection_md.content, what="label of the clicked instance")
-    selected = viewer.session.selection
+    wait_until(lambda: tab.session.selection.any(), what="selection after click")
+    wait_until(lambda: "red mug" in tab.panels.selection.selection_md.content, what="label of the clicked instance")
+    selected = tab.session.selection
     truth = scene.extras["object_id"]
     assert (truth[selected] == MUG).mean() >= 0.99 and selected[truth == MUG].mean() >= 0.8
     select_dropdown(page, "View", "selection")
@@ -132,34 +135,53 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     # train on a tiny capture from the panel; progress reaches 100 % and the new field is used
     capture = tmp_path / "capture"
     write_capture(scene, orbit_cameras((0, 0, 0.8), 1.4, 2, elevation_deg=35, width=48, height=36), capture)
+    training = tab.panels.training
+    page.get_by_text("Training", exact=True).first.click()  # open the folder
+    page.get_by_text("Fields", exact=True).first.click()
     set_text_input(page, "Dataset", str(capture))
     select_dropdown(page, "Levels", "0")
     set_text_input(page, "Steps", "6")
+    set_text_input(page, "Image downsample", "1")
     select_dropdown(page, "Models", "tiny-random")
     wait_until(
-        lambda: viewer.models_in.value == "tiny-random" and int(viewer.steps_in.value) == 6, what="training inputs"
+        lambda: (
+            training.models_in.value == "tiny-random"
+            and int(training.steps_in.value) == 6
+            and int(training.downsample_in.value) == 1
+        ),
+        what="training inputs",
     )
     click_button(page, "Start training")
     wait_until(lambda: viewer.job.state in ("done", "failed"), what="training finished", timeout=240)
     assert viewer.job.state == "done", viewer.job.message
     wait_until(lambda: page.get_by_text("ovseg-tiny-clip").count() >= 1, what="new encoder shown", timeout=10)
-    wait_until(lambda: viewer.progress.value >= 100.0, what="progress 100%")
+    wait_until(lambda: training.progress.value >= 100.0, what="progress 100%")
     wait_until(lambda: page.get_by_text("the new fields are in use").count() >= 1, what="done shown in the panel")
     screenshot(page, artifact_dir / "4_trained.png")
-    assert viewer.session.encoder_name.startswith("open_clip:ovseg-tiny-clip")
+    assert tab.session.encoder_name.startswith("open_clip:ovseg-tiny-clip")
+    # the run is a normal run directory under the output folder; a restarted viewer loads it
+    run_dir = viewer.job.result.run_dir
+    assert run_dir is not None and run_dir.parent == viewer.runs_dir and any(run_dir.rglob("*.pt"))
+    _, fields, encoder, note = load_session_inputs(ViewCommand(fields=(run_dir,)))
+    assert fields is not None and fields.levels.keys() == {0} and encoder.name.startswith("open_clip:ovseg-tiny")
+    # revert to the fields the viewer started with
+    select_dropdown(page, "Fields", "0: fields at start-up")
+    click_button(page, "Use these fields")
+    wait_until(lambda: tab.session.encoder_name.startswith("vocabulary:"), what="fields reverted")
+    wait_until(lambda: page.get_by_text("vocabulary:").count() >= 1, what="old encoder shown again")
     assert viewer.errors == ["ValueError: nothing to export: the selection is empty"]
 
 
 def test_eight_clients_each_get_their_own_camera_and_view(viewer, chromium):
     pages = [chromium.pages[0]] + [chromium.new_page() for _ in range(7)]
     for page in pages:
-        wait_for_viser(page, viewer.url, ready_text="Start training")
+        wait_for_viser(page, viewer.url, ready_text=READY)
     wait_until(
-        lambda: len(viewer.clients) == 8 and all(v.frames > 0 for v in viewer.clients.values()),
+        lambda: len(viewer.tabs) == 8 and all(v.frames > 0 for v in viewer.tabs.values()),
         what="8 clients with frames",
         timeout=60,
     )
-    views = list(viewer.clients.values())
+    views = list(viewer.tabs.values())
     for i, view in enumerate(views):  # move every client's camera somewhere else
         view.client.camera.position = tuple(np.array([np.cos(i), np.sin(i), 0.6]) * 2.0 + np.array([0, 0, 0.8]))
         view.client.camera.look_at = (0.0, 0.0, 0.8)

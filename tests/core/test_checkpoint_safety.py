@@ -12,7 +12,8 @@ import torch
 
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.fields import load_fields
-from ovseg_core.fields.discovery import TINY_CLIP_PREFIX
+
+TINY_CLIP_PREFIX = "open_clip:ovseg-tiny-clip:random-seed"  # the tiny test CLIP's encoder name (seed follows)
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.instances import InstanceSet, load_instances
 from ovseg_core.io import save_scene

@@ -1,0 +1,69 @@
+"""The Export panel: the selection, the prompt result or their complements as a 3DGS PLY,
+downloaded or saved into the output folder (never over an existing file)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ovseg_app.viewer.panels.inputs import checked_choice, checked_text
+from ovseg_app.viewer.session import EXPORT_KINDS
+
+if TYPE_CHECKING:
+    from ovseg_app.viewer.tab import Tab
+
+LARGE_EXPORT = 50_000
+"""Exports of more Gaussians than this show a spinner notification while they are written."""
+
+
+class ExportPanel:
+    def __init__(self, tab: Tab) -> None:
+        self.tab = tab
+        gui = tab.client.gui
+        with gui.add_folder("Export"):
+            self.kind_in = gui.add_dropdown("Export what", options=EXPORT_KINDS, initial_value="selection")
+            self.name_in = gui.add_text("File name", initial_value="selection.ply")
+            self.download_btn = gui.add_button("Download PLY")
+            self.save_btn = gui.add_button("Save PLY to output dir", disabled=tab.session.output_dir is None)
+        g = tab.guarded
+        self.download_btn.on_click(g(self._on_download))
+        self.save_btn.on_click(g(self._on_save))
+
+    def _kind(self) -> str:
+        return checked_choice(self.kind_in, EXPORT_KINDS, "selection")
+
+    def _export(self) -> tuple[str, bytes]:
+        kind = self._kind()
+        name = checked_text(self.name_in, "the file name", 200).strip() or f"{kind}.ply"
+        if not name.lower().endswith(".ply"):
+            name += ".ply"
+        return name, self.tab.session.export_ply(kind)
+
+    def _with_progress(self, client: Any, work: Callable[[], Any]) -> Any:
+        n = int(self.tab.session.export_mask(self._kind()).sum())
+        note = (
+            client.add_notification("Exporting", f"{n:,} Gaussians ...", loading=True, with_close_button=False)
+            if n > LARGE_EXPORT
+            else None
+        )
+        try:
+            return work()
+        finally:
+            if note is not None:
+                note.remove()
+
+    def _on_download(self, event: Any) -> None:
+        def work() -> None:
+            name, data = self._export()
+            event.client.send_file_download(Path(name).name, data)
+
+        self._with_progress(event.client, work)
+
+    def _on_save(self, event: Any) -> None:
+        def work() -> Path:
+            name, data = self._export()
+            return self.tab.session.save_output(name, data)
+
+        path = self._with_progress(event.client, work)
+        self.tab.viewer.notify(event.client, "Saved", f"{path}")

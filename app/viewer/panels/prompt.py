@@ -1,0 +1,120 @@
+"""The Prompt panel: what to look for, how relevancy is shown, and what it found."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ovseg_app.viewer.panels.inputs import checked_choice, checked_text, clamped_number
+from ovseg_app.viewer.session import VIEW_MODES
+from ovseg_core.colormaps import COLORMAPS
+
+if TYPE_CHECKING:
+    from ovseg_app.viewer.tab import Tab
+
+MAX_PROMPTS = 16
+"""Comma-separated prompts per query (each costs one text encoding and one relevancy pass)."""
+
+
+def legend_image(colormap: str) -> np.ndarray:
+    """A ``[24, 256, 3]`` uint8 colour bar: relevancy 0.5 (left, neutral) to 1.0 (right)."""
+    bar = COLORMAPS[colormap](np.linspace(0.0, 1.0, 256))
+    return (np.repeat(bar[None], 24, axis=0) * 255 + 0.5).astype(np.uint8)
+
+
+class PromptPanel:
+    """Prompt, negatives, threshold, level, view mode, colour map; the match count and a legend."""
+
+    def __init__(self, tab: Tab) -> None:
+        self.tab = tab
+        gui, s = tab.client.gui, tab.session
+        self.encoder_md = gui.add_markdown(self._encoder_text())
+        with gui.add_folder("Prompt"):
+            self.prompt_in = gui.add_text("Prompt", initial_value=", ".join(s.prompt.positives))
+            self.neg_in = gui.add_text("Negatives", initial_value=", ".join(s.prompt.negatives))
+            self.threshold_in = gui.add_slider(
+                "Threshold", min=0.0, max=1.0, step=0.01, initial_value=s.prompt.threshold
+            )
+            self.level_in = gui.add_dropdown("Level", options=self._level_options(), initial_value="auto")
+            self.view_in = gui.add_dropdown("View", options=VIEW_MODES, initial_value=tab.view_mode)
+            self.cmap_in = gui.add_dropdown("Colormap", options=tuple(COLORMAPS), initial_value=s.prompt.colormap)
+            self.stats_md = gui.add_markdown(self._stats_text())
+            self.legend = gui.add_image(legend_image(s.prompt.colormap), label="relevancy 0.5 → 1.0", format="png")
+        g = tab.guarded
+        self.prompt_in.on_update(g(self._on_prompt))
+        self.neg_in.on_update(g(self._on_negatives))
+        self.threshold_in.on_update(g(self._on_threshold))
+        self.level_in.on_update(g(self._on_level))
+        self.view_in.on_update(g(self._on_view))
+        self.cmap_in.on_update(g(self._on_colormap))
+
+    # -- shown text --------------------------------------------------------------------------------
+    def _encoder_text(self) -> str:
+        s = self.tab.session
+        levels = ", ".join(str(lvl) for lvl in s.levels) or "none"
+        return f"**Text encoder:** `{s.encoder_name}`  \n**Field levels:** {levels}"
+
+    def _level_options(self) -> tuple[str, ...]:
+        return ("auto", *(str(lvl) for lvl in self.tab.session.levels))
+
+    def _stats_text(self) -> str:
+        s = self.tab.session
+        if s.query is None:
+            return "No language fields loaded: prompts need fields (train or load them in the Training panel)."
+        if not s.prompt.positives:
+            return "Type a prompt (several: separate them with commas)."
+        stats = s.relevancy_stats()
+        if stats is None:
+            return ""
+        t = s.prompt.threshold
+        if stats.no_match:
+            return f"**No match**: no Gaussian passes threshold {t:.2f} (max relevancy {stats.max_relevancy:.2f})."
+        return f"**{stats.above_threshold:,}** Gaussians above {t:.2f} (max relevancy {stats.max_relevancy:.2f})."
+
+    def show_stats(self) -> None:
+        text = self._stats_text()
+        if self.stats_md.content != text:
+            self.stats_md.content = text
+
+    def fields_changed(self) -> None:
+        """Announced to every tab when the shared fields change."""
+        self.encoder_md.content = self._encoder_text()
+        self.level_in.options = self._level_options()
+        if self.level_in.value not in self.level_in.options:
+            self.level_in.value = "auto"
+        self.show_stats()
+
+    # -- callbacks -----------------------------------------------------------------------------------
+    def _on_prompt(self, event: Any) -> None:
+        text = checked_text(self.prompt_in, "the prompt")
+        positives = [p for p in text.split(",") if p.strip()]
+        if len(positives) > MAX_PROMPTS:
+            raise ValueError(f"{len(positives)} prompts at once; the limit is {MAX_PROMPTS}")
+        self.tab.session.set_prompt(positives=positives)
+        self.tab.panels.instances.refresh()
+        self.tab.changed()
+
+    def _on_negatives(self, event: Any) -> None:
+        text = checked_text(self.neg_in, "the negatives")
+        self.tab.session.set_prompt(negatives=text.split(","))
+        self.tab.changed()
+
+    def _on_threshold(self, event: Any) -> None:
+        self.tab.session.set_prompt(threshold=clamped_number(self.threshold_in, 0.0, 1.0))
+        self.tab.changed()
+
+    def _on_level(self, event: Any) -> None:
+        value = checked_choice(self.level_in, self._level_options(), "auto")
+        self.tab.session.set_prompt(level=None if value == "auto" else int(value))
+        self.tab.changed()
+
+    def _on_view(self, event: Any) -> None:
+        self.tab.view_mode = checked_choice(self.view_in, VIEW_MODES, self.tab.view_mode)
+        self.tab.changed()
+
+    def _on_colormap(self, event: Any) -> None:
+        value = checked_choice(self.cmap_in, tuple(COLORMAPS), self.tab.session.prompt.colormap)
+        self.tab.session.set_prompt(colormap=value)
+        self.legend.image = legend_image(value)
+        self.tab.changed()

@@ -1,0 +1,119 @@
+"""The Training panel: train (or lift) language fields, or build 3D instances, from a capture; the
+run is shared by every tab and its results are written under the output folder and listed in
+*Fields*, where earlier fields can be brought back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ovseg_app.viewer.panels.inputs import checked_choice, checked_text, clamped_number
+from ovseg_app.viewer.training_job import MODEL_SIZES, TrainingRequest
+
+if TYPE_CHECKING:
+    from ovseg_app.viewer.tab import Tab
+
+LEVEL_CHOICES = ("1", "2", "3", "0", "1,2,3")
+METHODS = ("langsplatv2", "lift", "instances")
+MAX_STEPS = 1_000_000
+
+
+class TrainingPanel:
+    def __init__(self, tab: Tab) -> None:
+        from viser import uplot
+
+        self.tab = tab
+        v = tab.viewer
+        gui = tab.client.gui
+        with gui.add_folder("Training", expand_by_default=False):
+            self.dataset_in = gui.add_text("Dataset", initial_value=str(v.dataset or ""))
+            self.method_in = gui.add_dropdown("Method", options=METHODS, initial_value="langsplatv2")
+            self.levels_in = gui.add_dropdown("Levels", options=LEVEL_CHOICES, initial_value="1")
+            self.steps_in = gui.add_number("Steps", initial_value=2000.0, min=1, max=MAX_STEPS, step=1)
+            self.downsample_in = gui.add_number("Image downsample", initial_value=4.0, min=1, max=64, step=1)
+            self.models_in = gui.add_dropdown("Models", options=MODEL_SIZES, initial_value="tiny")
+            self.sam2_in = gui.add_text("SAM2 checkpoint", initial_value="")
+            self.clip_in = gui.add_text("CLIP weights", initial_value="")
+            self.output_md = gui.add_markdown(self._output_text())
+            self.train_btn = gui.add_button("Start training", disabled=v.job.running)
+            self.cancel_btn = gui.add_button("Cancel training", disabled=not v.job.running)
+            self.progress = gui.add_progress_bar(0.0, animated=False)
+            self.train_md = gui.add_markdown("Idle.")
+            self.loss_plot = gui.add_uplot(
+                data=(np.zeros(1), np.zeros(1)),
+                series=(uplot.Series(label="step"), uplot.Series(label="loss", stroke="red")),
+                scales={"x": uplot.Scale(time=False)},
+                title="training loss (x: step)",
+                aspect=2.0,
+            )
+        with gui.add_folder("Fields", expand_by_default=False):
+            options = v.fields_options()
+            self.fields_in = gui.add_dropdown("Fields", options=options, initial_value=options[v.fields_index])
+            self.use_btn = gui.add_button("Use these fields")
+            self.load_in = gui.add_text("Load from", initial_value="")
+            self.load_btn = gui.add_button("Load fields")
+        g = tab.guarded
+        # clamp as soon as a value arrives: viser keeps whatever a client sends (1e300 steps)
+        self.steps_in.on_update(g(lambda e: clamped_number(self.steps_in, 1, MAX_STEPS, integer=True)))
+        self.downsample_in.on_update(g(lambda e: clamped_number(self.downsample_in, 1, 64, integer=True)))
+        self.train_btn.on_click(g(self._on_train))
+        self.cancel_btn.on_click(g(lambda e: v.job.cancel()))
+        self.use_btn.on_click(g(self._on_use))
+        self.load_btn.on_click(g(self._on_load))
+
+    def _output_text(self) -> str:
+        runs = self.tab.viewer.runs_dir
+        if runs is None:
+            return "Results are **not saved** (start ovseg-view with --output-dir)."
+        return f"Runs are saved under `{runs}`."
+
+    def request(self) -> TrainingRequest:
+        dataset = checked_text(self.dataset_in, "the dataset path").strip()
+        if not dataset:
+            raise ValueError("enter the dataset path (a COLMAP scene or transforms.json) first")
+        levels = tuple(int(x) for x in checked_choice(self.levels_in, LEVEL_CHOICES, "1").split(","))
+        paths = {}
+        for name, handle in (("SAM2 checkpoint", self.sam2_in), ("CLIP weights", self.clip_in)):
+            text = checked_text(handle, f"the {name} path").strip()
+            paths[name] = Path(text).expanduser() if text else None
+        return TrainingRequest(
+            Path(dataset).expanduser(),
+            levels=levels,
+            steps=int(clamped_number(self.steps_in, 1, MAX_STEPS, integer=True)),
+            model_size=checked_choice(self.models_in, MODEL_SIZES, "tiny"),  # type: ignore[arg-type]
+            image_downsample_factor=int(clamped_number(self.downsample_in, 1, 64, integer=True)),
+            sam2_checkpoint_path=paths["SAM2 checkpoint"],
+            clip_weights=paths["CLIP weights"],
+            log_path=self.tab.viewer.runs_dir,
+            method=checked_choice(self.method_in, METHODS, "langsplatv2"),  # type: ignore[arg-type]
+        )
+
+    def _on_train(self, event: Any) -> None:
+        self.tab.viewer.start_job(self.request())
+
+    def _on_use(self, event: Any) -> None:
+        options = self.tab.viewer.fields_options()
+        self.tab.viewer.use_fields(options.index(checked_choice(self.fields_in, options, options[0])))
+
+    def _on_load(self, event: Any) -> None:
+        path = checked_text(self.load_in, "the fields path").strip()
+        if not path:
+            raise ValueError("enter a fields checkpoint or run directory to load")
+        self.tab.viewer.load_fields(Path(path).expanduser())
+
+    # -- announcements from the shared job and fields ------------------------------------------------
+    def show_job(self, state: str, fraction: float, text: str, losses: list, running: bool) -> None:
+        self.progress.value = 100.0 * fraction
+        self.train_md.content = text
+        if losses:
+            steps, values = zip(*losses[-500:])
+            self.loss_plot.data = (np.asarray(steps, float), np.asarray(values, float))
+        self.train_btn.disabled, self.cancel_btn.disabled = running, not running
+
+    def fields_changed(self) -> None:
+        v = self.tab.viewer
+        options = v.fields_options()
+        self.fields_in.options = options
+        self.fields_in.value = options[v.fields_index]

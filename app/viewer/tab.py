@@ -1,0 +1,248 @@
+"""One browser tab: its own display state (prompt, view mode, selection, camera, frame size), its
+own GUI panels, click handlers and render thread.
+
+Everything a client sends is treated as hostile: camera values are checked and clamped before a
+frame is sized from them, so one tab can neither make the server allocate huge frames nor flood
+anyone with errors; a bad frame is skipped, logged once, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ovseg_app.viewer.heap import trim_heap_now_and_then
+from ovseg_app.viewer.panels import build_panels
+from ovseg_core.camera import Camera
+
+if TYPE_CHECKING:
+    from ovseg_app.viewer.server import Viewer
+
+log = logging.getLogger("ovseg.viewer")
+
+MOVING_SECONDS = 0.25
+"""A camera that changed more recently than this counts as moving (low-resolution frames)."""
+MIN_HEIGHT, MAX_HEIGHT = 32, 2160
+"""Bounds of a frame's height in pixels, whatever the client or the panel asks for."""
+MAX_ASPECT = 4.0
+"""Frames are at most this wide (or tall) for their height; a wider canvas gets a cropped view."""
+MAX_FRAME_PIXELS = 2560 * 1440
+"""Live frames are at most this many pixels (height lowered to fit); screenshots may be larger."""
+MIN_FOV, MAX_FOV = math.radians(1.0), math.radians(170.0)
+SelectOp = Literal["replace", "add", "remove"]
+CLICK_MODIFIERS: dict[str | None, SelectOp] = {None: "replace", "shift": "add", "cmd/ctrl": "remove", "alt": "remove"}
+"""viser fires a scene click only for the exact modifier combo it was registered with."""
+
+
+class Tab:
+    """A viser client and everything that is its own."""
+
+    def __init__(self, viewer: Viewer, client: Any) -> None:
+        self.viewer = viewer
+        self.client = client
+        self.session = viewer.session.fork()
+        self.view_mode = "relevancy"
+        self.granularity = "medium"
+        self.display_mode = viewer.display_mode
+        self.max_height = viewer.still_height
+        self.jpeg_quality = 85
+        self.version = 0
+        """Bumped when this tab's state changes (the viewer's own ``version`` covers shared state)."""
+        self.frames = 0
+        self.render_ms: float | None = None
+        self.last_camera_change = time.monotonic()
+        self.rendered_key: tuple | None = None
+        self.last_frame: np.ndarray | None = None
+        self.last_camera: Camera | None = None
+        self.bad_camera_logged = False
+        self.splats = None
+        self._splat_colors: np.ndarray | None = None
+        self.wake = threading.Event()
+        self.alive = True
+        self.panels = build_panels(self)
+        client.camera.on_update(self._on_camera)
+        for modifier, op in CLICK_MODIFIERS.items():
+            client.scene.on_click(modifier=modifier)(viewer.guarded(self._click_handler(op), client))
+        if self.display_mode == "browser":
+            self.update_browser_splats()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"ovseg-client-{client.client_id}")
+        self.thread.start()
+
+    def guarded(self, fn: Any) -> Any:
+        """``fn`` with any exception shown to this tab only (see ``Viewer.guarded``)."""
+        return self.viewer.guarded(fn, self.client)
+
+    # -- state changes ---------------------------------------------------------------------------
+    def changed(self) -> None:
+        """This tab's state changed: re-render it (and refresh its browser-side colours)."""
+        self.version += 1
+        if self.display_mode == "browser":
+            self.update_browser_splats()
+        self.panels.prompt.show_stats()
+        self.wake.set()
+
+    def edit_selection(self, edit: Any) -> Any:
+        """Run ``edit()`` (a selection change) with an undo step recorded before it."""
+        self.session.history.record(self.session.selection)
+        result = edit()
+        self.panels.selection.show_count()
+        self.changed()
+        return result
+
+    def undo(self) -> None:
+        restored = self.session.history.undo(self.session.selection)
+        if restored is None:
+            raise ValueError("nothing to undo")
+        self.session.set_selection(restored)
+        self.panels.selection.show_count()
+        self.changed()
+
+    def redo(self) -> None:
+        restored = self.session.history.redo(self.session.selection)
+        if restored is None:
+            raise ValueError("nothing to redo")
+        self.session.set_selection(restored)
+        self.panels.selection.show_count()
+        self.changed()
+
+    # -- clicks and boxes ------------------------------------------------------------------------
+    def _click_handler(self, op: SelectOp) -> Any:
+        def on_click(event: Any) -> None:
+            camera = self.camera(self.frame_height(moving=False))
+            if camera is None:
+                return
+            x, y = _unit_point(event.screen_pos)
+            pixel = (x * camera.width, y * camera.height)
+            result = self.edit_selection(lambda: self.session.click(camera, pixel, self.granularity, op))
+            self.panels.selection.show_click(result)
+
+        on_click.__name__ = f"click_{op}"
+        return on_click
+
+    def rect_handler(self, op: SelectOp) -> Any:
+        def on_rect(event: Any) -> None:
+            camera = self.camera(self.frame_height(moving=False))
+            if camera is None:
+                return
+            (x0, y0), (x1, y1) = _unit_point(event.screen_min), _unit_point(event.screen_max)
+            lo, hi = (x0 * camera.width, y0 * camera.height), (x1 * camera.width, y1 * camera.height)
+            self.edit_selection(lambda: self.session.select_rect(camera, lo, hi, op))
+
+        on_rect.__name__ = f"rect_select_{op}"
+        return on_rect
+
+    # -- frames ----------------------------------------------------------------------------------
+    def frame_height(self, *, moving: bool) -> int:
+        """The browser's canvas height, capped by the panel's maximum (half of it while moving)."""
+        try:
+            canvas = int(self.client.camera.image_height)
+        except (AssertionError, TypeError, ValueError, OverflowError):  # no camera message yet
+            canvas = self.max_height
+        height = min(max(canvas, MIN_HEIGHT), self.max_height)
+        return max(MIN_HEIGHT, height // 2) if moving else height
+
+    def camera(
+        self, height: int, *, width: int | None = None, max_height: int = MAX_HEIGHT, max_pixels: int = MAX_FRAME_PIXELS
+    ) -> Camera | None:
+        """This tab's camera at ``height`` px (and the canvas's aspect, or ``width``), or None
+        (logged once) when the client's values are unusable."""
+        cam = self.client.camera
+        try:
+            wxyz = np.asarray(cam.wxyz, np.float64)
+            position = np.asarray(cam.position, np.float64)
+            fov, aspect = float(cam.fov), float(cam.aspect)
+        except (AssertionError, TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return None
+        values = np.concatenate([wxyz, position, [fov, aspect]])
+        if wxyz.shape != (4,) or position.shape != (3,) or not np.isfinite(values).all() or aspect <= 0:
+            if not self.bad_camera_logged:
+                log.warning("client %s sent an unusable camera; its frames are skipped", self.client.client_id)
+                self.bad_camera_logged = True
+            return None
+        height = min(max(int(height), MIN_HEIGHT), max_height)
+        aspect = min(max(aspect if width is None else width / height, 1.0 / MAX_ASPECT), MAX_ASPECT)
+        height = max(MIN_HEIGHT, min(height, int(math.sqrt(max_pixels / aspect))))
+        fov = min(max(fov, MIN_FOV), MAX_FOV)
+        return Camera.from_viser(wxyz / max(np.linalg.norm(wxyz), 1e-12), position, fov, aspect, height)
+
+    def _on_camera(self, _camera: Any) -> None:
+        self.last_camera_change = time.monotonic()
+        self.wake.set()
+
+    def _loop(self) -> None:
+        while self.alive:
+            self.wake.wait(timeout=0.1)
+            self.wake.clear()
+            if not self.alive:
+                return
+            self.viewer.guarded(self._maybe_render, self.client)()
+
+    def _maybe_render(self) -> None:
+        if self.display_mode == "browser":
+            return
+        moving = time.monotonic() - self.last_camera_change < MOVING_SECONDS
+        height = self.frame_height(moving=moving)
+        camera = self.camera(height)
+        if camera is None:
+            return
+        key = (camera.w2c.round(6).tobytes(), camera.K.round(4).tobytes(), camera.width, camera.height)
+        key += (self.view_mode, self.jpeg_quality, self.version, self.viewer.version)
+        if key == self.rendered_key:
+            if moving:  # re-check once the camera has settled, for the full-resolution frame
+                self.wake.set()
+                time.sleep(0.02)
+            return
+        started = time.perf_counter()
+        frame = self.session.render(camera, self.view_mode)
+        if not self.alive:  # the tab closed while we rendered
+            return
+        self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=self.jpeg_quality)
+        self.render_ms = 1000 * (time.perf_counter() - started)
+        self.rendered_key, self.last_frame, self.last_camera = key, frame, camera
+        self.frames += 1
+        self.panels.display.show_render_time()
+        trim_heap_now_and_then()
+        if moving:
+            self.wake.set()
+
+    # -- browser-side display --------------------------------------------------------------------
+    def set_display(self, mode: str) -> None:
+        self.display_mode = mode
+        if mode == "server":
+            if self.splats is not None:
+                self.splats.remove()
+                self.splats, self._splat_colors = None, None
+        else:
+            self.client.scene.set_background_image(None)
+            self.update_browser_splats()
+        self.changed()
+
+    def update_browser_splats(self) -> None:
+        """Colour the tab's browser-side splats for its view; colours change in place (the
+        centres and covariances are sent once, when the splats are first shown)."""
+        colors = self.session.gaussian_colors(self.view_mode if self.view_mode != "heatmap" else "relevancy")
+        if self.splats is None:
+            self.splats = self.client.scene.add_gaussian_splats(
+                "/ovseg/splats", rgbs=colors, **self.viewer.browser_geometry()
+            )
+        elif self._splat_colors is None or not np.array_equal(self._splat_colors, colors):
+            self.splats.rgbs = colors
+        self._splat_colors = colors
+
+    def close(self) -> None:
+        """The tab went away: stop its loop and drop its frames and state."""
+        self.alive = False
+        self.wake.set()
+        self.last_frame = None
+        self.splats = None
+
+
+def _unit_point(p: Any) -> tuple[float, float]:
+    """A client-reported screen position, clamped into [0, 1) (NaN -> 0)."""
+    x, y = (float(v) for v in p)
+    return tuple(min(max(v, 0.0), 0.9999) if math.isfinite(v) else 0.0 for v in (x, y))  # type: ignore[return-value]
