@@ -12,14 +12,13 @@ import torch
 
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.fields import load_fields
-
-TINY_CLIP_PREFIX = "open_clip:ovseg-tiny-clip:random-seed"  # the tiny test CLIP's encoder name (seed follows)
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.instances import InstanceSet, load_instances
 from ovseg_core.io import save_scene
 from ovseg_core.models import tiny_open_clip
 from ovseg_core.synthetic import random_scene
 
+TINY_CLIP_PREFIX = "open_clip:ovseg-tiny-clip:random-seed"  # the tiny test CLIP's encoder name (seed follows)
 N, J, E = 200, 4, 16
 
 
