@@ -50,6 +50,17 @@ _TWO_M24 = np.float32(2.0**-24)
 _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(1.0 / math.factorial(j)) for j in range(2, 8))
 
 
+# Columns of the per-Gaussian record ``project`` writes and the later stages read (one cache line
+# for RGB: colours start at _COL, rows are padded to 16 floats).
+_U, _V, _CA, _CB, _CC, _OP, _EY, _SMAX, _DEPTH = range(9)
+_COL = 9
+
+
+def record_width(channels: int) -> int:
+    """Floats per record for ``channels`` colour channels."""
+    return max(16, _COL + channels)
+
+
 @njit(inline="always", fastmath=True)
 def exp_neg(s):
     """exp(-s) for float32 s >= 0, branch-free so loops over it vectorise (numba here has no SVML).
@@ -87,12 +98,11 @@ def project(
     means, cov3d, opacities_in,  # scene: [N, 3], [N, 6] (xx, xy, xz, yy, yz, zz), [N]
     R, t, fx, fy, cx, cy, width, height,  # camera
     near, far, eps2d, tile_size, tiles_x, tiles_y,  # settings
-    means2d, conics, depths, opacities, extents, rects,  # outputs
+    depths, rec, rects,  # outputs
 ):  # fmt: skip
-    """Per-Gaussian EWA projection; culled Gaussians get an empty tile rect.
+    """Per-Gaussian EWA projection into ``rec`` (columns _U.._DEPTH); culled Gaussians get an empty tile rect.
 
-    ``extents`` ``[N, 4]``: half-widths (x, y) of the ellipse sigma <= smax in pixels plus one, smax = ln(255 o),
-    and the y offset of the ellipse's rightmost point (binning uses it).
+    ``_EY`` is the y half-width of the ellipse sigma <= smax in pixels plus one, ``_SMAX`` = ln(255 o).
     """
     n = means.shape[0]
     lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
@@ -154,18 +164,17 @@ def project(
         if not op * 255.0 >= 1.0:
             continue
         smax = _LN255 + math.log(op)
-        means2d[i, 0] = u
-        means2d[i, 1] = v
-        conics[i, 0] = c / det
-        conics[i, 1] = -b / det
-        conics[i, 2] = a / det
-        opacities[i] = op
         ex = math.sqrt(2.0 * smax * a) + 1.0
         ey = math.sqrt(2.0 * smax * c) + 1.0
-        extents[i, 0] = ex
-        extents[i, 1] = ey
-        extents[i, 2] = smax
-        extents[i, 3] = b * math.sqrt(2.0 * smax / a)
+        rec[i, _U] = u
+        rec[i, _V] = v
+        rec[i, _CA] = c / det
+        rec[i, _CB] = -b / det
+        rec[i, _CC] = a / det
+        rec[i, _OP] = op
+        rec[i, _EY] = ey
+        rec[i, _SMAX] = smax
+        rec[i, _DEPTH] = tz
         # gsplat's tile rule (3.33 sigma), tightened by the alpha extent
         x0 = max(math.floor((u - rx) / tile_size), math.floor((u - ex) / tile_size))
         x1 = min(math.ceil((u + rx) / tile_size), math.ceil((u + ex) / tile_size))
@@ -178,14 +187,14 @@ def project(
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def sh_colors(ids, means, sh0, shN, degree, cam_pos, colors):
-    """SH colour C0 sh0 + higher bands + 0.5 of the Gaussians ``ids`` only (those that survived
-    culling; ascending ids read the coefficients front to back)."""
-    n_ch = colors.shape[1]
+def sh_colors(ids, means, sh0, shN, degree, cam_pos, rec):
+    """SH colour C0 sh0 + higher bands + 0.5 into ``rec[:, _COL:]``, for the Gaussians ``ids`` only
+    (those that survived culling; ascending ids read the coefficients front to back)."""
+    n_ch = sh0.shape[2]
     for j in prange(ids.shape[0]):
         i = ids[j]
         for ch in range(n_ch):
-            colors[i, ch] = _C0 * sh0[i, 0, ch] + 0.5
+            rec[i, _COL + ch] = _C0 * sh0[i, 0, ch] + 0.5
         if degree < 1:
             continue
         dx, dy, dz = means[i, 0] - cam_pos[0], means[i, 1] - cam_pos[1], means[i, 2] - cam_pos[2]
@@ -209,7 +218,7 @@ def sh_colors(ids, means, sh0, shN, degree, cam_pos, colors):
                     col += b9 * shN[i, 8, ch] + b10 * shN[i, 9, ch] + b11 * shN[i, 10, ch]
                     col += b12 * shN[i, 11, ch] + b13 * shN[i, 12, ch]
                     col += b14 * shN[i, 13, ch] + b15 * shN[i, 14, ch]
-            colors[i, ch] += col
+            rec[i, _COL + ch] += col
 
 
 @njit(cache=True)
@@ -238,27 +247,13 @@ def depth_order(ids, depths):
     return src_i
 
 
-# Columns of the packed, depth-ordered per-Gaussian record the later stages read front to back.
-_U, _V, _CA, _CB, _CC, _OP, _EY, _SMAX, _DEPTH = range(9)
-PACKED_COLUMNS = 9
-
-
 @njit(parallel=True, cache=True)
-def gather_sorted(order, means2d, conics, opacities, extents, depths, rects, colors, pk, prects, pcolors):
-    """Pack the Gaussians ``order`` (depth order) contiguously: the random reads happen once, here."""
+def gather_sorted(order, rec, rects, pk, prects):
+    """Pack the records of ``order`` (depth order) contiguously: the random reads happen once, here."""
     for j in prange(order.shape[0]):
         g = order[j]
-        for c in range(colors.shape[1]):
-            pcolors[j, c] = colors[g, c]
-        pk[j, _U] = means2d[g, 0]
-        pk[j, _V] = means2d[g, 1]
-        pk[j, _CA] = conics[g, 0]
-        pk[j, _CB] = conics[g, 1]
-        pk[j, _CC] = conics[g, 2]
-        pk[j, _OP] = opacities[g]
-        pk[j, _EY] = extents[g, 1]
-        pk[j, _SMAX] = extents[g, 2]
-        pk[j, _DEPTH] = depths[g]
+        for c in range(rec.shape[1]):
+            pk[j, c] = rec[g, c]
         for c in range(4):
             prects[j, c] = rects[g, c]
 
@@ -363,31 +358,29 @@ def bin_pairs(starts, pair_tiles, num_tiles):
 
 
 @njit(parallel=True, cache=True)
-def gather_pairs(gids, pk, colors, tpk, tcol):
+def gather_pairs(gids, pk, tpk):
     """Copy each (tile, Gaussian) pair's record into tile order, so compositing streams through memory
     (independent loads here overlap; the same loads inside the compositing loop would each stall)."""
     for e in prange(gids.shape[0]):
         g = gids[e]
         for c in range(pk.shape[1]):
             tpk[e, c] = pk[g, c]
-        for c in range(colors.shape[1]):
-            tcol[e, c] = colors[g, c]
 
 
 @njit(parallel=True, cache=True)
 def rasterize(
-    offsets, gids, todo, tpk, tcol, order, features,
+    offsets, gids, todo, tpk, order, features,
     width, height, tile_size, tiles_x,
     out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
 ):  # fmt: skip
     """Composite the tiles in ``todo`` front to back; outputs are written per pixel.
 
-    ``tpk`` and ``tcol`` hold each pair's record in tile order (``gather_pairs``); ``gids`` index the
+    ``tpk`` holds each pair's record in tile order (``gather_pairs``); ``gids`` index the
     depth-ordered Gaussians and ``order`` maps those to scene ids (feature rows, contribution ids).
     """
     for ti in prange(todo.shape[0]):
         _rasterize_tile(
-            todo[ti], offsets, gids, tpk, tcol, order, features,
+            todo[ti], offsets, gids, tpk, order, features,
             width, height, tile_size, tiles_x, out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
         )  # fmt: skip
 
@@ -397,12 +390,12 @@ def rasterize(
 # depends on NaN/Inf semantics; it lets LLVM vectorise and fuse the per-pixel arithmetic.
 @njit(cache=True, fastmath=True)
 def _rasterize_tile(
-    tile, offsets, gids, tpk, tcol, order, features,
+    tile, offsets, gids, tpk, order, features,
     width, height, tile_size, tiles_x,
     out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
 ):  # fmt: skip
     n_feat = features.shape[1]
-    n_col = tcol.shape[1]
+    n_col = out_rgb.shape[2]
     top_k = out_ids.shape[2]
     second_pass = n_col > 3 or n_feat > 0 or top_k > 0
     tx, ty = tile % tiles_x, tile // tiles_x
@@ -434,9 +427,9 @@ def _rasterize_tile(
         op = tpk[e, _OP]
         ey = tpk[e, _EY]
         depth = tpk[e, _DEPTH]
-        c0 = tcol[e, 0]
-        c1 = tcol[e, 1] if n_col > 1 else _F0
-        c2 = tcol[e, 2] if n_col > 2 else _F0
+        c0 = tpk[e, _COL]
+        c1 = tpk[e, _COL + 1] if n_col > 1 else _F0
+        c2 = tpk[e, _COL + 2] if n_col > 2 else _F0
         py0 = max(y0, int(math.ceil(v - ey - 0.5)))
         py1 = min(y1 - 1, int(math.floor(v + ey - 0.5)))
         while py0 <= py1 and row_left[py0 - y0] == 0:
@@ -475,7 +468,7 @@ def _rasterize_tile(
                 if w == _F0:
                     continue
                 for ch in range(3, n_col):
-                    acc[ch, p] += w * tcol[e, ch]
+                    acc[ch, p] += w * tpk[e, _COL + ch]
                 for ch in range(n_feat):
                     acc_feat[p, ch] += w * features[gid, ch]
                 if top_k > 0 and w > ws[p, top_k - 1]:

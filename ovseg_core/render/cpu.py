@@ -110,25 +110,18 @@ class CpuRenderer:
     def pick(self, scene: GaussianScene, camera: Camera, pixel: tuple[float, float], k: int = 8) -> Pick:
         return pick_by_tile(self, scene, camera, pixel, k)
 
-    def _work_buffers(self, n: int) -> tuple[np.ndarray, ...]:
+    def _work_buffers(self, n: int, channels: int) -> tuple[np.ndarray, ...]:
         """Per-Gaussian scratch arrays, reused across frames: fresh ones cost page faults every frame.
-        ``project`` writes every entry a later stage reads, so they need no clearing."""
-        if getattr(self, "_buffers_key", None) != n:
+        ``project`` and ``sh_colors`` write every entry a later stage reads, so they need no clearing."""
+        key = (n, channels)
+        if getattr(self, "_buffers_key", None) != key:
             self._buffers = (
-                np.empty((n, 2), np.float32),  # means2d
-                np.empty((n, 3), np.float32),  # conics
                 np.empty(n, np.float32),  # depths
-                np.empty(n, np.float32),  # opacities
-                np.empty((n, 4), np.float32),  # extents
-                np.empty((n, 4), np.int32),  # rects
+                np.empty((n, kernels.record_width(channels)), np.float32),  # records
+                np.empty((n, 4), np.int32),  # tile rects
             )
-            self._buffers_key = n
+            self._buffers_key = key
         return self._buffers
-
-    def _colors_buffer(self, n: int, channels: int) -> np.ndarray:
-        if getattr(self, "_colors", np.empty((0, 0))).shape != (n, channels):
-            self._colors = np.empty((n, channels), np.float32)
-        return self._colors
 
     def _render_one(
         self,
@@ -143,7 +136,7 @@ class CpuRenderer:
         W, H, T = cam.width, cam.height, s.tile_size
         tiles_x, tiles_y = math.ceil(W / T), math.ceil(H / T)
         degree = a.sh_degree if s.sh_degree < 0 else min(s.sh_degree, a.sh_degree)
-        means2d, conics, depths, opacities, extents, rects = self._work_buffers(n)
+        depths, rec, rects = self._work_buffers(n, a.sh0.shape[2])
         K = cam.K
         clock = [time.perf_counter()]
         kernels.project(
@@ -151,19 +144,17 @@ class CpuRenderer:
             np.ascontiguousarray(cam.w2c[:3, :3]), np.ascontiguousarray(cam.w2c[:3, 3]),
             float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), W, H,
             float(s.near), float(s.far), float(s.eps_2d), T, tiles_x, tiles_y,
-            means2d, conics, depths, opacities, extents, rects,
+            depths, rec, rects,
         )  # fmt: skip
         visible = np.flatnonzero((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])).astype(np.int32)
         clock.append(time.perf_counter())
-        colors = self._colors_buffer(n, a.sh0.shape[2])
-        kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), colors)
+        kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
         # One depth sort; the survivors are packed in that order, so every later stage reads memory
         # front to back and a stable bin by tile leaves each tile's list depth-ordered.
         order = kernels.depth_order(visible, depths)
         m = len(order)
-        pk, prects = np.empty((m, kernels.PACKED_COLUMNS), np.float32), np.empty((m, 4), np.int32)
-        pcolors = np.empty((m, colors.shape[1]), np.float32)
-        kernels.gather_sorted(order, means2d, conics, opacities, extents, depths, rects, colors, pk, prects, pcolors)
+        pk, prects = np.empty((m, rec.shape[1]), np.float32), np.empty((m, 4), np.int32)
+        kernels.gather_sorted(order, rec, rects, pk, prects)
         clock.append(time.perf_counter())
         starts = np.zeros(m + 1, np.int64)
         np.cumsum(kernels.count_tiles(pk, prects, T), out=starts[1:])
@@ -176,11 +167,10 @@ class CpuRenderer:
             todo = np.argsort(-np.diff(offsets), kind="stable")
         else:
             todo = np.array([ty * tiles_x + tx for tx, ty in tiles], dtype=np.int64)
-        tpk = np.empty((len(gids), kernels.PACKED_COLUMNS), np.float32)
-        tcol = np.empty((len(gids), pcolors.shape[1]), np.float32)
-        kernels.gather_pairs(gids, pk, pcolors, tpk, tcol)
+        tpk = np.empty((len(gids), pk.shape[1]), np.float32)
+        kernels.gather_pairs(gids, pk, tpk)
         clock.append(time.perf_counter())
-        rgb = np.zeros((H, W, colors.shape[1]), np.float32)
+        rgb = np.zeros((H, W, a.sh0.shape[2]), np.float32)
         depth = np.zeros((H, W), np.float32)
         trans = np.ones((H, W), np.float32)
         feat = np.zeros((H, W, feats.shape[1]), np.float32)
@@ -188,7 +178,7 @@ class CpuRenderer:
         ws = np.zeros((H, W, top_k), np.float32)
         with numba.parallel_chunksize(1):
             kernels.rasterize(
-                offsets, gids, todo, tpk, tcol, order, feats,
+                offsets, gids, todo, tpk, order, feats,
                 W, H, T, tiles_x, rgb, depth, trans, feat, ids, ws,
             )  # fmt: skip
         clock.append(time.perf_counter())
