@@ -97,12 +97,30 @@ def test_render_errors_are_clear(tmp_path, capsys, args, message):
 def test_bench_render_smoke(tmp_path):
     out = tmp_path / "bench.json"
     bench.main(
-        ["render", "--sizes", "3000", "--resolutions", "64x48", "--frames", "1", "--no-memory", "--output", str(out)]
+        [
+            "render",
+            "--sizes",
+            "3000",
+            "--resolutions",
+            "64x48",
+            "--feature-cases",
+            "2000@48x32x8",
+            "--frames",
+            "1",
+            "--no-memory",
+            "--no-garden",
+            "--output",
+            str(out),
+        ]
     )
     result = json.loads(out.read_text())
     backends = {r["backend"] for r in result["render"] if r["scene"] == "synthetic-3k"}
     assert {"cpu", "torch"} <= backends
     assert all(r["fps"] > 0 for r in result["render"])
+    feature_rows = [r for r in result["render"] if r["features"] == 8]
+    assert [r["backend"] for r in feature_rows] == ["cpu"]
+    assert set(feature_rows[0]["stages_ms"]) >= {"project", "composite"}
+    assert [r["resolution"] for r in result["cpu_vs_torch"]] == ["64x48"]
 
 
 def test_bench_memory_probe_subprocess():
