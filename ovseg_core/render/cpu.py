@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -23,6 +24,23 @@ from ovseg_core.render.base import (
 )
 from ovseg_core.render.projection import covariances
 from ovseg_core.scene import GaussianScene
+
+PARALLEL_MIN_ITEMS = 100_000
+"""Stages over fewer Gaussians (or pairs) than this run on one thread: waking the pool costs more than it
+saves, and far more when other processes keep the cores busy."""
+
+
+@contextlib.contextmanager
+def _threads_for(n_items: int):
+    if n_items >= PARALLEL_MIN_ITEMS:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 class _SceneArrays:
@@ -139,27 +157,29 @@ class CpuRenderer:
         depths, rec, rects = self._work_buffers(n, a.sh0.shape[2])
         K = cam.K
         clock = [time.perf_counter()]
-        kernels.project(
-            a.means, a.cov3d, a.opacities,
-            np.ascontiguousarray(cam.w2c[:3, :3]), np.ascontiguousarray(cam.w2c[:3, 3]),
-            float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), W, H,
-            float(s.near), float(s.far), float(s.eps_2d), T, tiles_x, tiles_y,
-            depths, rec, rects,
-        )  # fmt: skip
+        with _threads_for(n):
+            kernels.project(
+                a.means, a.cov3d, a.opacities,
+                np.ascontiguousarray(cam.w2c[:3, :3]), np.ascontiguousarray(cam.w2c[:3, 3]),
+                float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), W, H,
+                float(s.near), float(s.far), float(s.eps_2d), T, tiles_x, tiles_y,
+                depths, rec, rects,
+            )  # fmt: skip
         visible = np.flatnonzero((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])).astype(np.int32)
         clock.append(time.perf_counter())
-        kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
-        # One depth sort; the survivors are packed in that order, so every later stage reads memory
-        # front to back and a stable bin by tile leaves each tile's list depth-ordered.
-        order = kernels.depth_order(visible, depths)
-        m = len(order)
-        pk, prects = np.empty((m, rec.shape[1]), np.float32), np.empty((m, 4), np.int32)
-        kernels.gather_sorted(order, rec, rects, pk, prects)
-        clock.append(time.perf_counter())
-        starts = np.zeros(m + 1, np.int64)
-        np.cumsum(kernels.count_tiles(pk, prects, T), out=starts[1:])
-        pair_tiles = np.empty(starts[-1], np.int32)
-        kernels.list_tiles(starts, pk, prects, T, tiles_x, pair_tiles)
+        m = len(visible)
+        with _threads_for(m):
+            kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
+            # One depth sort; the survivors are packed in that order, so every later stage reads memory
+            # front to back and a stable bin by tile leaves each tile's list depth-ordered.
+            order = kernels.depth_order(visible, depths)
+            pk, prects = np.empty((m, rec.shape[1]), np.float32), np.empty((m, 4), np.int32)
+            kernels.gather_sorted(order, rec, rects, pk, prects)
+            clock.append(time.perf_counter())
+            starts = np.zeros(m + 1, np.int64)
+            np.cumsum(kernels.count_tiles(pk, prects, T), out=starts[1:])
+            pair_tiles = np.empty(starts[-1], np.int32)
+            kernels.list_tiles(starts, pk, prects, T, tiles_x, pair_tiles)
         offsets, gids = kernels.bin_pairs(starts, pair_tiles, tiles_x * tiles_y)
         self._last_binning = {"pk": pk, "rects": prects, "starts": starts, "pair_tiles": pair_tiles}
         if tiles is None:
@@ -168,7 +188,8 @@ class CpuRenderer:
         else:
             todo = np.array([ty * tiles_x + tx for tx, ty in tiles], dtype=np.int64)
         tpk = np.empty((len(gids), pk.shape[1]), np.float32)
-        kernels.gather_pairs(gids, pk, tpk)
+        with _threads_for(len(gids)):
+            kernels.gather_pairs(gids, pk, tpk)
         clock.append(time.perf_counter())
         rgb = np.zeros((H, W, a.sh0.shape[2]), np.float32)
         depth = np.zeros((H, W), np.float32)
