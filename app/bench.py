@@ -35,6 +35,8 @@ from ovseg_core.camera import Camera
 from ovseg_core.render import fvdb_available, make_renderer
 
 if TYPE_CHECKING:
+    import torch
+
     from ovseg_core.scene import GaussianScene
 
 GARDEN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsplat_test_garden" / "test_garden.npz"
@@ -55,6 +57,9 @@ class RenderBench:
     """Image sizes, WIDTHxHEIGHT."""
     backends: tuple[Literal["cpu", "torch", "fvdb"], ...] = ("cpu", "torch", "fvdb")
     """Backends to time (fvdb is skipped without CUDA)."""
+    feature_cases: tuple[str, ...] = ("1000000@986x728x64",)
+    """Feature renders, N@WIDTHxHEIGHTxD: N Gaussians blending D per-Gaussian feature channels along
+    with RGB (the language-field case; cpu and fvdb only)."""
     torch_max_gaussians: int = 300_000
     """The torch reference is slow: time it only up to this many Gaussians, at the first resolution."""
     frames: int = 5
@@ -67,6 +72,8 @@ class RenderBench:
     """Where to save the JSON results."""
 
     def execute(self) -> dict:
+        import torch
+
         from ovseg_core.synthetic import realistic_scene, scene_from_points
 
         rows = []
@@ -80,6 +87,17 @@ class RenderBench:
                         continue
                     rows.append(self._time(scene, f"synthetic-{n // 1000}k", [realistic_camera(w, h)], backend))
                     _print_row(rows[-1])
+        for case in self.feature_cases:
+            n, w, h, dims = _parse_feature_case(case)
+            scene = realistic_scene(n)
+            feats = torch.randn(n, dims, generator=torch.Generator().manual_seed(0))
+            for backend in backends:
+                if backend == "torch":
+                    continue
+                rows.append(
+                    self._time(scene, f"synthetic-{n // 1000}k", [realistic_camera(w, h)], backend, features=feats)
+                )
+                _print_row(rows[-1])
         if self.garden and GARDEN.exists():
             data = np.load(GARDEN)
             scene = scene_from_points(data["means3d"], data["colors"])
@@ -92,7 +110,9 @@ class RenderBench:
                     continue
                 rows.append(self._time(scene, "garden-points", cams, backend))
                 _print_row(rows[-1])
-        result = {"machine": _machine(), "render": rows}
+        result = {"machine": _machine(), "render": rows, "cpu_vs_torch": cpu_vs_torch(rows)}
+        for r in result["cpu_vs_torch"]:
+            print(f"cpu vs torch, {r['scene']} at {r['resolution']}: {r['speedup']:.0f}x")
         if self.memory:
             result["memory"] = measure_peak_rss(1_000_000, 1280, 720)
             print(f"peak RSS, cpu, 1M Gaussians at 1280x720: {result['memory']['peak_rss_mb']:.0f} MB")
@@ -103,29 +123,36 @@ class RenderBench:
         print(f"\nsaved {self.output}")
         return result
 
-    def _time(self, scene: GaussianScene, name: str, cams: list[Camera], backend: str) -> dict:
+    def _time(
+        self, scene: GaussianScene, name: str, cams: list[Camera], backend: str, features: torch.Tensor | None = None
+    ) -> dict:
         renderer = make_renderer(backend)
-        renderer.render(scene, cams[0])  # warm-up: JIT compile, caches, CUDA context
+        renderer.render(scene, cams[0], features=features)  # warm-up: JIT compile, caches, CUDA context
         frames = self.frames if backend != "torch" else 1
-        times = []
+        times, stages = [], []
         for i in range(frames):
             t0 = time.perf_counter()
-            renderer.render(scene, cams[i % len(cams)])
+            renderer.render(scene, cams[i % len(cams)], features=features)
             if backend == "fvdb":
                 import torch
 
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
+            stages.append(getattr(renderer, "last_timings", {}))
         sec = float(np.median(times))
-        return {
+        row = {
             "scene": name,
             "num_gaussians": scene.num_gaussians,
             "resolution": f"{cams[0].width}x{cams[0].height}",
+            "features": 0 if features is None else int(features.shape[1]),
             "backend": backend,
             "seconds_per_frame": sec,
             "fps": 1.0 / sec,
             "frames_timed": frames,
         }
+        if stages and stages[0]:  # the cpu backend reports where a frame's time goes
+            row["stages_ms"] = {k: float(np.median([s[k] for s in stages])) * 1000 for k in stages[0]}
+        return row
 
 
 @dataclasses.dataclass
@@ -170,6 +197,30 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def cpu_vs_torch(rows: list[dict]) -> list[dict]:
+    """cpu speed-up over the torch reference for every case both were timed on."""
+    key = lambda r: (r["scene"], r["num_gaussians"], r["resolution"], r.get("features", 0))  # noqa: E731
+    torch_rows = {key(r): r for r in rows if r["backend"] == "torch"}
+    return [
+        {
+            "scene": r["scene"],
+            "resolution": r["resolution"],
+            "speedup": torch_rows[key(r)]["seconds_per_frame"] / r["seconds_per_frame"],
+        }
+        for r in rows
+        if r["backend"] == "cpu" and key(r) in torch_rows
+    ]
+
+
+def _parse_feature_case(case: str) -> tuple[int, int, int, int]:
+    try:
+        n, rest = case.lower().split("@")
+        w, h, d = (int(v) for v in rest.split("x"))
+        return int(n), w, h, d
+    except ValueError:
+        raise ValueError(f"feature case must look like 1000000@986x728x64, got {case!r}") from None
+
+
 def _parse_res(res: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in res.lower().split("x"))
@@ -193,17 +244,23 @@ def _machine() -> dict:
 
 
 def _print_row(r: dict) -> None:
+    feats = f" +{r['features']}ch" if r.get("features") else ""
+    stages = " ".join(f"{k} {v:.0f}" for k, v in r.get("stages_ms", {}).items())
     print(
-        f"{r['scene']:>16} {r['resolution']:>9} {r['backend']:>6}: {r['fps']:8.2f} fps ({r['seconds_per_frame'] * 1000:.0f} ms)",
+        f"{r['scene']:>16} {r['resolution']:>9}{feats} {r['backend']:>6}: {r['fps']:8.2f} fps "
+        f"({r['seconds_per_frame'] * 1000:.0f} ms){'  [ms: ' + stages + ']' if stages else ''}",
         flush=True,
     )
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| scene | Gaussians | resolution | backend | ms/frame | frames/s |", "|---|---:|---|---|---:|---:|"]
+    lines = [
+        "| scene | Gaussians | resolution | features | backend | ms/frame | frames/s |",
+        "|---|---:|---|---:|---|---:|---:|",
+    ]
     for r in rows:
         lines.append(
-            f"| {r['scene']} | {r['num_gaussians']:,} | {r['resolution']} | {r['backend']} | "
+            f"| {r['scene']} | {r['num_gaussians']:,} | {r['resolution']} | {r.get('features', 0)} | {r['backend']} | "
             f"{r['seconds_per_frame'] * 1000:.0f} | {r['fps']:.2f} |"
         )
     return "\n".join(lines)

@@ -1,11 +1,15 @@
-"""numba kernels of the CPU rasteriser: projection, tile binning, per-tile compositing.
+"""numba kernels of the CPU rasteriser: projection, depth sort, tile binning, per-tile compositing.
 
-Speed comes from three exact shortcuts, none of which changes a pixel:
+Speed comes from shortcuts that change no pixel beyond float32 rounding:
 - a Gaussian only reaches pixels where opacity * exp(-sigma) >= 1/255, i.e. sigma <= ln(255 o);
-  that ellipse's bounding box (plus a pixel of slack) bounds both the tiles it is binned into
-  (intersected with fVDB's 3.33-sigma radius rule) and the pixels visited inside a tile;
-- a tile stops once every pixel in it has saturated;
-- tiles run in parallel (prange), in a shuffled order so both cores get equal work.
+  it is binned only into tiles that this ellipse (widened by half a pixel) really crosses, intersected
+  with fVDB's 3.33-sigma tile rule, and visits only the tile rows the ellipse spans;
+- one global depth sort (LSD radix on the float bits) and a stable counting sort by tile give every
+  tile its Gaussians already in depth order, ties by id as the reference's stable sort;
+- the compositing loop is branch-free over a tile row, with an exp that vectorises
+  (``exp_neg``: range reduction and a polynomial), so LLVM runs it 8 or 16 pixels a step;
+- a row, then a tile, stops once every pixel in it has saturated;
+- tiles are handed to threads busiest first, one at a time (see ``CpuRenderer``).
 """
 
 from __future__ import annotations
@@ -28,23 +32,84 @@ _C3_0, _C3_1, _C3_2, _C3_3 = -0.5900435899266435, 2.890611442640554, -0.45704579
 _C3_4, _C3_5, _C3_6 = -0.4570457994644658, 1.445305721320277, -0.5900435899266435
 _LN255 = math.log(255.0)
 
+# float32 constants: a Python float would promote the per-pixel arithmetic to float64.
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_HALF = np.float32(0.5)
+_ALPHA_MAX = np.float32(0.99)
+_ALPHA_MIN = np.float32(1.0 / 255.0)
+_T_MIN = np.float32(1e-4)
+# exp(-s) = 2^-k exp(r), k = round(s / ln 2), r = k ln 2 - s in [-ln2/2, ln2/2] (Cody-Waite split of ln 2).
+EXP_ARG_MAX = np.float32(16.0)
+"""exp_neg clamps its argument here: exp(-16) = 1.1e-7 is far below any alpha that counts (1/255)."""
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)  # 8 significant bits: k * _LN2_HI is exact
+_LN2_LO = np.float32(-2.12194440e-4)
+_TWO_M24 = np.float32(2.0**-24)
+# Taylor coefficients 1/j!; the degree-7 remainder on |r| <= ln2/2 is < 5.3e-9, below float32 rounding.
+_E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(1.0 / math.factorial(j)) for j in range(2, 8))
 
-@njit(parallel=True, cache=True, fastmath=False)
+
+# Columns of the per-Gaussian record ``project`` writes and the later stages read (one cache line
+# for RGB: colours start at _COL, rows are padded to 16 floats).
+_U, _V, _CA, _CB, _CC, _OP, _EY, _SMAX, _DEPTH = range(9)
+_COL = 9
+
+
+def record_width(channels: int) -> int:
+    """Floats per record for ``channels`` colour channels."""
+    return max(16, _COL + channels)
+
+
+@njit(inline="always", fastmath=True)
+def exp_neg(s):
+    """exp(-s) for float32 s >= 0, branch-free so loops over it vectorise (numba here has no SVML).
+
+    Relative error <= 2.5e-7 (about two float32 ulps) on [0, 16]; beyond 16 it returns exp(-16).
+    ``tests/core/test_render_agreement.py`` holds it to that bound.
+    """
+    s = min(s, EXP_ARG_MAX)
+    k = np.int32(s * _LOG2E + _HALF)  # s >= 0: truncation rounds to nearest
+    kf = np.float32(k)
+    r = (kf * _LN2_HI - s) + kf * _LN2_LO
+    p = _E7
+    p = p * r + _E6
+    p = p * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    p = p * r + _F1
+    p = p * r + _F1
+    # 2^-k exactly, from an integer shift (k <= 23 here)
+    return p * (np.float32(np.int32(1) << (np.int32(24) - k)) * _TWO_M24)
+
+
+@njit(cache=True)
+def exp_neg_array(s):
+    """``exp_neg`` over an array (for tests)."""
+    out = np.empty_like(s)
+    for i in range(s.shape[0]):
+        out[i] = exp_neg(s[i])
+    return out
+
+
+@njit(parallel=True, cache=True, fastmath=True)
 def project(
-    means, quats, log_scales, logit_opacities, sh0, shN, degree,  # scene
-    R, t, cam_pos, fx, fy, cx, cy, width, height,  # camera
+    means, cov3d, opacities_in,  # scene: [N, 3], [N, 6] (xx, xy, xz, yy, yz, zz), [N]
+    R, t, fx, fy, cx, cy, width, height,  # camera
     near, far, eps2d, tile_size, tiles_x, tiles_y,  # settings
-    means2d, conics, depths, opacities, radii, extents, rects, colors,  # outputs
+    depths, rec, rects,  # outputs
 ):  # fmt: skip
-    """Per-Gaussian projection; culled Gaussians get radii 0 and an empty tile rect."""
+    """Per-Gaussian EWA projection into ``rec`` (columns _U.._DEPTH); culled Gaussians get an empty tile rect.
+
+    ``_EY`` is the y half-width of the ellipse sigma <= smax in pixels plus one, ``_SMAX`` = ln(255 o).
+    """
     n = means.shape[0]
     lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
     lim_x_neg = cx / fx + 0.3 * (0.5 * width / fx)
     lim_y_pos = (height - cy) / fy + 0.3 * (0.5 * height / fy)
     lim_y_neg = cy / fy + 0.3 * (0.5 * height / fy)
     for i in prange(n):
-        radii[i, 0] = 0
-        radii[i, 1] = 0
         rects[i, 0] = 0
         rects[i, 1] = 0
         rects[i, 2] = 0
@@ -56,44 +121,24 @@ def project(
         depths[i] = tz
         if not (tz > near and tz < far):
             continue
-        # rotation from quaternion (normalised)
-        qw, qx, qy, qz = quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3]
-        qn = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        if qn == 0.0:
-            qn = 1.0
-            qw = 1.0
-        qw, qx, qy, qz = qw / qn, qx / qn, qy / qn, qz / qn
-        r00 = 1 - 2 * (qy * qy + qz * qz)
-        r01 = 2 * (qx * qy - qw * qz)
-        r02 = 2 * (qx * qz + qw * qy)
-        r10 = 2 * (qx * qy + qw * qz)
-        r11 = 1 - 2 * (qx * qx + qz * qz)
-        r12 = 2 * (qy * qz - qw * qx)
-        r20 = 2 * (qx * qz - qw * qy)
-        r21 = 2 * (qy * qz + qw * qx)
-        r22 = 1 - 2 * (qx * qx + qy * qy)
-        s0 = math.exp(log_scales[i, 0])
-        s1 = math.exp(log_scales[i, 1])
-        s2 = math.exp(log_scales[i, 2])
-        # M = R_cam @ R_gauss @ S ; cov_cam = M M^T
-        g00, g01, g02 = r00 * s0, r01 * s1, r02 * s2
-        g10, g11, g12 = r10 * s0, r11 * s1, r12 * s2
-        g20, g21, g22 = r20 * s0, r21 * s1, r22 * s2
-        m00 = R[0, 0] * g00 + R[0, 1] * g10 + R[0, 2] * g20
-        m01 = R[0, 0] * g01 + R[0, 1] * g11 + R[0, 2] * g21
-        m02 = R[0, 0] * g02 + R[0, 1] * g12 + R[0, 2] * g22
-        m10 = R[1, 0] * g00 + R[1, 1] * g10 + R[1, 2] * g20
-        m11 = R[1, 0] * g01 + R[1, 1] * g11 + R[1, 2] * g21
-        m12 = R[1, 0] * g02 + R[1, 1] * g12 + R[1, 2] * g22
-        m20 = R[2, 0] * g00 + R[2, 1] * g10 + R[2, 2] * g20
-        m21 = R[2, 0] * g01 + R[2, 1] * g11 + R[2, 2] * g21
-        m22 = R[2, 0] * g02 + R[2, 1] * g12 + R[2, 2] * g22
-        c00 = m00 * m00 + m01 * m01 + m02 * m02
-        c01 = m00 * m10 + m01 * m11 + m02 * m12
-        c02 = m00 * m20 + m01 * m21 + m02 * m22
-        c11 = m10 * m10 + m11 * m11 + m12 * m12
-        c12 = m10 * m20 + m11 * m21 + m12 * m22
-        c22 = m20 * m20 + m21 * m21 + m22 * m22
+        # C_cam = R C R^T
+        c00, c01, c02 = cov3d[i, 0], cov3d[i, 1], cov3d[i, 2]
+        c11, c12, c22 = cov3d[i, 3], cov3d[i, 4], cov3d[i, 5]
+        m00 = R[0, 0] * c00 + R[0, 1] * c01 + R[0, 2] * c02
+        m01 = R[0, 0] * c01 + R[0, 1] * c11 + R[0, 2] * c12
+        m02 = R[0, 0] * c02 + R[0, 1] * c12 + R[0, 2] * c22
+        m10 = R[1, 0] * c00 + R[1, 1] * c01 + R[1, 2] * c02
+        m11 = R[1, 0] * c01 + R[1, 1] * c11 + R[1, 2] * c12
+        m12 = R[1, 0] * c02 + R[1, 1] * c12 + R[1, 2] * c22
+        m20 = R[2, 0] * c00 + R[2, 1] * c01 + R[2, 2] * c02
+        m21 = R[2, 0] * c01 + R[2, 1] * c11 + R[2, 2] * c12
+        m22 = R[2, 0] * c02 + R[2, 1] * c12 + R[2, 2] * c22
+        k00 = m00 * R[0, 0] + m01 * R[0, 1] + m02 * R[0, 2]
+        k01 = m00 * R[1, 0] + m01 * R[1, 1] + m02 * R[1, 2]
+        k02 = m00 * R[2, 0] + m01 * R[2, 1] + m02 * R[2, 2]
+        k11 = m10 * R[1, 0] + m11 * R[1, 1] + m12 * R[1, 2]
+        k12 = m10 * R[2, 0] + m11 * R[2, 1] + m12 * R[2, 2]
+        k22 = m20 * R[2, 0] + m21 * R[2, 1] + m22 * R[2, 2]
         # Jacobian at the frustum-clamped point
         txc = tz * min(max(tx / tz, -lim_x_neg), lim_x_pos)
         tyc = tz * min(max(ty / tz, -lim_y_neg), lim_y_pos)
@@ -102,9 +147,9 @@ def project(
         j11 = fy / tz
         j12 = -fy * tyc / (tz * tz)
         # cov2d = J C J^T with J = [[j00, 0, j02], [0, j11, j12]]
-        a = j00 * (j00 * c00 + j02 * c02) + j02 * (j00 * c02 + j02 * c22) + eps2d
-        b = j00 * (j11 * c01 + j12 * c02) + j02 * (j11 * c12 + j12 * c22)
-        c = j11 * (j11 * c11 + j12 * c12) + j12 * (j11 * c12 + j12 * c22) + eps2d
+        a = j00 * (j00 * k00 + j02 * k02) + j02 * (j00 * k02 + j02 * k22) + eps2d
+        b = j00 * (j11 * k01 + j12 * k02) + j02 * (j11 * k12 + j12 * k22)
+        c = j11 * (j11 * k11 + j12 * k12) + j12 * (j11 * k12 + j12 * k22) + eps2d
         det = a * c - b * b
         if det <= 0.0:
             continue
@@ -114,25 +159,23 @@ def project(
         ry = math.ceil(3.33 * math.sqrt(c))
         if u + rx <= 0 or u - rx >= width or v + ry <= 0 or v - ry >= height:
             continue
-        op = 1.0 / (1.0 + math.exp(-logit_opacities[i]))
-        means2d[i, 0] = u
-        means2d[i, 1] = v
-        conics[i, 0] = c / det
-        conics[i, 1] = -b / det
-        conics[i, 2] = a / det
-        opacities[i] = op
-        radii[i, 0] = int(rx)
-        radii[i, 1] = int(ry)
+        op = opacities_in[i]
         # Where alpha can reach 1/255: sigma <= ln(255 op); nothing outside is ever composited.
-        smax = _LN255 + math.log(op) if op > 0 else -1.0
-        if smax < 0.0:
+        if not op * 255.0 >= 1.0:
             continue
+        smax = _LN255 + math.log(op)
         ex = math.sqrt(2.0 * smax * a) + 1.0
         ey = math.sqrt(2.0 * smax * c) + 1.0
-        extents[i, 0] = ex
-        extents[i, 1] = ey
-        extents[i, 2] = smax
-        # gsplat's tile rule (3.33 sigma), tightened by the exact alpha extent
+        rec[i, _U] = u
+        rec[i, _V] = v
+        rec[i, _CA] = c / det
+        rec[i, _CB] = -b / det
+        rec[i, _CC] = a / det
+        rec[i, _OP] = op
+        rec[i, _EY] = ey
+        rec[i, _SMAX] = smax
+        rec[i, _DEPTH] = tz
+        # gsplat's tile rule (3.33 sigma), tightened by the alpha extent
         x0 = max(math.floor((u - rx) / tile_size), math.floor((u - ex) / tile_size))
         x1 = min(math.ceil((u + rx) / tile_size), math.ceil((u + ex) / tile_size))
         y0 = max(math.floor((v - ry) / tile_size), math.floor((v - ey) / tile_size))
@@ -141,155 +184,293 @@ def project(
         rects[i, 1] = min(max(y0, 0), tiles_y)
         rects[i, 2] = min(max(x1, 0), tiles_x)
         rects[i, 3] = min(max(y1, 0), tiles_y)
-        # colour from SH, view direction = mean - camera centre
-        for ch in range(colors.shape[1]):
-            colors[i, ch] = _C0 * sh0[i, 0, ch] + 0.5
-        if degree >= 1:
-            dx, dy, dz = mx - cam_pos[0], my - cam_pos[1], mz - cam_pos[2]
-            dn = math.sqrt(dx * dx + dy * dy + dz * dz)
-            if dn > 0:
-                dx, dy, dz = dx / dn, dy / dn, dz / dn
-            for ch in range(colors.shape[1]):
-                col = _C1 * (-dy * shN[i, 0, ch] + dz * shN[i, 1, ch] - dx * shN[i, 2, ch])
-                if degree >= 2:
-                    xx, yy, zz = dx * dx, dy * dy, dz * dz
-                    xy, yz, xz = dx * dy, dy * dz, dx * dz
-                    col += (
-                        _C2_0 * xy * shN[i, 3, ch]
-                        + _C2_1 * yz * shN[i, 4, ch]
-                        + _C2_2 * (2 * zz - xx - yy) * shN[i, 5, ch]
-                        + _C2_3 * xz * shN[i, 6, ch]
-                        + _C2_4 * (xx - yy) * shN[i, 7, ch]
-                    )
-                    if degree >= 3:
-                        col += (
-                            _C3_0 * dy * (3 * xx - yy) * shN[i, 8, ch]
-                            + _C3_1 * xy * dz * shN[i, 9, ch]
-                            + _C3_2 * dy * (4 * zz - xx - yy) * shN[i, 10, ch]
-                            + _C3_3 * dz * (2 * zz - 3 * xx - 3 * yy) * shN[i, 11, ch]
-                            + _C3_4 * dx * (4 * zz - xx - yy) * shN[i, 12, ch]
-                            + _C3_5 * dz * (xx - yy) * shN[i, 13, ch]
-                            + _C3_6 * dx * (xx - 3 * yy) * shN[i, 14, ch]
-                        )
-                colors[i, ch] += col
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def sh_colors(ids, means, sh0, shN, degree, cam_pos, rec):
+    """SH colour C0 sh0 + higher bands + 0.5 into ``rec[:, _COL:]``, for the Gaussians ``ids`` only
+    (those that survived culling; ascending ids read the coefficients front to back)."""
+    n_ch = sh0.shape[2]
+    for j in prange(ids.shape[0]):
+        i = ids[j]
+        for ch in range(n_ch):
+            rec[i, _COL + ch] = _C0 * sh0[i, 0, ch] + 0.5
+        if degree < 1:
+            continue
+        dx, dy, dz = means[i, 0] - cam_pos[0], means[i, 1] - cam_pos[1], means[i, 2] - cam_pos[2]
+        dn = math.sqrt(dx * dx + dy * dy + dz * dz)
+        if dn > 0:
+            dx, dy, dz = dx / dn, dy / dn, dz / dn
+        xx, yy, zz = dx * dx, dy * dy, dz * dz
+        xy, yz, xz = dx * dy, dy * dz, dx * dz
+        b1, b2, b3 = -_C1 * dy, _C1 * dz, -_C1 * dx
+        b4, b5, b6 = _C2_0 * xy, _C2_1 * yz, _C2_2 * (2 * zz - xx - yy)
+        b7, b8 = _C2_3 * xz, _C2_4 * (xx - yy)
+        b9, b10, b11 = _C3_0 * dy * (3 * xx - yy), _C3_1 * xy * dz, _C3_2 * dy * (4 * zz - xx - yy)
+        b12, b13 = _C3_3 * dz * (2 * zz - 3 * xx - 3 * yy), _C3_4 * dx * (4 * zz - xx - yy)
+        b14, b15 = _C3_5 * dz * (xx - yy), _C3_6 * dx * (xx - 3 * yy)
+        for ch in range(n_ch):
+            col = b1 * shN[i, 0, ch] + b2 * shN[i, 1, ch] + b3 * shN[i, 2, ch]
+            if degree >= 2:
+                col += b4 * shN[i, 3, ch] + b5 * shN[i, 4, ch] + b6 * shN[i, 5, ch]
+                col += b7 * shN[i, 6, ch] + b8 * shN[i, 7, ch]
+                if degree >= 3:
+                    col += b9 * shN[i, 8, ch] + b10 * shN[i, 9, ch] + b11 * shN[i, 10, ch]
+                    col += b12 * shN[i, 11, ch] + b13 * shN[i, 12, ch]
+                    col += b14 * shN[i, 13, ch] + b15 * shN[i, 14, ch]
+            rec[i, _COL + ch] += col
 
 
 @njit(cache=True)
-def bin_tiles(order, rects, num_tiles, tiles_x):
-    """Counting sort of (tile, Gaussian) pairs, keeping ``order`` within each tile.
+def depth_order(ids, depths):
+    """``ids`` sorted by ``depths[ids]`` (all > 0), stable: LSD radix sort on the float bits, 3 x 11 bits."""
+    n = ids.shape[0]
+    keys = np.empty(n, np.uint32)
+    bits = depths.view(np.uint32)
+    for j in range(n):
+        keys[j] = bits[ids[j]]
+    src_k, src_i = keys, ids.copy()
+    dst_k, dst_i = np.empty(n, np.uint32), np.empty(n, ids.dtype)
+    for shift in (0, 11, 22):
+        counts = np.zeros(2049, np.int64)
+        for j in range(n):
+            counts[((src_k[j] >> shift) & 2047) + 1] += 1
+        for d in range(2048):
+            counts[d + 1] += counts[d]
+        for j in range(n):
+            d = (src_k[j] >> shift) & 2047
+            dst_k[counts[d]] = src_k[j]
+            dst_i[counts[d]] = src_i[j]
+            counts[d] += 1
+        src_k, dst_k = dst_k, src_k
+        src_i, dst_i = dst_i, src_i
+    return src_i
 
-    Returns (offsets ``[T+1]``, gaussian ids ``[num_intersections]``).
+
+@njit(parallel=True, cache=True)
+def gather_sorted(order, rec, rects, pk, prects):
+    """Pack the records of ``order`` (depth order) contiguously: the random reads happen once, here."""
+    for j in prange(order.shape[0]):
+        g = order[j]
+        for c in range(rec.shape[1]):
+            pk[j, c] = rec[g, c]
+        for c in range(4):
+            prects[j, c] = rects[g, c]
+
+
+@njit(inline="always")
+def _ellipse_frame(conic_a, conic_b, conic_c, smax):
+    """Row-invariant terms of the ellipse sigma <= smax, i.e. q(dx, dy) <= 2 smax with sigma = q / 2:
+    (2 smax, conic determinant, y half-extent, y offset of the rightmost point)."""
+    det = conic_a * conic_c - conic_b * conic_b
+    r2 = 2.0 * smax
+    # covariance = conic^-1 = [[c, -b], [-b, a]] / det
+    hy = math.sqrt(r2 * conic_a / det)
+    ystar = (-conic_b / det) * math.sqrt(r2 * det / conic_c)
+    return r2, det, hy, ystar
+
+
+@njit(inline="always")
+def _row_tile_span(u, v, conic_a, conic_b, r2, det, hy, ystar, ya, yb, tile_size):
+    """Tile columns [t0, t1] that the ellipse crosses inside the band ya <= y <= yb; t1 < t0 if it misses."""
+    lo, hi = max(ya - v, -hy), min(yb - v, hy)
+    if lo > hi:
+        return 0, -1
+    # The row span's right end is concave in dy, its left end convex: extremes at the clamped optimum
+    # (the rightmost point sits at dy = ystar, the leftmost at -ystar).
+    dyr = min(max(ystar, lo), hi)
+    dyl = min(max(-ystar, lo), hi)
+    xr = u + (-conic_b * dyr + math.sqrt(max(r2 * conic_a - det * dyr * dyr, 0.0))) / conic_a
+    xl = u + (-conic_b * dyl - math.sqrt(max(r2 * conic_a - det * dyl * dyl, 0.0))) / conic_a
+    return int(math.floor(xl / tile_size)), int(math.floor(xr / tile_size))
+
+
+@njit(inline="always")
+def _needs_ellipse_test(rects, g):
+    """A rect one tile wide or tall is kept whole: the test could drop little there."""
+    return rects[g, 2] - rects[g, 0] > 1 and rects[g, 3] - rects[g, 1] > 1
+
+
+@njit(parallel=True, cache=True)
+def count_tiles(pk, rects, tile_size):
+    """Number of tiles each Gaussian really crosses (exact ellipse-tile test).
+
+    A tile's band is its pixel centres widened by half a pixel, so float rounding never drops a pixel.
     """
-    counts = np.zeros(num_tiles + 1, dtype=np.int64)
-    for g in order:
+    cnt = np.zeros(pk.shape[0], np.int64)
+    for g in prange(pk.shape[0]):
+        if not _needs_ellipse_test(rects, g):
+            cnt[g] = (rects[g, 2] - rects[g, 0]) * (rects[g, 3] - rects[g, 1])
+            continue
+        ca, cb = np.float64(pk[g, _CA]), np.float64(pk[g, _CB])
+        r2, det, hy, ystar = _ellipse_frame(ca, cb, np.float64(pk[g, _CC]), np.float64(pk[g, _SMAX]))
+        c = 0
         for ty in range(rects[g, 1], rects[g, 3]):
-            for tx in range(rects[g, 0], rects[g, 2]):
-                counts[ty * tiles_x + tx + 1] += 1
+            t0, t1 = _row_tile_span(
+                pk[g, _U], pk[g, _V], ca, cb, r2, det, hy, ystar, ty * tile_size, (ty + 1) * tile_size, tile_size
+            )
+            c += max(0, min(t1 + 1, rects[g, 2]) - max(t0, rects[g, 0]))
+        cnt[g] = c
+    return cnt
+
+
+@njit(parallel=True, cache=True)
+def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles):
+    """Write each Gaussian's tiles (same test as ``count_tiles``) from ``starts[g]`` on."""
+    for g in prange(pk.shape[0]):
+        p = starts[g]
+        if not _needs_ellipse_test(rects, g):
+            for ty in range(rects[g, 1], rects[g, 3]):
+                for tx in range(rects[g, 0], rects[g, 2]):
+                    pair_tiles[p] = ty * tiles_x + tx
+                    p += 1
+            continue
+        ca, cb = np.float64(pk[g, _CA]), np.float64(pk[g, _CB])
+        r2, det, hy, ystar = _ellipse_frame(ca, cb, np.float64(pk[g, _CC]), np.float64(pk[g, _SMAX]))
+        for ty in range(rects[g, 1], rects[g, 3]):
+            t0, t1 = _row_tile_span(
+                pk[g, _U], pk[g, _V], ca, cb, r2, det, hy, ystar, ty * tile_size, (ty + 1) * tile_size, tile_size
+            )
+            for tx in range(max(t0, rects[g, 0]), min(t1 + 1, rects[g, 2])):
+                pair_tiles[p] = ty * tiles_x + tx
+                p += 1
+
+
+@njit(cache=True)
+def bin_pairs(starts, pair_tiles, num_tiles):
+    """Stable counting sort of (tile, Gaussian) pairs by tile. Gaussian g owns the pairs
+    ``starts[g]:starts[g + 1]`` and Gaussians come in depth order, so each tile's list is depth-ordered.
+
+    Returns (offsets ``[T+1]``, Gaussian indices ``[num_pairs]``).
+    """
+    counts = np.zeros(num_tiles + 1, np.int64)
+    for p in range(pair_tiles.shape[0]):
+        counts[pair_tiles[p] + 1] += 1
     offsets = np.cumsum(counts)
     cursor = offsets[:-1].copy()
-    gids = np.empty(offsets[-1], dtype=np.int32)
-    for g in order:
-        for ty in range(rects[g, 1], rects[g, 3]):
-            for tx in range(rects[g, 0], rects[g, 2]):
-                tid = ty * tiles_x + tx
-                gids[cursor[tid]] = g
-                cursor[tid] += 1
+    gids = np.empty(pair_tiles.shape[0], np.int32)
+    for g in range(starts.shape[0] - 1):
+        for p in range(starts[g], starts[g + 1]):
+            tile = pair_tiles[p]
+            gids[cursor[tile]] = g
+            cursor[tile] += 1
     return offsets, gids
 
 
 @njit(parallel=True, cache=True)
+def gather_pairs(gids, pk, tpk):
+    """Copy each (tile, Gaussian) pair's record into tile order, so compositing streams through memory
+    (independent loads here overlap; the same loads inside the compositing loop would each stall)."""
+    for e in prange(gids.shape[0]):
+        g = gids[e]
+        for c in range(pk.shape[1]):
+            tpk[e, c] = pk[g, c]
+
+
+@njit(parallel=True, cache=True)
 def rasterize(
-    offsets, gids, todo, means2d, conics, opacities, extents, colors, depths, features,
+    offsets, gids, todo, tpk, order, features,
     width, height, tile_size, tiles_x,
     out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
 ):  # fmt: skip
-    """Composite the tiles in ``todo`` front to back; outputs are written per pixel."""
+    """Composite the tiles in ``todo`` front to back; outputs are written per pixel.
+
+    ``tpk`` holds each pair's record in tile order (``gather_pairs``); ``gids`` index the
+    depth-ordered Gaussians and ``order`` maps those to scene ids (feature rows, contribution ids).
+    """
     for ti in prange(todo.shape[0]):
         _rasterize_tile(
-            todo[ti], offsets, gids, means2d, conics, opacities, extents, colors, depths, features,
+            todo[ti], offsets, gids, tpk, order, features,
             width, height, tile_size, tiles_x, out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
         )  # fmt: skip
 
 
 # A plain function per tile: numba compiles it far tighter than the same code inlined in a prange body.
 # fastmath is safe here: inputs are finite (culled Gaussians never reach a tile) and no test
-# depends on NaN/Inf semantics; it lets LLVM fuse and reorder the per-pixel arithmetic.
+# depends on NaN/Inf semantics; it lets LLVM vectorise and fuse the per-pixel arithmetic.
 @njit(cache=True, fastmath=True)
 def _rasterize_tile(
-    tile, offsets, gids, means2d, conics, opacities, extents, colors, depths, features,
+    tile, offsets, gids, tpk, order, features,
     width, height, tile_size, tiles_x,
     out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
 ):  # fmt: skip
     n_feat = features.shape[1]
-    n_col = colors.shape[1]
+    n_col = out_rgb.shape[2]
     top_k = out_ids.shape[2]
-    alpha_min = np.float32(1.0 / 255.0)
+    second_pass = n_col > 3 or n_feat > 0 or top_k > 0
     tx, ty = tile % tiles_x, tile // tiles_x
     x0, y0 = tx * tile_size, ty * tile_size
     x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
     tw, th = x1 - x0, y1 - y0
     npix = tw * th
-    trans = np.ones(npix, dtype=np.float32)
-    done = np.zeros(npix, dtype=np.bool_)
-    row_left = np.full(th, tw, dtype=np.int64)  # unsaturated pixels per row
-    acc_col = np.zeros((npix, n_col), dtype=np.float32)
-    acc_depth = np.zeros(npix, dtype=np.float32)
-    acc_feat = np.zeros((npix, n_feat), dtype=np.float32)
-    ids = np.full((npix, top_k), -1, dtype=np.int64)
-    ws = np.zeros((npix, top_k), dtype=np.float32)
-    ndone = 0
-    start, end = offsets[tile], offsets[tile + 1]
-    # Depth order within the tile; the list arrives in id order, so the stable sort
-    # breaks depth ties by id, like a global stable sort would.
-    tile_ids = gids[start:end]
-    tile_ids = tile_ids[np.argsort(depths[tile_ids], kind="mergesort")]
-    for g in tile_ids:
-        u, v = means2d[g, 0], means2d[g, 1]
-        ca, cb, cc = conics[g, 0], conics[g, 1], conics[g, 2]
-        op = opacities[g]
-        ex, ey, smax = extents[g, 0], extents[g, 1], extents[g, 2]
-        px0 = max(x0, int(math.ceil(u - ex - 0.5)))
-        px1 = min(x1 - 1, int(math.floor(u + ex - 0.5)))
+    # Per-pixel state, row-major over the tile. A Gaussian's lane loop runs over whole rows of its
+    # row range (pixels outside its ellipse get alpha < 1/255 and are masked like any other), so the
+    # trip count is long enough for LLVM's vector body; per-row spans were slower (short loops).
+    trans = np.ones(npix, np.float32)
+    live = np.ones(npix, np.float32)  # 1 until the pixel saturates
+    wbuf = np.zeros(npix, np.float32)
+    acc = np.zeros((max(n_col, 3) + 1, npix), np.float32)  # colour channels, then depth
+    acc_feat = np.zeros((npix, n_feat), np.float32)
+    ids = np.full((npix, top_k), -1, np.int64)
+    ws = np.zeros((npix, top_k), np.float32)
+    xc = np.empty(npix, np.float32)  # pixel centres
+    yc = np.empty(npix, np.float32)
+    for p in range(npix):
+        xc[p] = np.float32(x0 + p % tw) + _HALF
+        yc[p] = np.float32(y0 + p // tw) + _HALF
+    row_left = np.full(th, tw, np.int64)  # unsaturated pixels per row
+    left = npix
+    acc0, acc1, acc2, accd = acc[0], acc[1], acc[2], acc[max(n_col, 3)]
+    for e in range(offsets[tile], offsets[tile + 1]):
+        u, v = tpk[e, _U], tpk[e, _V]
+        ca, cb, cc = tpk[e, _CA], tpk[e, _CB], tpk[e, _CC]
+        op = tpk[e, _OP]
+        ey = tpk[e, _EY]
+        depth = tpk[e, _DEPTH]
+        c0 = tpk[e, _COL]
+        c1 = tpk[e, _COL + 1] if n_col > 1 else _F0
+        c2 = tpk[e, _COL + 2] if n_col > 2 else _F0
         py0 = max(y0, int(math.ceil(v - ey - 0.5)))
         py1 = min(y1 - 1, int(math.floor(v + ey - 0.5)))
-        for py in range(py0, py1 + 1):
-            if row_left[py - y0] == 0:
-                continue
-            dy = v - (np.float32(py) + np.float32(0.5))
-            # This row's span of the ellipse sigma <= smax (ca dx^2 + 2 cb dx dy + cc dy^2 <= 2 smax),
-            # widened by a pixel so rounding never drops a pixel the full test would keep.
-            bq = cb * dy
-            disc = bq * bq - ca * (cc * dy * dy - 2.0 * smax)
-            if disc < 0:
-                continue
-            sq = math.sqrt(disc)
-            qx0 = max(px0, int(math.ceil(u - (-bq + sq) / ca - 1.5)))
-            qx1 = min(px1, int(math.floor(u - (-bq - sq) / ca + 0.5)))
-            row = (py - y0) * tw
-            for px in range(qx0, qx1 + 1):
-                p = row + px - x0
-                if done[p]:
+        while py0 <= py1 and row_left[py0 - y0] == 0:
+            py0 += 1
+        while py1 >= py0 and row_left[py1 - y0] == 0:
+            py1 -= 1
+        if py1 < py0:
+            continue
+        # unsigned: numba then skips negative-index wraparound, which would block vectorisation
+        p0, p1 = np.uint64((py0 - y0) * tw), np.uint64((py1 - y0 + 1) * tw)
+        nstop = 0
+        # Branch-free over the pixels: every lane computes, masks decide (fVDB's rules, base.py).
+        for p in range(p0, p1):
+            dx = u - xc[p]
+            dy = v - yc[p]
+            sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+            alpha = min(_ALPHA_MAX, op * exp_neg(max(sigma, _F0)))
+            t = trans[p]
+            lv = live[p]
+            alpha = alpha * lv if (sigma >= _F0) & (alpha >= _ALPHA_MIN) else _F0
+            t_next = t * (_F1 - alpha)
+            stop = (alpha > _F0) & (t_next <= _T_MIN)
+            w = _F0 if stop else alpha * t
+            wbuf[p] = w
+            trans[p] = t if stop else t_next
+            live[p] = _F0 if stop else lv
+            acc0[p] += w * c0
+            acc1[p] += w * c1
+            acc2[p] += w * c2
+            accd[p] += w * depth
+            nstop += np.int64(stop)
+        if second_pass:
+            gid = order[gids[e]]
+            for p in range(p0, p1):
+                w = wbuf[p]
+                if w == _F0:
                     continue
-                dx = u - (np.float32(px) + np.float32(0.5))
-                sigma = np.float32(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                if sigma < 0:
-                    continue
-                alpha = min(np.float32(0.99), op * np.exp(-sigma))
-                if alpha < alpha_min:
-                    continue
-                t_next = trans[p] * (np.float32(1.0) - alpha)
-                if t_next <= np.float32(1e-4):
-                    done[p] = True
-                    ndone += 1
-                    row_left[py - y0] -= 1
-                    continue
-                w = alpha * trans[p]
-                for ch in range(n_col):
-                    acc_col[p, ch] += w * colors[g, ch]
-                acc_depth[p] += w * depths[g]
+                for ch in range(3, n_col):
+                    acc[ch, p] += w * tpk[e, _COL + ch]
                 for ch in range(n_feat):
-                    acc_feat[p, ch] += w * features[g, ch]
-                trans[p] = t_next
+                    acc_feat[p, ch] += w * features[gid, ch]
                 if top_k > 0 and w > ws[p, top_k - 1]:
                     k = top_k - 1
                     while k > 0 and ws[p, k - 1] < w:
@@ -297,15 +478,21 @@ def _rasterize_tile(
                         ids[p, k] = ids[p, k - 1]
                         k -= 1
                     ws[p, k] = w
-                    ids[p, k] = g
-        if ndone == npix:
-            break
+                    ids[p, k] = gid
+        if nstop > 0:
+            left -= nstop
+            if left == 0:
+                break
+            for r in range(py0 - y0, py1 - y0 + 1):
+                n_live = 0
+                for j in range(tw):
+                    n_live += np.int64(live[r * tw + j] > _F0)
+                row_left[r] = n_live
     for p in range(npix):
-        yy = y0 + p // tw
-        xx = x0 + p % tw
+        yy, xx = y0 + p // tw, x0 + p % tw
         for ch in range(n_col):
-            out_rgb[yy, xx, ch] = acc_col[p, ch]
-        out_depth[yy, xx] = acc_depth[p]
+            out_rgb[yy, xx, ch] = acc[ch, p]
+        out_depth[yy, xx] = accd[p]
         out_trans[yy, xx] = trans[p]
         for ch in range(n_feat):
             out_feat[yy, xx, ch] = acc_feat[p, ch]

@@ -97,18 +97,23 @@ def test_render_errors_are_clear(tmp_path, capsys, args, message):
 def test_bench_render_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["render", "--sizes", "3000", "--resolutions", "64x48", "--frames", "2", "--no-memory", "--no-garden"]
+    argv += ["--feature-cases", "2000@48x32x8"]
     assert bench.main([*argv, "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    rows = result["render"]
+    rows = [r for r in result["render"] if r["scene"] == "synthetic-3k"]
     # one row per backend that runs here (fvdb only with CUDA), each for the one size and resolution asked
     assert {r["backend"] for r in rows} >= {"cpu", "torch"}
-    assert all(r["scene"] == "synthetic-3k" and r["num_gaussians"] == 3000 for r in rows)
-    assert all(r["resolution"] == "64x48" for r in rows)
-    for r in rows:
+    assert all(r["num_gaussians"] == 3000 and r["resolution"] == "64x48" for r in rows)
+    for r in result["render"]:
         assert r["frames_timed"] == (1 if r["backend"] == "torch" else 2)
         assert r["fps"] == pytest.approx(1 / r["seconds_per_frame"])
     assert result["machine"]["cpu_count"] >= 1 and "memory" not in result
-    # the printed table has one line per row
+    # the feature case: cpu only (the torch reference is timed on RGB), with its per-stage profile
+    feature_rows = [r for r in result["render"] if r["features"] == 8]
+    assert [r["backend"] for r in feature_rows] == ["cpu"]
+    assert set(feature_rows[0]["stages_ms"]) >= {"project", "composite"}
+    assert [r["resolution"] for r in result["cpu_vs_torch"]] == ["64x48"]
+    # the printed table has one line per synthetic-3k row
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| synthetic-3k")]
     assert len(table) == len(rows)
 

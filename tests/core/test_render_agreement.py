@@ -151,3 +151,44 @@ def test_projection_matches_gsplat_on_garden(shared_data):
         torch.testing.assert_close(p.conics[visible], conics_ref[c][visible], atol=1e-4, rtol=1e-3)
         agree = (p.radii[visible] == radii_ref[c][visible]).all(1).float().mean()
         assert agree > 0.999  # ceil() may flip on float rounding for a handful
+
+
+def test_exp_neg_error_bound():
+    """The compositing kernel's polynomial exp stays within its stated bound (2.5e-7 relative)."""
+    from ovseg_core.render._cpu_kernels import EXP_ARG_MAX, exp_neg_array
+
+    s = np.concatenate([np.linspace(0, float(EXP_ARG_MAX), 200_001), np.linspace(0, 1e-3, 1001)]).astype(np.float32)
+    rel = np.abs(exp_neg_array(s).astype(np.float64) / np.exp(-s.astype(np.float64)) - 1.0)
+    assert rel.max() <= 2.5e-7
+    # beyond the clamp it is exp(-16), far below any alpha that counts
+    assert exp_neg_array(np.array([40.0], np.float32))[0] <= np.exp(-16.0) * (1 + 2.5e-7)
+
+
+def test_exact_binning_keeps_every_contributing_pair():
+    """Tiles a Gaussian is binned into (ellipse test) cover every tile where it has alpha >= 1/255,
+    and the test drops pairs the 3.33-sigma rectangle would keep."""
+    import math
+
+    from ovseg_core.render.cpu import CpuRenderer
+
+    scene = random_scene(1500, seed=5)
+    cam = CAMS[0]
+    r = CpuRenderer()
+    r.render(scene, cam)
+    pk, rects = r._last_binning["pk"], r._last_binning["rects"]
+    starts, pair_tiles = r._last_binning["starts"], r._last_binning["pair_tiles"]
+    T, W, H = r.settings.tile_size, cam.width, cam.height
+    tiles_x = math.ceil(W / T)
+    ys, xs = np.mgrid[0:H, 0:W] + 0.5
+    dropped = 0
+    for g in range(len(pk)):
+        u, v, ca, cb, cc, op = pk[g, :6]
+        dx, dy = u - xs, v - ys
+        sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+        hit = (sigma >= 0) & (op * np.exp(-sigma) >= 1 / 255)
+        needed = set(np.unique((ys[hit] // T).astype(int) * tiles_x + (xs[hit] // T).astype(int)).tolist())
+        binned = set(pair_tiles[starts[g] : starts[g + 1]].tolist())
+        assert needed <= binned
+        x0, y0, x1, y1 = rects[g]
+        dropped += (x1 - x0) * (y1 - y0) - len(binned)
+    assert dropped > 0
