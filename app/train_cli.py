@@ -54,10 +54,10 @@ class TrainCommand:
     method: Literal["langsplatv2", "lift", "instances"] = "langsplatv2"
     """langsplatv2: train sparse codebook fields. lift: training-free, visibility-weighted average
     of the 2D mask features per Gaussian (OpenScene-style), stored the same way. instances: build
-    class-agnostic 3D instances from the views' masks (the file ``ovseg-query --instances`` and
-    ``ovseg-view`` read)."""
+    class-agnostic 3D instances from the views' masks (the file ``ovseg query instances`` and
+    ``ovseg view`` read). Set by the subcommand."""
     instances_output: Path | None = None
-    """Where ``--method instances`` writes; default ``<reconstruction>.instances.pt`` beside the
+    """Where ``ovseg train instances`` writes; default ``<reconstruction>.instances.pt`` beside the
     splat (where ``ovseg-view`` finds it). An existing file is never replaced."""
     lift: LiftConfig = LiftConfig()
 
@@ -139,6 +139,7 @@ class TrainLangSplatV2(TrainCommand):
 
     method: tyro.conf.Suppress[Literal["langsplatv2", "lift", "instances"]] = "langsplatv2"
     lift: tyro.conf.Suppress[LiftConfig] = LiftConfig()
+    instances_output: tyro.conf.Suppress[Path | None] = None
 
 
 @dataclasses.dataclass
@@ -147,6 +148,7 @@ class TrainLift(TrainCommand):
     (OpenScene-style), stored like LangSplatV2's. Of --config only the levels apply."""
 
     method: tyro.conf.Suppress[Literal["langsplatv2", "lift", "instances"]] = "lift"
+    instances_output: tyro.conf.Suppress[Path | None] = None
 
 
 @dataclasses.dataclass
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None, prog: str = "ovseg-train") -> int:
 
 
 def _build_instances(cmd: TrainCommand, scene, renderer) -> Path:  # noqa: ANN001
-    """``--method instances``: 3D instances from the capture's masks, saved as an instances file."""
+    """``ovseg train instances``: 3D instances from the capture's masks, saved as an instances file."""
     from ovseg_core.instances import build_instances_from_dataset
 
     out = cmd.instances_output or cmd.reconstruction_path.with_suffix(".instances.pt")

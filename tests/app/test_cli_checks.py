@@ -87,10 +87,10 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, scene_path):
 
 def test_query_refuses_hostile_prompts_and_exports(tmp_path, capsys, scene_path):
     with pytest.raises(SystemExit):
-        query_cli.main([str(scene_path), "--prompt", "a" * 100_000, "--export", str(tmp_path / "x.ply")])
+        query_cli.main(["fields", str(scene_path), "--prompt", "a" * 100_000, "--export", str(tmp_path / "x.ply")])
     assert "100,000 characters" in " ".join(capsys.readouterr().err.split())
     before = scene_path.read_bytes()
-    base = [str(scene_path), "--fields", str(tmp_path / "none.pt"), "--prompt", "chair"]
+    base = ["fields", str(scene_path), "--fields", str(tmp_path / "none.pt"), "--prompt", "chair"]
     assert query_cli.main([*base, "--export", str(scene_path)]) == 2
     assert "is an input of this command" in _one_line_error(capsys, "ovseg-query")
     assert query_cli.main([*base, "--export", str(scene_path), "--overwrite"]) == 2  # never the input

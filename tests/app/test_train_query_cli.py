@@ -176,12 +176,11 @@ def test_train_cli_instances_method_writes_the_instances_file(trained, tmp_path,
     root, scene = trained
     out = tmp_path / "scene.instances.pt"
     args = [
+        "instances",
         "--sfm-dataset-path",
         str(root / "capture"),
         "--reconstruction-path",
         str(root / "scene.ply"),
-        "--method",
-        "instances",
         "--preprocess.tiny-models",
         "--instances-output",
         str(out),

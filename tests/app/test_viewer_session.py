@@ -307,7 +307,7 @@ def test_preflight_refuses_a_capture_that_does_not_see_the_splat(trained, tmp_pa
     write_capture(scene, orbit_cameras((40.0, 0, 0), 2.0, 4, elevation_deg=20, width=32, height=24), away)
     with pytest.raises(ValueError, match="do not see the loaded splat"):
         preflight_capture(scene, TrainingRequest(away, levels=(0,), model_size="tiny-random"))
-    summary = preflight_capture(scene, TrainingRequest(trained[1] / "capture", levels=(0,), model_size="tiny-random"))
+    summary = preflight_capture(scene, TrainingRequest(trained[1], levels=(0,), model_size="tiny-random"))
     assert "24 views" in summary
 
 
@@ -323,7 +323,7 @@ def test_frames_keep_coming_while_instances_are_built(trained, tmp_path):
     cam = view_camera()
     session.render(cam, "rgb")
     started = time.perf_counter()
-    job.start(TrainingRequest(root / "capture", method="instances", log_path=tmp_path / "runs"))
+    job.start(TrainingRequest(root, method="instances", log_path=tmp_path / "runs"))
     stamps = []
     while not job.wait(0.01):
         session.render(cam, "rgb")

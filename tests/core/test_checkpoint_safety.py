@@ -86,7 +86,7 @@ def test_valid_checkpoint_still_loads(setup):
 def test_out_of_range_checkpoint_gives_a_clear_error_not_a_segfault(setup):
     root, scene, dim = setup
     path = _fields(scene, dim, idx=torch.full((N, J), 10**9)).save(root / "crash.pt")
-    cmd = [sys.executable, "-m", "ovseg_app.query_cli", str(root / "scene.ply"), "--fields", str(path)]
+    cmd = [sys.executable, "-m", "ovseg_app.query_cli", "fields", str(root / "scene.ply"), "--fields", str(path)]
     done = subprocess.run(
         [*cmd, "--prompt", "chair", "--export", str(root / "out.ply")], capture_output=True, text=True
     )
