@@ -6,6 +6,7 @@
 ``ovseg-bench query``: text query -> per-Gaussian relevancy on 1M Gaussians.
 ``ovseg-bench lift``: training-free lifting vs LangSplatV2 training (time, per-object IoU).
 ``ovseg-bench instances``: building 3D instances from multi-view masks.
+``ovseg-bench quality``: segment quality on a faint, capture-like scene (3D/2D IoU, instances).
 ``ovseg-bench view``: viewer latencies (prompt -> frame, click -> highlight, orbit frames/s).
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 import tyro
 
 from ovseg_app.bench_instances import InstancesBench
+from ovseg_app.bench_quality import QualityBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
 from ovseg_core.camera import Camera
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         | Annotated[QueryBench, tyro.conf.subcommand("query")]
         | Annotated[ViewBench, tyro.conf.subcommand("view")]
         | Annotated[LiftBench, tyro.conf.subcommand("lift")]
-        | Annotated[InstancesBench, tyro.conf.subcommand("instances")],
+        | Annotated[InstancesBench, tyro.conf.subcommand("instances")]
+        | Annotated[QualityBench, tyro.conf.subcommand("quality")],
         args=argv,
     )
     cmd.execute()

@@ -49,6 +49,7 @@ class LevelQueryState:
     val_unit: np.ndarray  # [N, J] float32, val / |feature| (cosines come out directly)
     gram: torch.Tensor  # [E, E]
     val_sum: float  # what every Gaussian's mixing weights add up to (1 per layer)
+    unseen: np.ndarray  # [N] bool: no feature at all (lifting never saw it); relevancy 0
 
 
 class FieldQuery:
@@ -73,7 +74,8 @@ class FieldQuery:
         gram = basis @ basis.T
         norms = kernels.gaussian_norms(idx, val, gram.numpy().astype(np.float32))
         inv = np.where(norms > 1e-12, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
-        val_sum = float(val[0].sum()) if len(val) else 1.0
+        unseen = norms <= 1e-12
+        val_sum = float(val[int(np.argmin(unseen))].sum()) if len(val) else 1.0
         small_idx = idx.astype(np.uint8) if basis.shape[0] <= 256 else idx  # 4x less memory traffic
         return LevelQueryState(
             codes=codes,
@@ -81,7 +83,15 @@ class FieldQuery:
             val_unit=np.ascontiguousarray(val * inv[:, None]),
             gram=gram,
             val_sum=max(val_sum, 1e-12),
+            unseen=unseen,
         )
+
+    def unseen_count(self, level: int | None = None) -> int:
+        """Gaussians without any feature (never seen by lifting) at ``level`` (default: in every level)."""
+        if level is not None:
+            return int(self.levels[level].unseen.sum())
+        masks = [st.unseen for st in self.levels.values()]
+        return int(np.logical_and.reduce(masks).sum()) if masks else 0
 
     # -- text ----------------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
@@ -101,13 +111,15 @@ class FieldQuery:
     # -- 3D ------------------------------------------------------------------------------------
     def gaussian_relevancy(self, prompt: str, settings: QuerySettings = QuerySettings()) -> tuple[np.ndarray, int]:
         """Relevancy ``[N]`` float32 in [0, 1] of every Gaussian for ``prompt`` and the level used.
-        (Without negatives the score is the plain cosine similarity.)"""
+        (Without negatives the score is the plain cosine similarity.) Gaussians without a feature
+        (``unseen_count``) score 0, as empty pixels do."""
         q = self.queries(prompt, settings)
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
             st = self.levels[lvl]
             table = (st.codes.basis.float() @ q.T).numpy().astype(np.float32)
             rel = kernels.relevancy(st.idx, st.val_unit, table, np.float32(settings.temperature))
+            rel[st.unseen] = 0.0
             if best is None or rel.max() > best[0].max():
                 best = (rel, lvl)
         assert best is not None

@@ -172,3 +172,38 @@ def _with_masks(features_seq: Sequence[ViewFeatures], pos: int) -> ViewFeatures:
     if vf.masks is None:
         raise ValueError(f"preprocessed view {pos} carries no masks; pass features loaded with their masks")
     return vf
+
+
+def instances_from_views(
+    scene: GaussianScene,
+    views: Sequence[Any],
+    renderer: Renderer | None = None,
+    config: InstanceConfig = InstanceConfig(),
+    *,
+    level: int = 0,
+) -> tuple[LiftedMasks, Any]:
+    """Instances from ``TrainingView``-like views (``camera``, ``features`` [M, D], ``seg_maps``
+    [4, H, W]): each distinct id of ``seg_maps[level]`` is one mask. For planted or already
+    segmented captures (benchmarks, tests). -> (the lifted masks, ``MergeResult``)."""
+    renderer = renderer or make_renderer("cpu")
+    N = scene.num_gaussians
+    members, view_of, feats, visible_rows = [], [], [], []
+    for pos, v in enumerate(views):
+        seg = np.asarray(v.seg_maps[level])
+        ids = np.unique(seg[seg >= 0])
+        segs = seg[None] == ids[:, None, None]
+        contrib = compute_contributions(renderer, scene, v.camera, None, top_k=config.top_k)
+        m, visible = lift_view_masks(contrib, segs, N, config)
+        members.append(m)
+        view_of.append(np.full(m.shape[0], pos, np.int64))
+        feats.append(np.asarray(v.features, np.float32)[ids])
+        visible_rows.append(visible)
+    vis_ptr = np.concatenate([[0], np.cumsum([len(v) for v in visible_rows])]).astype(np.int64)
+    vis_ids = np.concatenate(visible_rows) if visible_rows else np.zeros(0, np.int64)
+    lifted = LiftedMasks(
+        members=sp.vstack(members, format="csr"),
+        view_of=np.concatenate(view_of),
+        features=np.concatenate(feats),
+        visible=sp.csr_matrix((np.ones(len(vis_ids), np.float32), vis_ids, vis_ptr), shape=(len(visible_rows), N)),
+    )
+    return lifted, merge_view_masks(lifted.members, lifted.view_of, lifted.visible, config)
