@@ -30,6 +30,8 @@ class ObjectQuality:
     name: str
     iou3d: float
     """Per-Gaussian IoU of the selection at the default threshold."""
+    iou3d_raw: float
+    """... of the plain selection (relevancy > threshold, no spatial consistency)."""
     iou3d_best: float
     """... at the best threshold of ``THRESHOLDS``."""
     best_threshold: float
@@ -45,20 +47,20 @@ def object_quality(
     *,
     threshold: float = 0.5,
     settings: QuerySettings = QuerySettings(),
-    select: Callable[[np.ndarray, float], np.ndarray] | None = None,
+    select: Callable[[np.ndarray, float, int], np.ndarray] | None = None,
 ) -> list[ObjectQuality]:
     """Per object: query its name, compare the Gaussians above the threshold (through ``select``
-    (relevancy, threshold) -> [N] bool when given, e.g. a spatially consistent selection) with its
+    (relevancy, threshold, level) -> [N] bool when given, e.g. a spatially consistent selection) with its
     true Gaussians, and the pixels above 0.5 with its true pixels in every held-out view."""
     truth_ids = capture.object_ids
-    select = select or (lambda rel, t: rel > t)
+    select = select or (lambda rel, t, lvl: rel > t)
     labels = [region_labels(capture, renderer, cam) for cam in held_out]
     codes = [{lvl: query.render_codes(renderer, capture.scene, cam, lvl) for lvl in query.levels} for cam in held_out]
     out = []
     for k, name in enumerate(capture.object_names):
-        rel, _ = query.gaussian_relevancy(name, settings)
+        rel, lvl = query.gaussian_relevancy(name, settings)
         truth = truth_ids == k
-        ious = [iou(select(rel, float(t)), truth) for t in THRESHOLDS]
+        ious = [iou(select(rel, float(t), lvl), truth) for t in THRESHOLDS]
         best = int(np.argmax(ious))
         iou2d = []
         for cam, lab, c in zip(held_out, labels, codes):
@@ -69,7 +71,8 @@ def object_quality(
         out.append(
             ObjectQuality(
                 name=name,
-                iou3d=iou(select(rel, threshold), truth),
+                iou3d=iou(select(rel, threshold, lvl), truth),
+                iou3d_raw=iou(rel > threshold, truth),
                 iou3d_best=float(ious[best]),
                 best_threshold=float(THRESHOLDS[best]),
                 iou2d=float(np.mean(iou2d)) if iou2d else float("nan"),

@@ -64,6 +64,11 @@ class FieldQuery:
         self.fields = fields
         self.text_encoder = text_encoder
         self.levels: dict[int, LevelQueryState] = {lvl: self._prepare(c) for lvl, c in fields.levels.items()}
+        # 3D queries read registered per-Gaussian codes where the fields carry them
+        self.levels_3d: dict[int, LevelQueryState] = {
+            lvl: self._prepare(fields.gaussian_levels[lvl]) if lvl in fields.gaussian_levels else st
+            for lvl, st in self.levels.items()
+        }
         self._text_cache: dict[str, torch.Tensor] = {}
 
     @staticmethod
@@ -89,9 +94,13 @@ class FieldQuery:
     def unseen_count(self, level: int | None = None) -> int:
         """Gaussians without any feature (never seen by lifting) at ``level`` (default: in every level)."""
         if level is not None:
-            return int(self.levels[level].unseen.sum())
-        masks = [st.unseen for st in self.levels.values()]
+            return int(self.levels_3d[level].unseen.sum())
+        masks = [st.unseen for st in self.levels_3d.values()]
         return int(np.logical_and.reduce(masks).sum()) if masks else 0
+
+    def seen_mask(self, level: int) -> np.ndarray:
+        """``[N]`` bool: Gaussians that carry a 3D feature at ``level``."""
+        return ~self.levels_3d[level].unseen
 
     # -- text ----------------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
@@ -116,7 +125,7 @@ class FieldQuery:
         q = self.queries(prompt, settings)
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
-            st = self.levels[lvl]
+            st = self.levels_3d[lvl]
             table = (st.codes.basis.float() @ q.T).numpy().astype(np.float32)
             rel = kernels.relevancy(st.idx, st.val_unit, table, np.float32(settings.temperature))
             rel[st.unseen] = 0.0
@@ -127,7 +136,7 @@ class FieldQuery:
 
     def similarity_to(self, level: int, gaussian: int) -> np.ndarray:
         """Cosine similarity ``[N]`` of every Gaussian's feature to Gaussian ``gaussian``'s at ``level``."""
-        st = self.levels[level]
+        st = self.levels_3d[level]
         seed = st.codes.features(torch.tensor([gaussian]))[0]
         table = (st.codes.basis.float() @ (seed / seed.norm().clamp_min(1e-12))[:, None]).numpy().astype(np.float32)
         return kernels.relevancy(st.idx, st.val_unit, table, np.float32(1.0))  # one column: plain cosine

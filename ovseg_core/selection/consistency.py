@@ -125,3 +125,27 @@ def grow_from_seed(
     _, labels = connected_components(sp.csr_matrix(sub), directed=False)
     seed_local = int(np.searchsorted(ids, seed))
     return ids[labels == labels[seed_local]]
+
+
+def propagate_labels(graph: GaussianGraph, labels: np.ndarray, targets: np.ndarray, rounds: int = 30) -> np.ndarray:
+    """Give each of ``targets`` [N] bool the label (>= 0) most of its labelled neighbours hold,
+    round after round (so labels spread inwards); -1 stays where no labelled neighbour is reached."""
+    out = np.asarray(labels, np.int64).copy()
+    targets = np.asarray(targets, bool)
+    adj = graph.adjacency.tocsr()
+    for _ in range(rounds):
+        todo = np.flatnonzero(targets & (out < 0))
+        if len(todo) == 0:
+            break
+        sub = adj[todo].tocoo()
+        lab = out[sub.col]
+        ok = lab >= 0
+        if not ok.any():
+            break
+        rows, lab = sub.row[ok], lab[ok]
+        K = int(lab.max()) + 1
+        votes = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, lab)), shape=(len(todo), K))
+        has = votes.getnnz(axis=1) > 0
+        best = np.asarray(votes.argmax(axis=1)).reshape(-1)
+        out[todo[has]] = best[has]
+    return out
