@@ -23,6 +23,7 @@ from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, 
 from ovseg_core.io import atomic_write_bytes, load_scene, save_scene
 from ovseg_core.models import OpenClipConfig
 from ovseg_core.render import make_renderer
+from ovseg_core.selection import SelectionConfig, build_graph, consistent_selection
 
 
 @dataclasses.dataclass
@@ -63,6 +64,9 @@ class QueryCommand:
     export_instances: Path | None = None
     """With --instances: write every instance as its own PLY here (``<index>_<best prompt>.ply``
     when prompts are given, else ``<index>.ply``)."""
+    selection: SelectionConfig = SelectionConfig()
+    """Spatial consistency of the selection: hidden Gaussians follow their neighbours, isolated
+    strays drop out (``--selection.enabled False``: exactly the Gaussians above the threshold)."""
 
     def execute(self) -> list[str]:
         if self.instances is not None or self.export_instances is not None:
@@ -92,10 +96,24 @@ class QueryCommand:
         query = FieldQuery(fields, text_encoder_for(fields, clip))
         settings = QuerySettings(negatives=tuple(self.negatives), level=self.level)
         report = []
+        unseen = query.unseen_count()
+        if unseen:
+            report.append(
+                f"{unseen} of {scene.num_gaussians} Gaussians were never seen by the views the fields came from "
+                "(relevancy 0" + (", filled from their neighbours" if self.selection.enabled else "") + ")"
+            )
+        graph = (
+            build_graph(scene, neighbours=self.selection.neighbours, link_factor=self.selection.link_factor)
+            if self.selection.enabled
+            else None
+        )
         selected = np.zeros(scene.num_gaussians, bool)
         for prompt in self.prompt:
             rel, level = query.gaussian_relevancy(prompt, settings)
-            hit = rel > self.threshold
+            if graph is not None:
+                hit = consistent_selection(graph, rel, self.threshold, query.seen_mask(level), self.selection)
+            else:
+                hit = rel > self.threshold
             selected |= hit
             report.append(
                 f"{prompt!r}: {int(hit.sum())} of {scene.num_gaussians} Gaussians (level {level}, max relevancy {rel.max():.3f})"

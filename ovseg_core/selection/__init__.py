@@ -7,12 +7,13 @@ from ovseg_core.selection.consistency import (
     grow_from_seed,
     propagate_labels,
 )
-from ovseg_core.selection.graph import GaussianGraph, build_graph
+from ovseg_core.selection.graph import GaussianGraph, build_graph, connected_within
 
 __all__ = [
     "GaussianGraph",
     "SelectionConfig",
     "build_graph",
+    "connected_within",
     "consistent_selection",
     "grow_from_seed",
     "propagate_labels",

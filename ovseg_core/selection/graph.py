@@ -60,3 +60,19 @@ def build_graph(scene: GaussianScene, *, neighbours: int = 12, link_factor: floa
     a.setdiag(0)
     a.eliminate_zeros()
     return GaussianGraph(a.astype(np.float32))
+
+
+def connected_within(points: np.ndarray, seed: int, radius: float, candidates: np.ndarray | None = None) -> np.ndarray:
+    """``[M]`` int64 ids of the ``candidates`` ([N] bool, default all) reachable from ``seed`` in
+    hops no longer than ``radius`` between ``points`` [N, 3]."""
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    cand = np.flatnonzero(candidates) if candidates is not None else np.arange(len(points))
+    if seed not in set(cand.tolist()):
+        cand = np.union1d(cand, [seed])
+    pairs = cKDTree(points[cand]).query_pairs(radius, output_type="ndarray")
+    graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(cand), len(cand)))
+    _, labels = connected_components(graph, directed=False)
+    seed_local = int(np.searchsorted(cand, seed))
+    return cand[labels == labels[seed_local]]
