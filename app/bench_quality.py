@@ -130,6 +130,7 @@ class QualityBench:
             f"2D IoU {np.nanmean([o.iou2d for o in q]):.3f}",
             flush=True,
         )
+        print(markdown_table({name: q}, None), flush=True)  # per object, as soon as it is known
         return q
 
 
@@ -146,6 +147,8 @@ def markdown_table(results: dict[str, list[ObjectQuality]], inst) -> str:  # noq
         row(field, "3D IoU @0.5 plain", [o.iou3d_raw for o in q])
         row(field, "3D IoU best", [o.iou3d_best for o in q])
         row(field, "2D IoU held-out", [o.iou2d for o in q])
+    if inst is None:
+        return "\n".join(lines)
     row("instances", "coverage", [i.coverage for i in inst])
     row("instances", "IoU", [i.iou for i in inst])
     lines.append(
