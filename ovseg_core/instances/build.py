@@ -49,9 +49,8 @@ def lift_views(
     level = SCALES.index(config.scale)
     N = scene.num_gaussians
     feats: list[np.ndarray] = []
-    segs: list[np.ndarray] = []
 
-    def contribs():  # noqa: ANN202 - one view's contributions at a time
+    def contribs():  # noqa: ANN202 - one view's contributions and masks at a time
         for pos, i in enumerate(view_indices):
             vf = _with_masks(features_seq, pos)
             cam = dataset[i].camera
@@ -61,30 +60,13 @@ def lift_views(
                     f"{cam.height}x{cam.width}; preprocess with the same image_downsample_factor"
                 )
             feats.append(vf.level_features(level))
-            segs.append(vf.masks[config.scale].segmentations)
-            yield _contributions(renderer, scene, cam, config)
+            yield _contributions(renderer, scene, cam, config), vf.masks[config.scale].segmentations
             if progress is not None:
                 progress(pos + 1, len(view_indices))
 
-    members, visible_rows, _ = lift_all_views(contribs(), _Deferred(segs), N, config)
+    members, visible_rows, _ = lift_all_views(contribs(), N, config)
     dim = feats[0].shape[1] if feats else 0
     return _stack(members, visible_rows, feats, dim, N)
-
-
-class _Deferred:
-    """Iterate a list that a generator fills as it runs (masks arrive with their view)."""
-
-    def __init__(self, items: list) -> None:
-        self.items = items
-
-    def __iter__(self):  # noqa: ANN204
-        i = 0
-        while True:
-            if i < len(self.items):
-                yield self.items[i]
-                i += 1
-            else:
-                return
 
 
 def _contributions(renderer: Renderer, scene: GaussianScene, camera, config: InstanceConfig):  # noqa: ANN001, ANN202
@@ -233,7 +215,7 @@ def instances_from_views(
         ids = np.unique(seg[seg >= 0])
         masks.append(seg[None] == ids[:, None, None])
         feats.append(np.asarray(v.features, np.float32)[ids])
-    contribs = (_contributions(renderer, scene, v.camera, config) for v in views)
-    members, visible_rows, _ = lift_all_views(contribs, masks, N, config)
+    pairs = ((_contributions(renderer, scene, v.camera, config), m) for v, m in zip(views, masks))
+    members, visible_rows, _ = lift_all_views(pairs, N, config)
     lifted = _stack(members, visible_rows, feats, feats[0].shape[1] if feats else 0, N)
     return lifted, merge_and_fill(scene, lifted, config)

@@ -16,6 +16,7 @@ its own best weight.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -110,17 +111,14 @@ def lift_view_masks(
 
 
 def lift_all_views(
-    contribs,
-    segmentations,
-    num_gaussians: int,
-    config: InstanceConfig,  # noqa: ANN001
+    views: Iterable[tuple[ViewContributions, np.ndarray]], num_gaussians: int, config: InstanceConfig
 ) -> tuple[list[sp.csr_matrix], list[np.ndarray], np.ndarray]:
-    """Lift the masks of many views with the per-Gaussian relative floor: ``contribs`` and
-    ``segmentations`` are iterables (one item per view, consumed once, so contributions of one
-    view at a time are in memory). -> (members per view, visible ids per view, best weight [N])."""
+    """Lift the masks of many views with the per-Gaussian relative floor. ``views`` yields
+    (contributions, masks [M, H, W]) per view and is consumed once, so one view's contributions
+    at a time are in memory. -> (members per view, visible ids per view, best weight [N])."""
     kept: list[MaskWeights] = []
     best = np.zeros(num_gaussians, np.float32)
-    for contrib, segs in zip(contribs, segmentations):
+    for contrib, segs in views:
         mw = mask_weights(contrib, segs)
         np.maximum.at(best, mw.gaussian_ids, mw.total)
         kept.append(mw)
