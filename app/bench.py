@@ -6,6 +6,7 @@
 ``ovseg-bench query``: text query -> per-Gaussian relevancy on 1M Gaussians.
 ``ovseg-bench lift``: training-free lifting vs LangSplatV2 training (time, per-object IoU).
 ``ovseg-bench instances``: building 3D instances from multi-view masks.
+``ovseg-bench quality``: segment quality on a faint, capture-like scene (3D/2D IoU, instances).
 ``ovseg-bench view``: viewer latencies (prompt -> frame, click -> highlight, orbit frames/s).
 ``ovseg-bench preprocess``: images/s of the local and ray preprocessing executors.
 """
@@ -27,6 +28,7 @@ import tyro
 
 from ovseg_app.bench_instances import InstancesBench
 from ovseg_app.bench_preprocess import PreprocessBench
+from ovseg_app.bench_quality import QualityBench
 from ovseg_app.bench_robustness import RobustnessBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
@@ -276,6 +278,7 @@ COMMAND = (
     | Annotated[InstancesBench, tyro.conf.subcommand("instances")]
     | Annotated[PreprocessBench, tyro.conf.subcommand("preprocess")]
     | Annotated[RobustnessBench, tyro.conf.subcommand("robustness")]
+    | Annotated[QualityBench, tyro.conf.subcommand("quality")]
 )
 """The ``ovseg bench`` benchmarks (one registration line each)."""
 DESCRIPTION = "Speed and memory benchmarks; each writes its figures as JSON under bench_results/."

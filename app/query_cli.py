@@ -14,6 +14,7 @@ from ovseg_app.cli_checks import check_query_args, prepare_query
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.render import BackendName
+from ovseg_core.selection.config import SelectionConfig
 
 if TYPE_CHECKING:
     from ovseg_core.fields import FieldQuery, QuerySettings
@@ -68,6 +69,9 @@ class QueryCommand:
     export_instances: Path | None = None
     """With --instances: write every instance as its own PLY here (``<index>_<best prompt>.ply``
     when prompts are given, else ``<index>.ply``)."""
+    selection: SelectionConfig = SelectionConfig()
+    """Spatial consistency of the selection: hidden Gaussians follow their neighbours, isolated
+    strays drop out (``--selection.enabled False``: exactly the Gaussians above the threshold)."""
 
     overwrite: bool = False
     """Replace --export (and PLYs in --export-instances) if they already exist."""
@@ -82,6 +86,7 @@ class QueryCommand:
         from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
+        from ovseg_core.selection import build_graph, consistent_selection
 
         prepare_query(self)
         if self.instances is not None or self.export_instances is not None:
@@ -111,10 +116,24 @@ class QueryCommand:
         query = FieldQuery(fields, text_encoder_for(fields, clip))
         settings = QuerySettings(negatives=tuple(self.negatives), level=self.level)
         report = []
+        unseen = query.unseen_count()
+        if unseen:
+            report.append(
+                f"{unseen} of {scene.num_gaussians} Gaussians were never seen by the views the fields came from "
+                "(relevancy 0" + (", filled from their neighbours" if self.selection.enabled else "") + ")"
+            )
+        graph = (
+            build_graph(scene, neighbours=self.selection.neighbours, link_factor=self.selection.link_factor)
+            if self.selection.enabled
+            else None
+        )
         selected = np.zeros(scene.num_gaussians, bool)
         for prompt in self.prompt:
             rel, level = query.gaussian_relevancy(prompt, settings)
-            hit = rel > self.threshold
+            if graph is not None:
+                hit = consistent_selection(graph, rel, self.threshold, query.seen_mask(level), self.selection)
+            else:
+                hit = rel > self.threshold
             selected |= hit
             report.append(
                 f"{prompt!r}: {int(hit.sum())} of {scene.num_gaussians} Gaussians (level {level}, max relevancy {rel.max():.3f})"

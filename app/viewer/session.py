@@ -33,6 +33,7 @@ from ovseg_core.io.ply import write_ply
 from ovseg_core.models import TextEncoder
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
+from ovseg_core.selection import SelectionConfig, build_graph, connected_within, consistent_selection, grow_from_seed
 
 ViewMode = Literal["rgb", "relevancy", "heatmap", "mask", "pca", "depth", "selection"]
 VIEW_MODES: tuple[str, ...] = ("rgb", "relevancy", "heatmap", "mask", "pca", "depth", "selection")
@@ -132,7 +133,9 @@ class ViewerSession:
         self._rel_cache: dict[tuple, np.ndarray] = {}
         self.relevancy_source: Literal["splat", "pixel"] = "splat"
         self._points = scene.means.detach().cpu().numpy()
-        self._kdtree = None
+        self.selection_config = SelectionConfig()
+        """Spatial consistency of prompt and click selections (``ovseg_core.selection``)."""
+        self._graph = None
         self.set_fields(fields, text_encoder)
 
     def fork(self) -> ViewerSession:
@@ -237,10 +240,40 @@ class ViewerSession:
                 self._rel_cache[key] = cached
         return cached
 
+    @property
+    def unseen_count(self) -> int:
+        """Gaussians the loaded fields have no feature for (never seen by their views); they score 0."""
+        return self.query.unseen_count() if self.query is not None else 0
+
+    def graph(self):  # noqa: ANN201
+        """The scene's neighbourhood graph (built on first use)."""
+        if self._graph is None:
+            cfg = self.selection_config
+            graph = build_graph(self.scene, neighbours=cfg.neighbours, link_factor=cfg.link_factor)
+            with self._lock:
+                self._graph = graph
+        return self._graph
+
+    def _seen(self, level: int | None) -> np.ndarray:
+        """``[N]`` Gaussians with a 3D feature at ``level`` (None: at any level)."""
+        query = self.query
+        if query is None:
+            return np.ones(self.scene.num_gaussians, bool)
+        levels = [level] if level is not None else list(query.levels_3d)
+        return np.logical_or.reduce([query.seen_mask(lvl) for lvl in levels])
+
     def prompt_selection(self) -> np.ndarray:
-        """Gaussians above the threshold for the current prompt ``[N]`` bool."""
+        """Gaussians selected by the current prompt ``[N]`` bool: above the threshold, made
+        spatially consistent (``selection_config``: hidden Gaussians follow their neighbours,
+        isolated strays drop out)."""
         rel = self.gaussian_relevancy()
-        return np.zeros(self.scene.num_gaussians, bool) if rel is None else rel > self.prompt.threshold
+        if rel is None:
+            return np.zeros(self.scene.num_gaussians, bool)
+        if not self.selection_config.enabled:
+            return rel > self.prompt.threshold
+        return consistent_selection(
+            self.graph(), rel, self.prompt.threshold, self._seen(self.prompt.level), self.selection_config
+        )
 
     # -- frames ---------------------------------------------------------------------------------
     def render(self, camera: Camera, mode: ViewMode = "rgb") -> np.ndarray:
@@ -459,32 +492,19 @@ class ViewerSession:
             return int(hidden.sum())
 
     def _instance(self, seed: int, granularity: Granularity) -> np.ndarray:
+        """The clicked object: Gaussians connected to ``seed`` on the neighbourhood graph whose 3D
+        features at the granularity's level agree with the seed's (cosine >= 0.9, smoothed and
+        filled into unseen Gaussians by ``ovseg_core.selection``); without fields, the blob
+        spatially connected to it."""
         query = self.query
         if query is not None:
             wanted = GRANULARITY_LEVEL[granularity]
             level = wanted if wanted in query.levels else min(query.levels, key=lambda lvl: abs(lvl - wanted))
-            similar = query.similarity_to(level, seed) >= 0.9
-        else:  # without fields an instance is a spatially connected blob
-            similar = np.ones(self.scene.num_gaussians, bool)
-        similar[seed] = True
-        return self._connected(seed, similar, granularity)
-
-    def _connected(self, seed: int, candidates: np.ndarray, granularity: Granularity) -> np.ndarray:
-        """The candidates reachable from ``seed`` in hops shorter than a radius set by the scene's
-        typical Gaussian size (and the granularity, when there are no fields to separate objects)."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-        from scipy.spatial import cKDTree
-
-        cand = np.flatnonzero(candidates)
+            similarity = query.similarity_to(level, seed)
+            return grow_from_seed(self.graph(), seed, similarity, 0.9, query.seen_mask(level), self.selection_config)
         scale = float(np.median(self.scene.scales.detach().cpu().numpy().max(axis=1)))
-        factor = 4.0 if self.query is not None else {"small": 2.0, "medium": 4.0, "large": 8.0}[granularity]
-        tree = cKDTree(self._points[cand])
-        pairs = tree.query_pairs(factor * scale, output_type="ndarray")
-        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(cand), len(cand)))
-        _, labels = connected_components(graph, directed=False)
-        seed_local = int(np.searchsorted(cand, seed))
-        return cand[labels == labels[seed_local]]
+        factor = {"small": 2.0, "medium": 4.0, "large": 8.0}[granularity]
+        return connected_within(self._points, seed, factor * scale)
 
     def best_label(self, ids: np.ndarray) -> str | None:
         """The current positive prompt with the highest mean relevancy over ``ids`` (if > 0.5)."""

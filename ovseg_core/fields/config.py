@@ -4,6 +4,7 @@ them before torch loads)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +40,39 @@ class FieldConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BackprojectionConfig:
+    """Which contributions a back-projection takes and how much memory it may use."""
+
+    min_weight: float = 1.0 / 256.0
+    """Contributions (alpha * T) below this are ignored; all above are taken."""
+    max_entries: int = 4_000_000
+    """Contributions held at once (a band of rows x width x ceil(1 / min_weight)); ~48 MB."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_weight <= 1.0:
+            raise ValueError(f"min_weight must lie in (0, 1], got {self.min_weight}")
+        if self.max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {self.max_entries}")
+
+    @property
+    def top_k(self) -> int:
+        return math.ceil(1.0 / self.min_weight - 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistrationConfig:
+    """How trained codes are registered onto Gaussians for 3D queries."""
+
+    enabled: bool = True
+    """Off: 3D queries read the trained per-Gaussian codes directly (the reference's behaviour)."""
+    top_k: int = 8
+    """Basis entries kept per Gaussian."""
+    min_alpha: float = 0.5
+    """Pixels whose rendered opacity is below this are not back-projected (mostly background)."""
+    contributions: BackprojectionConfig = BackprojectionConfig()
+
+
+@dataclasses.dataclass(frozen=True)
 class LanguageTrainConfig:
     """How a language field trains (defaults are the reference's)."""
 
@@ -63,6 +97,9 @@ class LanguageTrainConfig:
     final loss within 0.1% of the dense reference in ``ovseg-bench train`` (32: within 1%)."""
     contributions_min_weight: float = 0.0
     """Contributions with a smaller blending weight are dropped (sparse method; memory vs exactness)."""
+    registration: RegistrationConfig = RegistrationConfig()
+    """After training, give each Gaussian the average of the field's rendered pixel codes it
+    contributes to (for 3D queries; the trained codes alone only fit blends)."""
     log_every: int = 10
     """Steps between metric log entries."""
     val_every: int = 500
@@ -102,9 +139,8 @@ class LiftConfig:
     """K-means entries the 2D mask features are quantised to (the basis of the stored field)."""
     top_k: int = 4
     """Codebook entries kept per Gaussian."""
-    contributions_top_k: int = 16
-    """Gaussians per pixel taken from the renderer (an average needs only the heavy ones; 64 gives
-    the same per-object IoUs in ``ovseg-bench lift`` at 1.8x the time)."""
+    contributions: BackprojectionConfig = BackprojectionConfig()
+    """Which blending contributions count (every one above a weight floor) and the memory bound."""
     seed: int = 42
 
 

@@ -167,7 +167,7 @@ def train_from_dataset(
 
         fields = lift_language_fields(
             scene,
-            views,
+            train_views,  # held-out validation views are never lifted
             config.levels,
             renderer or make_renderer("cpu"),
             lift,

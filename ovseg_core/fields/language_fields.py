@@ -79,6 +79,13 @@ class LanguageFields:
     """Raw per-level tensors as trained (``logits``, ``codebooks``), kept for checkpoints."""
     source: str = ""
     """The file these were loaded from, if any."""
+    gaussian_levels: dict[int, LevelCodes] = dataclasses.field(default_factory=dict)
+    """Level -> per-Gaussian codes for 3D queries (over the same basis), when they differ from
+    ``levels``: trained fields registered onto their Gaussians (``fields.registration``)."""
+
+    def codes_3d(self, level: int) -> LevelCodes:
+        """The codes per-Gaussian (3D) queries read at ``level``."""
+        return self.gaussian_levels.get(level, self.levels[level])
 
     def check_scene(self, scene: GaussianScene) -> None:
         """Raise ``FieldMismatchError`` unless these fields were trained on ``scene``."""
@@ -130,6 +137,8 @@ class LanguageFields:
             if self.state
             else {int(k): {"idx": v.idx, "val": v.val, "basis": v.basis} for k, v in self.levels.items()},
         }
+        if self.gaussian_levels:
+            payload["gaussian_levels"] = {int(k): {"idx": v.idx, "val": v.val} for k, v in self.gaussian_levels.items()}
         buf = io.BytesIO()
         torch.save(payload, buf)
         path = Path(path)
@@ -168,6 +177,10 @@ def load_fields(path: str | os.PathLike[str], scene: GaussianScene | None = None
             config=config,
             state=state,
             source=str(path),
+            gaussian_levels={
+                int(lvl): LevelCodes(idx=t["idx"].long(), val=t["val"].float(), basis=levels[int(lvl)].basis)
+                for lvl, t in payload.get("gaussian_levels", {}).items()
+            },
         )
         check_levels(fields.levels, fields.num_gaussians, fields.embed_dim, str(path), raw=levels_raw)
     except FieldMismatchError:

@@ -1,11 +1,13 @@
 """Training-free lifting (OpenScene's 2D-3D fusion, on Gaussians).
 
 Each Gaussian's feature is the visibility-weighted average of the 2D mask features it contributes
-to over all views, with the renderer's blending weights as the visibility: F_i = sum w_pi t_p /
-sum w_pi. No optimisation. To store and query it like a LangSplatV2 field, the mask features are
-first quantised to a K-means codebook (S entries); a Gaussian then accumulates weight per codebook
+to over all training views, with the renderer's blending weights as the visibility: F_i = sum w_pi
+t_p / sum w_pi (``backprojection``: every contribution above a weight floor, not a fixed top-k).
+No optimisation. To store and query it like a LangSplatV2 field, the mask features are first
+quantised to a K-means codebook (S entries); a Gaussian then accumulates weight per codebook
 entry, and its top-k entries (renormalised) are its code, i.e. the same factored form
-(idx, val, basis) that trained fields use.
+(idx, val, basis) that trained fields use. Gaussians no training view shows keep all-zero codes:
+they are *unseen*, score relevancy 0 for every prompt, and are counted in ``config["unseen"]``.
 """
 
 from __future__ import annotations
@@ -15,27 +17,17 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
-import numba as nb
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ovseg_core.errors import Cancelled
+from ovseg_core.fields.backprojection import accumulate_entries, contribution_bands, sparse_top
 from ovseg_core.fields.config import LiftConfig
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.fields.training import CancelFlag, TrainingView
-from ovseg_core.fields.view_contributions import compute_contributions
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
-
-
-@nb.njit(cache=True)
-def _accumulate(acc, gaussian_ids, row_ptr, cols, weights, pixel_entry):
-    """acc[g, e] += w for every contribution (pixel p -> Gaussian g, weight w), e = entry of p's mask."""
-    for p in range(row_ptr.shape[0] - 1):
-        e = pixel_entry[p]
-        for k in range(row_ptr[p], row_ptr[p + 1]):
-            acc[gaussian_ids[cols[k]], e] += weights[k]
 
 
 def lift_language_fields(
@@ -50,14 +42,17 @@ def lift_language_fields(
     cancel: CancelFlag | None = None,
     device_lock=None,  # noqa: ANN001
 ) -> LanguageFields:
-    """Lift every level's mask features of ``views`` onto the Gaussians of ``scene``."""
+    """Lift every level's mask features of ``views`` (training views only: never pass held-out
+    validation views) onto the Gaussians of ``scene``."""
     from sklearn.cluster import MiniBatchKMeans
 
     if not views:
         raise ValueError("lifting needs at least one view")
     started = time.perf_counter()
     S = config.codebook_size
+    floor = np.float32(config.contributions.min_weight)
     out: dict[int, LevelCodes] = {}
+    unseen: dict[int, int] = {}
     total = len(levels) * len(views)
     done = 0
     for level in levels:
@@ -73,26 +68,34 @@ def lift_language_fields(
         ).float()
         unit_basis = F.normalize(basis, dim=1)
         acc = np.zeros((scene.num_gaussians, S), np.float32)
+        seen = np.zeros(scene.num_gaussians, np.float32)
         for v in views:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"lifting cancelled after {done} of {total} views")
-            seg = v.seg_maps[level]
-            valid = (seg >= 0).cpu().numpy()
-            if valid.any():
-                with device_lock or contextlib.nullcontext():
-                    contrib = compute_contributions(renderer, scene, v.camera, valid, config.contributions_top_k, 0.0)
+            seg = v.seg_maps[level].numpy()
+            if (seg >= 0).any():
                 entry_of_mask = (
                     (F.normalize(v.features.float(), dim=1) @ unit_basis.T).argmax(dim=1).numpy().astype(np.int64)
                 )
-                pixel_entry = entry_of_mask[seg.reshape(-1).numpy()[contrib.pixels]]
-                _accumulate(acc, contrib.gaussian_ids, contrib.row_ptr, contrib.cols, contrib.weights, pixel_entry)
+                pixel_entry = np.where(seg >= 0, entry_of_mask[np.maximum(seg, 0)], -1)
+                with device_lock or contextlib.nullcontext():
+                    bands = list(contribution_bands(renderer, scene, v.camera, config.contributions))
+                for row0, ids, ws in bands:
+                    h, W, K = ids.shape
+                    accumulate_entries(
+                        acc,
+                        seen,
+                        ids.reshape(-1, K),
+                        ws.reshape(-1, K),
+                        pixel_entry[row0 : row0 + h].reshape(-1),
+                        floor,
+                    )
             done += 1
             if progress is not None:
                 progress(done / total, f"lifting level {level}: view {done}/{total}")
-        acc_t = torch.from_numpy(acc)
-        val, idx = torch.topk(acc_t, min(config.top_k, S), dim=1)
-        val = val / val.sum(dim=1, keepdim=True).clamp_min(1e-12)  # unobserved Gaussians keep all-zero codes
+        idx, val = sparse_top(acc, config.top_k)
         out[level] = LevelCodes(idx=idx, val=val, basis=basis)
+        unseen[level] = int((seen <= 0).sum())
     dim = next(iter(out.values())).basis.shape[1]
     return LanguageFields(
         levels=out,
@@ -101,5 +104,10 @@ def lift_language_fields(
         embed_dim=int(dim),
         scene_fingerprint=scene.fingerprint(),
         num_gaussians=scene.num_gaussians,
-        config={"lift": dataclasses.asdict(config), "seconds": time.perf_counter() - started},
+        config={
+            "lift": dataclasses.asdict(config),
+            "seconds": time.perf_counter() - started,
+            "views": [v.name for v in views],
+            "unseen": unseen,
+        },
     )

@@ -48,6 +48,7 @@ class LevelQueryState:
     val_unit: np.ndarray  # [N, J] float32, val / |feature| (cosines come out directly)
     gram: torch.Tensor  # [E, E]
     val_sum: float  # what every Gaussian's mixing weights add up to (1 per layer)
+    unseen: np.ndarray  # [N] bool: no feature at all (lifting never saw it); relevancy 0
 
 
 class FieldQuery:
@@ -62,6 +63,11 @@ class FieldQuery:
         self.fields = fields
         self.text_encoder = text_encoder
         self.levels: dict[int, LevelQueryState] = {lvl: self._prepare(c) for lvl, c in fields.levels.items()}
+        # 3D queries read registered per-Gaussian codes where the fields carry them
+        self.levels_3d: dict[int, LevelQueryState] = {
+            lvl: self._prepare(fields.gaussian_levels[lvl]) if lvl in fields.gaussian_levels else st
+            for lvl, st in self.levels.items()
+        }
         self._text_cache: dict[str, torch.Tensor] = {}
 
     @staticmethod
@@ -72,7 +78,8 @@ class FieldQuery:
         gram = basis @ basis.T
         norms = kernels.gaussian_norms(idx, val, gram.numpy().astype(np.float32))
         inv = np.where(norms > 1e-12, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
-        val_sum = float(val[0].sum()) if len(val) else 1.0
+        unseen = norms <= 1e-12
+        val_sum = float(val[int(np.argmin(unseen))].sum()) if len(val) else 1.0
         small_idx = idx.astype(np.uint8) if basis.shape[0] <= 256 else idx  # 4x less memory traffic
         return LevelQueryState(
             codes=codes,
@@ -80,7 +87,19 @@ class FieldQuery:
             val_unit=np.ascontiguousarray(val * inv[:, None]),
             gram=gram,
             val_sum=max(val_sum, 1e-12),
+            unseen=unseen,
         )
+
+    def unseen_count(self, level: int | None = None) -> int:
+        """Gaussians without any feature (never seen by lifting) at ``level`` (default: in every level)."""
+        if level is not None:
+            return int(self.levels_3d[level].unseen.sum())
+        masks = [st.unseen for st in self.levels_3d.values()]
+        return int(np.logical_and.reduce(masks).sum()) if masks else 0
+
+    def seen_mask(self, level: int) -> np.ndarray:
+        """``[N]`` bool: Gaussians that carry a 3D feature at ``level``."""
+        return ~self.levels_3d[level].unseen
 
     # -- text ----------------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
@@ -100,13 +119,15 @@ class FieldQuery:
     # -- 3D ------------------------------------------------------------------------------------
     def gaussian_relevancy(self, prompt: str, settings: QuerySettings = QuerySettings()) -> tuple[np.ndarray, int]:
         """Relevancy ``[N]`` float32 in [0, 1] of every Gaussian for ``prompt`` and the level used.
-        (Without negatives the score is the plain cosine similarity.)"""
+        (Without negatives the score is the plain cosine similarity.) Gaussians without a feature
+        (``unseen_count``) score 0, as empty pixels do."""
         q = self.queries(prompt, settings)
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
-            st = self.levels[lvl]
+            st = self.levels_3d[lvl]
             table = (st.codes.basis.float() @ q.T).numpy().astype(np.float32)
             rel = kernels.relevancy(st.idx, st.val_unit, table, np.float32(settings.temperature))
+            rel[st.unseen] = 0.0
             if best is None or rel.max() > best[0].max():
                 best = (rel, lvl)
         assert best is not None
@@ -114,7 +135,7 @@ class FieldQuery:
 
     def similarity_to(self, level: int, gaussian: int) -> np.ndarray:
         """Cosine similarity ``[N]`` of every Gaussian's feature to Gaussian ``gaussian``'s at ``level``."""
-        st = self.levels[level]
+        st = self.levels_3d[level]
         seed = st.codes.features(torch.tensor([gaussian]))[0]
         table = (st.codes.basis.float() @ (seed / seed.norm().clamp_min(1e-12))[:, None]).numpy().astype(np.float32)
         return kernels.relevancy(st.idx, st.val_unit, table, np.float32(1.0))  # one column: plain cosine

@@ -29,7 +29,8 @@ from ovseg_core.camera import Camera
 from ovseg_core.errors import Cancelled
 from ovseg_core.fields.codebook_field import CodebookField
 from ovseg_core.fields.config import LanguageTrainConfig
-from ovseg_core.fields.language_fields import LEVEL_NAMES, LanguageFields
+from ovseg_core.fields.language_fields import LEVEL_NAMES, LanguageFields, LevelCodes
+from ovseg_core.fields.registration import register_level
 from ovseg_core.fields.view_contributions import ViewContributions, blend_sparse_codes, compute_contributions
 from ovseg_core.render import Renderer, make_renderer
 from ovseg_core.scene import GaussianScene
@@ -137,6 +138,9 @@ class LanguageFieldTrainer:
         self.cancel = cancel
         self.device_lock = device_lock
         self.fields: dict[int, CodebookField] = {}
+        self.gaussian_levels: dict[int, LevelCodes] = {}
+        """Level -> registered per-Gaussian codes (after ``run``)."""
+        self.unseen: dict[int, int] = {}
         self.history: list[dict[str, float]] = []
         self.initial_losses: dict[int, float] = {}
         """Level -> mean masked cosine loss over all training views before the first step."""
@@ -155,20 +159,39 @@ class LanguageFieldTrainer:
         self._started = time.perf_counter()
         for level in self.config.levels:
             self._train_level(level)
+        if self.config.registration.enabled:
+            self.register()
         fields = self.language_fields()
         if self.observer is not None:
             self.observer.save_checkpoint(self.step, fields)
             self.observer.save_images(self.step, self.feature_images())
         return fields
 
+    def register(self) -> None:
+        """Register every trained level onto the Gaussians over the training views (``registration``)."""
+        for level, field in self.fields.items():
+            with torch.no_grad():
+                codes = LevelCodes.from_codebook_field(field)
+            self.gaussian_levels[level], self.unseen[level] = register_level(
+                self.scene,
+                codes,
+                self.train_views,
+                level,
+                self.renderer,
+                self.config.registration,
+                device_lock=self.device_lock,
+            )
+
     def language_fields(self) -> LanguageFields:
-        return LanguageFields.from_codebook_fields(
+        fields = LanguageFields.from_codebook_fields(
             self.fields,
             self.scene,
             encoder_name=self.encoder_name,
             step=self.step,
-            config={"train": dataclasses.asdict(self.config)},
+            config={"train": dataclasses.asdict(self.config), "unseen": dict(self.unseen)},
         )
+        fields.gaussian_levels = {k: v for k, v in self.gaussian_levels.items() if k in self.fields}
+        return fields
 
     def evaluate(self, views: Sequence[TrainingView], level: int) -> dict[str, float]:
         """Mean masked cosine loss (and the scaled loss) of ``level`` over ``views``, no gradients."""

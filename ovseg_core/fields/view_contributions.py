@@ -68,14 +68,14 @@ def compute_contributions(
     pixel_mask: np.ndarray | None = None,
     top_k: int = 32,
     min_weight: float = 1e-4,
+    max_entries: int = 8_000_000,
 ) -> ViewContributions:
-    """Render ``camera`` once with top-``k`` contributions and keep the pixels in ``pixel_mask``
+    """Render ``camera`` with top-``k`` contributions and keep the pixels in ``pixel_mask``
     ([H, W] bool; all if None). Entries below ``min_weight`` are dropped (they cannot move a
-    cosine loss measurably)."""
-    out = renderer.render(scene, camera, top_k=top_k)
-    assert out.contrib_ids is not None and out.contrib_weights is not None
-    ids = out.contrib_ids[0].cpu().numpy().reshape(-1, top_k)
-    ws = out.contrib_weights[0].cpu().numpy().astype(np.float32).reshape(-1, top_k)
+    cosine loss measurably). Views whose H * W * k exceeds ``max_entries`` render in horizontal
+    bands (sub-cameras), so the dense [h, W, k] buffers stay bounded."""
+    from ovseg_core.fields.backprojection import band_camera
+
     H, W = camera.height, camera.width
     if pixel_mask is None:
         pixels = np.arange(H * W, dtype=np.int64)
@@ -83,13 +83,27 @@ def compute_contributions(
         if pixel_mask.shape != (H, W):
             raise ValueError(f"pixel mask is {list(pixel_mask.shape)}, the view is {H}x{W}")
         pixels = np.flatnonzero(pixel_mask.reshape(-1)).astype(np.int64)
-    ids, ws = ids[pixels], ws[pixels]
-    keep = (ids >= 0) & (ws > min_weight)
-    counts = keep.sum(axis=1)
+    rows = max(1, min(H, max_entries // max(W * top_k, 1)))
+    counts_parts, id_parts, w_parts = [], [], []
+    for row0 in range(0, H, rows):
+        h = min(rows, H - row0)
+        lo, hi = np.searchsorted(pixels, [row0 * W, (row0 + h) * W])
+        if lo == hi:
+            continue
+        cam = camera if h == H else band_camera(camera, row0, h)
+        out = renderer.render(scene, cam, top_k=top_k)
+        assert out.contrib_ids is not None and out.contrib_weights is not None
+        ids = out.contrib_ids[0].cpu().numpy().reshape(-1, top_k)[pixels[lo:hi] - row0 * W]
+        ws = out.contrib_weights[0].cpu().numpy().astype(np.float32).reshape(-1, top_k)[pixels[lo:hi] - row0 * W]
+        keep = (ids >= 0) & (ws > min_weight)
+        counts_parts.append(keep.sum(axis=1))
+        id_parts.append(ids[keep])
+        w_parts.append(ws[keep])
+    counts = np.concatenate(counts_parts) if counts_parts else np.zeros(0, np.int64)
     row_ptr = np.zeros(len(pixels) + 1, np.int64)
     np.cumsum(counts, out=row_ptr[1:])
-    flat_ids = ids[keep]
-    weights = ws[keep]
+    flat_ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int64)
+    weights = np.concatenate(w_parts) if w_parts else np.zeros(0, np.float32)
     # Compact the touched Gaussians without sorting: a presence mask and its running count.
     present = np.zeros(scene.num_gaussians, bool)
     present[flat_ids] = True

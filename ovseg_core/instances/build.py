@@ -14,8 +14,8 @@ from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
 from ovseg_core.fields.view_contributions import compute_contributions
 from ovseg_core.instances.config import InstanceConfig
 from ovseg_core.instances.instance_set import InstanceSet
-from ovseg_core.instances.lifting_masks import lift_view_masks
-from ovseg_core.instances.merge import merge_view_masks
+from ovseg_core.instances.lifting_masks import lift_all_views
+from ovseg_core.instances.merge import MergeResult, merge_view_masks
 from ovseg_core.models.protocols import SCALES, ImageEncoder, MaskGenerator
 from ovseg_core.preprocess import ViewFeatures
 from ovseg_core.render import Renderer, make_renderer
@@ -48,24 +48,33 @@ def lift_views(
     """Render each view's contributions once and lift its masks (``lifting_masks`` rules)."""
     level = SCALES.index(config.scale)
     N = scene.num_gaussians
-    members, view_of, feats, visible_rows = [], [], [], []
-    for pos, i in enumerate(view_indices):
-        vf = _with_masks(features_seq, pos)
-        cam = dataset[i].camera
-        if (vf.height, vf.width) != (cam.height, cam.width):
-            raise ValueError(
-                f"view {dataset[i].name}: features are {vf.height}x{vf.width} but the camera is "
-                f"{cam.height}x{cam.width}; preprocess with the same image_downsample_factor"
-            )
-        contrib = compute_contributions(renderer, scene, cam, None, top_k=config.top_k)
-        m, visible = lift_view_masks(contrib, vf.masks[config.scale].segmentations, N, config)
-        members.append(m)
-        view_of.append(np.full(m.shape[0], pos, np.int64))
-        feats.append(vf.level_features(level))
-        visible_rows.append(visible)
-        if progress is not None:
-            progress(pos + 1, len(view_indices))
+    feats: list[np.ndarray] = []
+
+    def contribs():  # noqa: ANN202 - one view's contributions and masks at a time
+        for pos, i in enumerate(view_indices):
+            vf = _with_masks(features_seq, pos)
+            cam = dataset[i].camera
+            if (vf.height, vf.width) != (cam.height, cam.width):
+                raise ValueError(
+                    f"view {dataset[i].name}: features are {vf.height}x{vf.width} but the camera is "
+                    f"{cam.height}x{cam.width}; preprocess with the same image_downsample_factor"
+                )
+            feats.append(vf.level_features(level))
+            yield _contributions(renderer, scene, cam, config), vf.masks[config.scale].segmentations
+            if progress is not None:
+                progress(pos + 1, len(view_indices))
+
+    members, visible_rows, _ = lift_all_views(contribs(), N, config)
     dim = feats[0].shape[1] if feats else 0
+    return _stack(members, visible_rows, feats, dim, N)
+
+
+def _contributions(renderer: Renderer, scene: GaussianScene, camera, config: InstanceConfig):  # noqa: ANN001, ANN202
+    return compute_contributions(renderer, scene, camera, None, top_k=config.top_k, min_weight=config.min_contribution)
+
+
+def _stack(members, visible_rows, feats, dim: int, N: int) -> LiftedMasks:  # noqa: ANN001
+    view_of = [np.full(m.shape[0], pos, np.int64) for pos, m in enumerate(members)]
     vis_ptr = np.concatenate([[0], np.cumsum([len(v) for v in visible_rows])]).astype(np.int64)
     vis_ids = np.concatenate(visible_rows) if visible_rows else np.zeros(0, np.int64)
     return LiftedMasks(
@@ -74,6 +83,19 @@ def lift_views(
         features=np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, dim), np.float32),
         visible=sp.csr_matrix((np.ones(len(vis_ids), np.float32), vis_ids, vis_ptr), shape=(len(visible_rows), N)),
     )
+
+
+def merge_and_fill(scene: GaussianScene, lifted: LiftedMasks, config: InstanceConfig) -> MergeResult:
+    """Merge the lifted masks; with ``fill_hidden``, Gaussians no view shows join their neighbours' instance."""
+    merged = merge_view_masks(lifted.members, lifted.view_of, lifted.visible, config)
+    if config.fill_hidden and len(merged.sizes):
+        from ovseg_core.selection import build_graph, propagate_labels
+
+        hidden = np.asarray(lifted.visible.sum(axis=0)).reshape(-1) == 0
+        if hidden.any():
+            merged.labels = propagate_labels(build_graph(scene), merged.labels, hidden)
+            merged.sizes = np.bincount(merged.labels[merged.labels >= 0], minlength=len(merged.sizes)).astype(np.int64)
+    return merged
 
 
 def build_instances(
@@ -107,7 +129,7 @@ def build_instances(
         raise ValueError(f"{len(view_indices)} view indices for {len(features_seq)} preprocessed views")
     renderer = renderer or make_renderer("cpu")
     lifted = lift_views(scene, dataset, features_seq, renderer, config, view_indices, progress)
-    merged = merge_view_masks(lifted.members, lifted.view_of, lifted.visible, config)
+    merged = merge_and_fill(scene, lifted, config)
     dim = lifted.features.shape[1] if lifted.features.ndim == 2 else 0
     feats = np.zeros((len(merged.groups), dim), np.float32)
     for k, rows in enumerate(merged.groups):
@@ -172,3 +194,28 @@ def _with_masks(features_seq: Sequence[ViewFeatures], pos: int) -> ViewFeatures:
     if vf.masks is None:
         raise ValueError(f"preprocessed view {pos} carries no masks; pass features loaded with their masks")
     return vf
+
+
+def instances_from_views(
+    scene: GaussianScene,
+    views: Sequence[Any],
+    renderer: Renderer | None = None,
+    config: InstanceConfig = InstanceConfig(),
+    *,
+    level: int = 0,
+) -> tuple[LiftedMasks, Any]:
+    """Instances from ``TrainingView``-like views (``camera``, ``features`` [M, D], ``seg_maps``
+    [4, H, W]): each distinct id of ``seg_maps[level]`` is one mask. For planted or already
+    segmented captures (benchmarks, tests). -> (the lifted masks, ``MergeResult``)."""
+    renderer = renderer or make_renderer("cpu")
+    N = scene.num_gaussians
+    masks, feats = [], []
+    for v in views:
+        seg = np.asarray(v.seg_maps[level])
+        ids = np.unique(seg[seg >= 0])
+        masks.append(seg[None] == ids[:, None, None])
+        feats.append(np.asarray(v.features, np.float32)[ids])
+    pairs = ((_contributions(renderer, scene, v.camera, config), m) for v, m in zip(views, masks))
+    members, visible_rows, _ = lift_all_views(pairs, N, config)
+    lifted = _stack(members, visible_rows, feats, feats[0].shape[1] if feats else 0, N)
+    return lifted, merge_and_fill(scene, lifted, config)

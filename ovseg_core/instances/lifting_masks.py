@@ -3,14 +3,20 @@
 Membership rule (per view mask ``m`` and Gaussian ``g``; ``w(g, p)`` = alpha * T of ``g`` at pixel ``p``):
 
     inside(g, m) = sum_{p in m} w(g, p)        total(g) = sum_p w(g, p)
-    g in m  <=>  inside(g, m) >= min_inside_fraction * total(g)  and  inside(g, m) >= min_inside_weight
+    g in m  <=>  inside(g, m) >= min_inside_fraction * total(g)  and  inside(g, m) >= floor(g)
 
 The fraction makes a Gaussian on an object's silhouette belong to the side it mostly shows on;
-the absolute floor keeps Gaussians that are hidden (tiny weight, mostly noise) out of the mask of
-whatever occludes them.
+the floor keeps Gaussians that are hidden (tiny weight, mostly noise) out of the mask of whatever
+occludes them. The floor is per Gaussian and comes from the data: ``relative_weight`` times the
+weight the Gaussian has in the view that shows it best (never below ``min_inside_weight``). A
+faint Gaussian (opacity 0.02, a few pixels) never reaches a fixed 0.05, but in front it reaches
+its own best weight.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,11 +41,59 @@ def weight_matrix(contrib: ViewContributions) -> sp.csr_matrix:
     return (scatter @ compact).tocsr()
 
 
+@dataclasses.dataclass
+class MaskWeights:
+    """What membership needs of one view, without its per-pixel contributions."""
+
+    gaussian_ids: np.ndarray
+    """``[U]`` int64 Gaussians with weight in the view."""
+    total: np.ndarray
+    """``[U]`` float32 each one's total weight in the view."""
+    inside: sp.coo_matrix
+    """``[M, U]`` weight each Gaussian puts inside each mask."""
+
+
+def mask_weights(contrib: ViewContributions, segmentations: np.ndarray) -> MaskWeights:
+    """Weights inside each of ``segmentations`` [M, H, W] bool and in total, per Gaussian."""
+    segs = np.asarray(segmentations, dtype=bool)
+    if segs.ndim != 3 or segs.shape[1:] != (contrib.height, contrib.width):
+        raise ValueError(f"masks are {list(segs.shape)}, the view is {contrib.height}x{contrib.width}")
+    weights = weight_matrix(contrib)
+    total = np.asarray(weights.sum(axis=0)).reshape(-1).astype(np.float32)  # [U]
+    M = len(segs)
+    if M == 0 or weights.nnz == 0:
+        inside = sp.coo_matrix((M, len(total)), dtype=np.float32)
+    else:
+        mask_rows = sp.csr_matrix(segs.reshape(M, -1).astype(np.float32))  # [M, H*W]
+        inside = (mask_rows @ weights).tocoo()
+    return MaskWeights(contrib.gaussian_ids, total, inside)
+
+
+def members_from_weights(
+    mw: MaskWeights, num_gaussians: int, config: InstanceConfig = InstanceConfig(), floor: np.ndarray | None = None
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Apply the membership rule (module docstring) -> (members [M, N] CSR, visible ids)."""
+    floor_u = (
+        np.full(len(mw.total), config.min_inside_weight, np.float32)
+        if floor is None
+        else np.maximum(floor[mw.gaussian_ids], config.min_inside_weight)
+    )
+    visible = mw.gaussian_ids[mw.total >= floor_u]
+    w, cols = mw.inside.data, mw.inside.col
+    keep = (w >= config.min_inside_fraction * mw.total[cols]) & (w >= floor_u[cols])
+    members = sp.csr_matrix(
+        (np.ones(int(keep.sum()), np.float32), (mw.inside.row[keep], mw.gaussian_ids[cols[keep]])),
+        shape=(mw.inside.shape[0], num_gaussians),
+    )
+    return members, visible
+
+
 def lift_view_masks(
     contrib: ViewContributions,
     segmentations: np.ndarray,
     num_gaussians: int,
     config: InstanceConfig = InstanceConfig(),
+    floor: np.ndarray | None = None,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Gaussian sets of one view's masks.
 
@@ -47,26 +101,27 @@ def lift_view_masks(
         contrib: The view's contributions over all pixels.
         segmentations: ``[M, H, W]`` bool masks of the view.
         num_gaussians: ``N``, Gaussians in the scene.
+        floor: ``[N]`` per-Gaussian weight floor; default ``min_inside_weight`` for all.
 
     Returns:
         ``members`` ``[M, N]`` CSR float32 (1 = the Gaussian belongs to the mask) and ``visible``
         ``[V_g]`` int64 ids of the Gaussians whose total weight in the view reaches the floor.
     """
-    segs = np.asarray(segmentations, dtype=bool)
-    if segs.ndim != 3 or segs.shape[1:] != (contrib.height, contrib.width):
-        raise ValueError(f"masks are {list(segs.shape)}, the view is {contrib.height}x{contrib.width}")
-    weights = weight_matrix(contrib)
-    total = np.asarray(weights.sum(axis=0)).reshape(-1)  # [U]
-    visible = contrib.gaussian_ids[total >= config.min_inside_weight]
-    M = len(segs)
-    if M == 0 or weights.nnz == 0:
-        return sp.csr_matrix((M, num_gaussians), dtype=np.float32), visible
-    mask_rows = sp.csr_matrix(segs.reshape(M, -1).astype(np.float32))  # [M, H*W]
-    inside = (mask_rows @ weights).tocoo()  # [M, U]: weight each Gaussian puts inside each mask
-    w, cols = inside.data, inside.col
-    keep = (w >= config.min_inside_fraction * total[cols]) & (w >= config.min_inside_weight)
-    members = sp.csr_matrix(
-        (np.ones(int(keep.sum()), np.float32), (inside.row[keep], contrib.gaussian_ids[cols[keep]])),
-        shape=(M, num_gaussians),
-    )
-    return members, visible
+    return members_from_weights(mask_weights(contrib, segmentations), num_gaussians, config, floor)
+
+
+def lift_all_views(
+    views: Iterable[tuple[ViewContributions, np.ndarray]], num_gaussians: int, config: InstanceConfig
+) -> tuple[list[sp.csr_matrix], list[np.ndarray], np.ndarray]:
+    """Lift the masks of many views with the per-Gaussian relative floor. ``views`` yields
+    (contributions, masks [M, H, W]) per view and is consumed once, so one view's contributions
+    at a time are in memory. -> (members per view, visible ids per view, best weight [N])."""
+    kept: list[MaskWeights] = []
+    best = np.zeros(num_gaussians, np.float32)
+    for contrib, segs in views:
+        mw = mask_weights(contrib, segs)
+        np.maximum.at(best, mw.gaussian_ids, mw.total)
+        kept.append(mw)
+    floor = config.relative_weight * best
+    out = [members_from_weights(mw, num_gaussians, config, floor) for mw in kept]
+    return [m for m, _ in out], [v for _, v in out], best

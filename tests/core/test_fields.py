@@ -184,12 +184,14 @@ def test_relevancy_matches_plain_formulas(small_setup):
     q = FieldQuery(fields, text)
     settings = QuerySettings(negatives=("object", "things"))
     rel, lvl = q.gaussian_relevancy("ball", settings)
-    f = F.normalize(fields.levels[1].features(), dim=1)
+    raw = fields.codes_3d(1).features()  # registered onto the Gaussians (zero where no view reached)
+    f = F.normalize(raw, dim=1)
     t = text.encode_texts(["ball", "object", "things"])
     s = f @ t.T
     expect = (
         torch.stack([torch.softmax(10 * torch.stack([s[:, 0], s[:, j]], 1), 1)[:, 0] for j in (1, 2)], 1).min(1).values
     )
+    expect = torch.where(raw.norm(dim=1) > 1e-9, expect, torch.zeros_like(expect))  # unseen: 0, not 0.5
     np.testing.assert_allclose(rel, expect.numpy(), atol=1e-5)
     # per pixel: decode the rendered features fully and compare
     r = make_renderer("cpu")

@@ -109,7 +109,10 @@ def test_membership_rule_keeps_edge_and_occluded_gaussians_out():
         np.zeros(8, np.float32),
     )
     segs = np.array([[[1, 1, 0, 0]], [[0, 0, 1, 1]]], bool)
-    members, visible = lift_view_masks(contrib, segs, 12, InstanceConfig())
+    # both Gaussians show with total weight 1.0 in some other view: their floor is 5% of that
+    floor = np.zeros(12, np.float32)
+    floor[10:] = InstanceConfig().relative_weight * 1.0
+    members, visible = lift_view_masks(contrib, segs, 12, InstanceConfig(), floor)
     assert members.toarray()[:, 10:].tolist() == [[1, 0], [0, 0]]
     assert visible.tolist() == [10]
 

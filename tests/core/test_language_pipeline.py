@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.fields import FieldQuery, LanguageTrainConfig, load_fields
-from ovseg_core.fields.from_dataset import PreprocessConfig, train_from_dataset
+from ovseg_core.fields.from_dataset import PipelineProgress, PreprocessConfig, train_from_dataset
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture
@@ -111,6 +111,7 @@ def test_tiny_real_models_run_the_whole_chain(tmp_path):
 
 def test_lifting_selects_each_object_without_training(planted_run, tmp_path):
     scene, root, _, encoder, masks, _ = planted_run
+    events: list[PipelineProgress] = []
     result = train_from_dataset(
         scene,
         root,
@@ -121,8 +122,14 @@ def test_lifting_selects_each_object_without_training(planted_run, tmp_path):
         method="lift",
         log_path=tmp_path,
         run_name="lift",
+        progress=events.append,
     )
     assert result.checkpoint == tmp_path / "lift" / "checkpoints" / "0" / "langsplatv2_ckpt.pt"
+    # the held-out validation views (every 6th of 24) are never lifted
+    lifted_views = result.fields.config["views"]
+    held_out = {f"frame_{i:05d}" for i in range(0, 24, 6)}
+    assert len(lifted_views) == 20 and not any(v.split("/")[-1].split(".")[0] in held_out for v in lifted_views)
+    assert events[-1].message.endswith("view 20/20")
     fields = load_fields(result.checkpoint, scene)
     assert fields.method == "lift" and fields.levels.keys() == {0}
     query = FieldQuery(fields, encoder)

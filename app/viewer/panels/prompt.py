@@ -53,7 +53,10 @@ class PromptPanel:
     def _encoder_text(self) -> str:
         s = self.tab.session
         levels = ", ".join(str(lvl) for lvl in s.levels) or "none"
-        return f"**Text encoder:** `{s.encoder_name}`  \n**Field levels:** {levels}"
+        unseen = (
+            f"  \n**Unseen Gaussians:** {s.unseen_count:,} (no view showed them; relevancy 0)" if s.unseen_count else ""
+        )
+        return f"**Text encoder:** `{s.encoder_name}`  \n**Field levels:** {levels}{unseen}"
 
     def _level_options(self) -> tuple[str, ...]:
         return ("auto", *(str(lvl) for lvl in self.tab.session.levels))

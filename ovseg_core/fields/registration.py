@@ -1,0 +1,81 @@
+"""Per-Gaussian features of a trained field that agree with what it renders.
+
+LangSplatV2 training only constrains *blended* pixel features, so individual faint Gaussians
+take codes that cancel in the blend: reading 3D relevancy straight off them selects the wrong
+Gaussians, and more so the longer training runs. Registration gives every Gaussian the
+blending-weight-weighted average of the field's rendered (opacity-normalised) pixel codes over
+the training pixels it contributes to (``backprojection``). Relevancy is linear-then-sigmoid in
+the code, so a Gaussian scores like the pixels it makes up. The result is stored beside the
+trained codes in the same factored form (idx, val over the same basis) and used for 3D queries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ovseg_core.fields.backprojection import accumulate_codes, contribution_bands, sparse_top
+from ovseg_core.fields.config import BackprojectionConfig, RegistrationConfig
+from ovseg_core.fields.language_fields import LevelCodes
+from ovseg_core.render.base import Renderer
+from ovseg_core.scene import GaussianScene
+
+
+def register_level(
+    scene: GaussianScene,
+    codes: LevelCodes,
+    views: Sequence,  # noqa: ANN001 - TrainingView (camera, seg_maps)
+    level: int,
+    renderer: Renderer,
+    config: RegistrationConfig = RegistrationConfig(),
+    *,
+    device_lock=None,  # noqa: ANN001
+) -> tuple[LevelCodes, int]:
+    """Back-project ``codes``' renders over the mask pixels of ``views`` at ``level``.
+    -> (per-Gaussian codes over the same basis, number of Gaussians no pixel reached)."""
+    dense = codes.dense_codes()  # [N, E]
+    val_sum = float(codes.val.sum(dim=1).max()) if codes.num_gaussians else 1.0
+    E = dense.shape[1]
+    acc = np.zeros((scene.num_gaussians, E), np.float32)
+    seen = np.zeros(scene.num_gaussians, np.float32)
+    floor = np.float32(config.contributions.min_weight)
+    for v in views:
+        seg = v.seg_maps[level].numpy()
+        if not (seg >= 0).any():
+            continue
+        with device_lock or contextlib.nullcontext():
+            bands = list(_bands_with_codes(renderer, scene, v.camera, dense, config.contributions))
+        for row0, ids, ws, pix in bands:
+            h, W, K = ids.shape
+            pix = pix.reshape(-1, E)
+            alpha = pix.sum(axis=1) / max(val_sum, 1e-12)
+            valid = (seg[row0 : row0 + h].reshape(-1) >= 0) & (alpha >= config.min_alpha)
+            unit = (pix / np.maximum(alpha, 1e-12)[:, None]).astype(np.float32)
+            accumulate_codes(acc, seen, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, floor)
+    idx, val = sparse_top(acc, config.top_k)
+    return LevelCodes(idx=idx, val=val * val_sum, basis=codes.basis), int((seen <= 0).sum())
+
+
+def _bands_with_codes(renderer: Renderer, scene: GaussianScene, camera, dense: torch.Tensor, cfg: BackprojectionConfig):  # noqa: ANN001, ANN202
+    """Like ``contribution_bands`` but each band also carries the rendered codes ``[h, W, E]``."""
+    from ovseg_core.fields.backprojection import band_camera
+
+    K = cfg.top_k
+    rows = max(1, min(camera.height, cfg.max_entries // max(camera.width * (K + dense.shape[1]), 1)))
+    for row0 in range(0, camera.height, rows):
+        h = min(rows, camera.height - row0)
+        cam = camera if h == camera.height else band_camera(camera, row0, h)
+        out = renderer.render(scene, cam, features=dense, top_k=K)
+        assert out.contrib_ids is not None and out.contrib_weights is not None and out.features is not None
+        yield (
+            row0,
+            out.contrib_ids[0].cpu().numpy(),
+            out.contrib_weights[0].cpu().numpy().astype(np.float32),
+            out.features[0].float().cpu().numpy(),
+        )
+
+
+__all__ = ["RegistrationConfig", "contribution_bands", "register_level"]

@@ -1,0 +1,20 @@
+"""Spatially consistent selections of Gaussians: a neighbourhood graph over Gaussian centres,
+relevancy smoothed and filled in over it, and connected components that drop isolated strays.
+
+Names load on first use: ``ovseg_core.selection.config`` (the settings) imports without torch."""
+
+from __future__ import annotations
+
+from ovseg_core._lazy import lazy_exports
+
+_EXPORTS = {
+    "GaussianGraph": "ovseg_core.selection.graph",
+    "SelectionConfig": "ovseg_core.selection.config",
+    "build_graph": "ovseg_core.selection.graph",
+    "connected_within": "ovseg_core.selection.graph",
+    "consistent_selection": "ovseg_core.selection.consistency",
+    "grow_from_seed": "ovseg_core.selection.consistency",
+    "propagate_labels": "ovseg_core.selection.consistency",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
