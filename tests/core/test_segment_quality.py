@@ -24,7 +24,7 @@ from ovseg_core.fields.training import LanguageFieldTrainer, LanguageTrainConfig
 from ovseg_core.fields.view_contributions import compute_contributions
 from ovseg_core.instances.build import instances_from_views
 from ovseg_core.models.palette_models import VocabularyTextEncoder
-from ovseg_core.render.base import make_renderer
+from ovseg_core.render import make_renderer
 from ovseg_core.scene import make_scene
 from ovseg_core.selection import SelectionConfig, build_graph, consistent_selection, grow_from_seed
 from ovseg_core.selection.graph import GaussianGraph
