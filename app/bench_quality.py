@@ -14,19 +14,14 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ovseg_core.eval.faint_capture import capture_stats, faint_capture, planted_views
-from ovseg_core.eval.segment_quality import ObjectQuality, instance_quality, object_quality
-from ovseg_core.fields.lifting import LiftConfig, lift_language_fields
-from ovseg_core.fields.relevancy import FieldQuery
-from ovseg_core.fields.training import LanguageFieldTrainer, LanguageTrainConfig
-from ovseg_core.instances.build import instances_from_views
-from ovseg_core.instances.config import InstanceConfig
-from ovseg_core.models.palette_models import VocabularyTextEncoder
-from ovseg_core.render import make_renderer
-from ovseg_core.selection import SelectionConfig, build_graph, consistent_selection
+from ovseg_core.selection.config import SelectionConfig
+
+if TYPE_CHECKING:
+    from ovseg_core.eval.segment_quality import ObjectQuality
 
 
 @dataclasses.dataclass
@@ -50,6 +45,18 @@ class QualityBench:
     output: Path = Path("bench_results/quality.json")
 
     def execute(self) -> dict:
+        # heavy imports here, after parsing, so ``ovseg bench --help`` stays quick
+        from ovseg_core.eval.faint_capture import capture_stats, faint_capture, planted_views
+        from ovseg_core.eval.segment_quality import instance_quality
+        from ovseg_core.fields.config import LanguageTrainConfig, LiftConfig
+        from ovseg_core.fields.lifting import lift_language_fields
+        from ovseg_core.fields.relevancy import FieldQuery
+        from ovseg_core.fields.training import LanguageFieldTrainer
+        from ovseg_core.instances.build import instances_from_views
+        from ovseg_core.instances.config import InstanceConfig
+        from ovseg_core.models.palette_models import VocabularyTextEncoder
+        from ovseg_core.render import make_renderer
+
         renderer = make_renderer("cpu")
         t0 = time.perf_counter()
         cap = faint_capture(
@@ -110,6 +117,8 @@ class QualityBench:
         return out
 
     def _graph(self, cap):  # noqa: ANN001, ANN202
+        from ovseg_core.selection import build_graph
+
         if getattr(self, "_graph_cache", None) is None:
             self._graph_cache = build_graph(
                 cap.scene, neighbours=self.selection.neighbours, link_factor=self.selection.link_factor
@@ -117,6 +126,9 @@ class QualityBench:
         return self._graph_cache
 
     def _measure(self, cap, query, renderer, held, times, name):  # noqa: ANN001, ANN202
+        from ovseg_core.eval.segment_quality import object_quality
+        from ovseg_core.selection import consistent_selection
+
         t0 = time.perf_counter()
         graph = self._graph(cap)
 
