@@ -132,6 +132,18 @@ def exit_quietly_on_signals(prog: str) -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM stop like Ctrl-C (``KeyboardInterrupt``): a command's own clean-up and its one-line
+    "interrupted" message then run for both. No-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def check_render_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.render_cli.RenderCommand)
     """Values of ``ovseg-render``'s flags (parse time)."""
     check_image_size(cmd.width, cmd.height)
@@ -179,6 +191,9 @@ def prepare_query(cmd) -> None:  # noqa: ANN001
         check_output_dir("--export-instances", cmd.export_instances)
         if cmd.export_instances.is_dir() and any(cmd.export_instances.glob("*.ply")) and not overwrite:
             raise ValueError(f"--export-instances {cmd.export_instances} already holds PLY files; pass --overwrite")
+    if cmd.relevancy_dir is not None and cmd.relevancy_dir.is_dir() and not overwrite:
+        if any(cmd.relevancy_dir.glob("*.png")):
+            raise ValueError(f"--relevancy-dir {cmd.relevancy_dir} already holds PNG files; pass --overwrite")
     exit_quietly_on_signals("ovseg-query")
 
 

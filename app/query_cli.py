@@ -74,7 +74,7 @@ class QueryCommand:
     strays drop out (``--selection.enabled False``: exactly the Gaussians above the threshold)."""
 
     overwrite: bool = False
-    """Replace --export (and PLYs in --export-instances) if they already exist."""
+    """Replace --export (and PLYs in --export-instances, PNGs in --relevancy-dir) if they already exist."""
 
     def __post_init__(self) -> None:
         check_query_args(self)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import tyro
 
-from ovseg_app.cli_checks import check_train_args
+from ovseg_app.cli_checks import check_train_args, sigterm_as_interrupt
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.fields.config import IOConfig, LanguageTrainConfig, LiftConfig, PreprocessConfig
 from ovseg_core.render import BackendName
@@ -70,6 +70,7 @@ class TrainCommand:
         from ovseg_core.io import load_scene
         from ovseg_core.render import make_renderer
 
+        sigterm_as_interrupt()  # SIGTERM stops like Ctrl-C: one line, finished outputs kept
         progress = _TerminalProgress()
         try:
             scene = load_scene(self.reconstruction_path)

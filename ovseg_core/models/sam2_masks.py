@@ -19,6 +19,21 @@ from ovseg_core.models.config import SAM2_CHECKPOINTS, Sam2Config
 from ovseg_core.models.mask_scales import scales_with_nms
 from ovseg_core.models.protocols import MaskSet
 
+SAM2_INSTALL_HINT = "SAM2_BUILD_CUDA=0 pip install --no-build-isolation 'ovseg[sam2]'"
+"""sam2 is an sdist that compiles against the installed torch, hence no build isolation."""
+
+
+def _sam2_module(name: str) -> Any:
+    """``sam2.<name>``, or a ``ModelLoadError`` that says how to install SAM 2 (it is an optional extra)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"sam2.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "sam2":
+            raise
+        raise ModelLoadError(f"SAM 2 is not installed (the mask generator needs it): {SAM2_INSTALL_HINT}") from exc
+
 
 def settings_tag(config: Sam2Config) -> str:
     """Every setting that changes the masks, as a short string (part of ``Sam2MaskGenerator.name``)."""
@@ -40,7 +55,7 @@ class Sam2MaskGenerator:
     def __init__(self, model: torch.nn.Module, config: Sam2Config | None = None, *, weights: str) -> None:
         """``model``: a ``sam2.modeling.sam2_base.SAM2Base`` (from ``build_sam2``). ``weights``: names them
         (e.g. "sam2.1-hiera-large", or a file name and size) for ``name``."""
-        from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+        SAM2AutomaticMaskGenerator = _sam2_module("automatic_mask_generator").SAM2AutomaticMaskGenerator
 
         self.config = config = config or Sam2Config()
         self.model = model
@@ -65,7 +80,7 @@ class Sam2MaskGenerator:
         config = config or Sam2Config()
         if config.checkpoint not in SAM2_CHECKPOINTS:
             raise ValueError(f"checkpoint must be one of {list(SAM2_CHECKPOINTS)}, got {config.checkpoint!r}")
-        from sam2.build_sam import build_sam2
+        build_sam2 = _sam2_module("build_sam").build_sam2
 
         device = resolve_device(config.device)
         hub_id, model_cfg, filename = SAM2_CHECKPOINTS[config.checkpoint]
@@ -204,7 +219,7 @@ def tiny_sam2(points_per_side: int = 4, seed: int = 0) -> Sam2MaskGenerator:
     keep several of them; LangSplat's mask NMS still removes duplicates. No crop layers: one image
     encode (~3 s on 2 CPU cores).
     """
-    from sam2.build_sam import build_sam2
+    build_sam2 = _sam2_module("build_sam").build_sam2
 
     config = Sam2Config(
         checkpoint="tiny",

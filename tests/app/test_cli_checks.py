@@ -101,6 +101,37 @@ def test_query_refuses_hostile_prompts_and_exports(tmp_path, capsys, scene_path)
         assert message in _one_line_error(capsys, "ovseg-query")
     assert query_cli.main([*base, "--relevancy-dir", str(scene_path), "--dataset", str(tmp_path)]) == 2
     assert "is a file, not a directory" in _one_line_error(capsys, "ovseg-query")
+    heat = tmp_path / "heat"
+    heat.mkdir()
+    (heat / "frame_00001.png").write_bytes(b"earlier result")
+    assert query_cli.main([*base, "--relevancy-dir", str(heat), "--dataset", str(tmp_path)]) == 2
+    assert "already holds PNG files; pass --overwrite" in _one_line_error(capsys, "ovseg-query")
+    assert (heat / "frame_00001.png").read_bytes() == b"earlier result"
+
+
+def test_training_without_sam2_says_how_to_install_it(tmp_path, scene_path):
+    """A plain install has no SAM 2 (an extra): ``ovseg train`` says how to add it, in one line."""
+    from random_capture import write_capture
+
+    write_capture(tmp_path / "capture", num_views=2)
+    # a meta-path finder that refuses ``sam2`` stands for an environment without the extra
+    script = (
+        "import sys\n"
+        "class NoSam2:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'sam2' or name.startswith('sam2.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoSam2())\n"
+        "from ovseg_app.train_cli import main\n"
+        f"sys.exit(main(['langsplatv2', '--sfm-dataset-path', {str(tmp_path / 'capture')!r}, "
+        f"'--reconstruction-path', {str(scene_path)!r}, '--preprocess.tiny-models', '--log-path', "
+        f"{str(tmp_path / 'logs')!r}]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("ovseg-train: error:")]
+    assert len(lines) == 1 and "SAM 2 is not installed" in lines[0] and "pip install" in lines[0], out.stderr
 
 
 def test_output_file_check_accepts_ordinary_paths(tmp_path):
@@ -129,6 +160,26 @@ def test_signal_during_video_ends_with_one_line_and_no_partial_file(tmp_path, si
     assert proc.returncode == 128 + signum
     assert "Traceback" not in rest and f"stopped by {signal.Signals(signum).name}" in rest
     assert list(tmp_path.iterdir()) == []  # neither the video nor its hidden temporary file
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_like_ctrl_c(tmp_path, scene_path):
+    from random_capture import write_capture
+
+    write_capture(tmp_path / "capture", num_views=3)
+    cmd = [sys.executable, "-m", "ovseg_app.train_cli", "langsplatv2", "--sfm-dataset-path", str(tmp_path / "capture")]
+    cmd += ["--reconstruction-path", str(scene_path), "--preprocess.tiny-models", "--log-path", str(tmp_path / "logs")]
+    cmd += ["--preprocess.cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + 120
+    seen = ""
+    while "preprocess" not in seen.lower() and time.monotonic() < deadline:  # the first progress bar
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, seen + rest
+    assert "Traceback" not in rest and "ovseg-train: interrupted" in rest
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes removed their temporary files
 
 
 def test_train_and_eval_output_folders_are_checked_before_work(tmp_path, scene_path):
