@@ -8,12 +8,13 @@ or a training run, and never replaces an input or an existing file without ``--o
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -130,6 +131,40 @@ def exit_quietly_on_signals(prog: str) -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+
+
+@contextlib.contextmanager
+def signals_held_until_checked() -> Iterator[Callable[[], None]]:
+    """Hold SIGINT/SIGTERM while a child process (ffmpeg) writes our output, and yield ``check()``:
+    the held signal's own handler runs when the caller calls it, between two frames.
+
+    A handler that raises inside imageio's writer makes it kill ffmpeg without waiting, and an ffmpeg
+    still finishing can re-create the temporary file after we removed it; stopping between frames
+    lets the writer close ffmpeg normally first. No-op off the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    held: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        held.append(signum)
+
+    def check() -> None:
+        if held:
+            handler = previous[held[0]]
+            if callable(handler):
+                handler(held[0], None)
+            raise KeyboardInterrupt if held[0] == signal.SIGINT else SystemExit(128 + held[0])
+
+    for s in previous:
+        signal.signal(s, hold)
+    try:
+        yield check
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def sigterm_as_interrupt() -> None:

@@ -4,15 +4,13 @@ dataset's camera path)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import tyro
 
-from ovseg_app.cli_checks import check_cameras, check_render_args, prepare_render
+from ovseg_app.cli_checks import check_cameras, check_render_args, prepare_render, signals_held_until_checked
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.render import BackendName
 
@@ -136,27 +134,15 @@ class RenderCommand:
         return (img * 255 + 0.5).astype(np.uint8)
 
     def _write_video(self, renderer, scene: GaussianScene, cameras: list[Camera]) -> Path:  # noqa: ANN001
-        import imageio.v2 as imageio
+        from ovseg_core.io.video import atomic_video
 
-        from ovseg_core.io.atomic import remove_stale_temps, temp_prefix, umask_mode
-
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.output, suffix=self.output.suffix)  # left by a killed earlier run
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.output), suffix=self.output.suffix, dir=self.output.parent)
-        os.close(fd)
-        try:
-            kwargs = {"fps": self.fps} if self.output.suffix.lower() == ".mp4" else {"duration": 1 / self.fps}
-            if self.output.suffix.lower() == ".mp4":
-                kwargs["macro_block_size"] = 1
-            with imageio.get_writer(tmp, **kwargs) as writer:
-                for i, cam in enumerate(cameras):
-                    writer.append_data(self._frame(renderer, scene, cam))
-                    print(f"\rframe {i + 1}/{len(cameras)}", end="", file=sys.stderr, flush=True)
-            print(file=sys.stderr)
-            os.chmod(tmp, umask_mode())
-            os.replace(tmp, self.output)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        # The signal stops the loop between frames, so ffmpeg is closed, not killed mid-write.
+        with signals_held_until_checked() as stop_if_signalled, atomic_video(self.output, self.fps) as append:
+            for i, cam in enumerate(cameras):
+                append(self._frame(renderer, scene, cam))
+                print(f"\rframe {i + 1}/{len(cameras)}", end="", file=sys.stderr, flush=True)
+                stop_if_signalled()
+        print(file=sys.stderr)
         return self.output
 
 

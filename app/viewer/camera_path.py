@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ovseg_core.camera import Camera
-from ovseg_core.io.atomic import umask_mode
+from ovseg_core.io.video import atomic_video
 
 MAX_KEYFRAMES = 100
 MAX_FRAMES = 3000
@@ -65,17 +63,7 @@ def path_cameras(keyframes: list[Keyframe], frames: int, width: int, height: int
 
 def write_mp4(path: Path, cameras: list[Camera], render: Callable[[Camera], np.ndarray], fps: int) -> Path:
     """Render every camera and write an H.264 MP4 atomically (a temp file renamed at the end)."""
-    import imageio.v2 as imageio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        with imageio.get_writer(tmp, fps=fps, macro_block_size=1) as writer:
-            for cam in cameras:
-                writer.append_data(render(cam))
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_video(path, fps) as append:
+        for cam in cameras:
+            append(render(cam))
     return path

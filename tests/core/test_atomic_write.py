@@ -30,3 +30,27 @@ def test_directory_target_is_a_clear_error(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a directory"):
         atomic_write_bytes(tmp_path / "out.ply", b"x")
     assert [p.name for p in tmp_path.iterdir()] == ["out.ply"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_atomic_video_leaves_nothing_when_the_frames_stop_early(tmp_path, suffix):
+    import gc
+
+    import imageio.v2 as imageio
+    import numpy as np
+
+    from ovseg_core.io.video import atomic_video
+
+    frame = np.full((48, 64, 3), 200, np.uint8)
+    with pytest.raises(RuntimeError, match="stopped"), atomic_video(tmp_path / f"v{suffix}", fps=10) as append:
+        for _ in range(3):
+            append(frame)
+        raise RuntimeError("stopped")
+    gc.collect()  # a writer left to the collector would let ffmpeg write its file only now
+    assert list(tmp_path.iterdir()) == []
+
+    with atomic_video(tmp_path / f"v{suffix}", fps=10) as append:
+        for i in range(3):
+            append(frame // (i + 1))  # distinct frames: GIF merges repeated ones
+    assert [p.name for p in tmp_path.iterdir()] == [f"v{suffix}"]
+    assert len(imageio.mimread(tmp_path / f"v{suffix}")) == 3
