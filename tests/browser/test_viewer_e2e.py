@@ -182,12 +182,25 @@ def test_eight_clients_each_get_their_own_camera_and_view(viewer, chromium):
         timeout=60,
     )
     views = list(viewer.tabs.values())
-    for i, view in enumerate(views):  # move every client's camera somewhere else
-        view.client.camera.position = tuple(np.array([np.cos(i), np.sin(i), 0.6]) * 2.0 + np.array([0, 0, 0.8]))
-        view.client.camera.look_at = (0.0, 0.0, 0.8)
+    target = np.array([0.0, 0.0, 0.8])
+    wanted = [np.array([np.cos(i), np.sin(i), 0.6]) * 2.0 + target for i in range(len(views))]
+    for view, position in zip(views, wanted):  # move every client's camera somewhere else
+        view.client.camera.position = tuple(position)
+        view.client.camera.look_at = tuple(target)
+
+    def settled(view, position) -> bool:  # noqa: ANN001
+        # position and look_at arrive as two updates: a frame between them looks elsewhere
+        cam = view.last_camera
+        if cam is None:
+            return False
+        R, t = cam.w2c[:3, :3], cam.w2c[:3, 3]
+        centre, forward = -R.T @ t, R.T @ np.array([0.0, 0.0, 1.0])
+        to_target = (target - centre) / np.linalg.norm(target - centre)
+        return bool(np.linalg.norm(centre - position) < 1e-3 and forward @ to_target > np.cos(np.radians(1)))
+
     wait_until(
-        lambda: len({v.last_camera.w2c.tobytes() for v in views if v.last_camera is not None}) == 8,
-        what="8 distinct cameras rendered",
+        lambda: all(settled(v, p) for v, p in zip(views, wanted)),
+        what="8 cameras, each at its new place and looking at the scene, rendered",
         timeout=60,
     )
     frames = [v.last_frame for v in views]
