@@ -51,6 +51,7 @@ class TrainingPanel:
         with gui.add_folder("Fields", expand_by_default=False):
             options = v.fields_options()
             self.fields_in = gui.add_dropdown("Fields", options=options, initial_value=options[v.fields_index])
+            self.fields_md = gui.add_markdown(self._fields_text())
             self.use_btn = gui.add_button("Use these fields")
             self.load_in = gui.add_text("Load from", initial_value="")
             self.load_btn = gui.add_button("Load fields")
@@ -68,6 +69,15 @@ class TrainingPanel:
         if runs is None:
             return "Results are **not saved** (start ovseg-view with --output-dir)."
         return f"Runs are saved under `{runs}`."
+
+    def _fields_text(self) -> str:
+        v = self.tab.viewer
+        if not v.saved.enabled:
+            return "Fields trained here are **not kept** after a restart (start ovseg-view with --output-dir)."
+        text = "Fields trained or loaded here are listed again after a restart; the ones in use come back."
+        if v.restored:
+            text += f"  \nRestored from the last session: {', '.join(v.restored)}."
+        return text
 
     def request(self) -> TrainingRequest:
         dataset = checked_text(self.dataset_in, "the dataset path").strip()
