@@ -257,10 +257,7 @@ class TrainingJob:
             self.preflight = preflight_capture(self.scene, request)
             self.state, self.fraction, self.message, self.eta_s = "running", 0.0, "starting", None
             self.losses, self.error, self.result, self.instances_path = [], None, None, None
-            self._phase, self._phase_started, self._phase_fraction = "", time.perf_counter(), 0.0
-            self._preprocessed, self._views, self._levels = False, 0, len(request.levels)
-            self._contrib_started, self._contrib_view_s = time.perf_counter(), None
-            self._last_step, self._step_s, self._steps_timed = None, 0.0, 0
+            self._reset_timing(len(request.levels))
             self._cancel.clear()
             self._thread = threading.Thread(
                 target=self._run, args=(request, config, preprocess), daemon=True, name="ovseg-training"
@@ -276,8 +273,14 @@ class TrainingJob:
             t.join(timeout)
         return not self.running
 
-    def _progress(self, p: PipelineProgress) -> None:
-        now = time.perf_counter()
+    def _reset_timing(self, levels: int) -> None:
+        self._phase, self._phase_started, self._phase_fraction = "", time.perf_counter(), 0.0
+        self._preprocessed, self._views, self._levels = False, 0, levels
+        self._contrib_started, self._contrib_view_s = time.perf_counter(), None
+        self._last_step, self._step_s, self._steps_timed = None, 0.0, 0
+
+    def _progress(self, p: PipelineProgress, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
         if p.phase != self._phase:
             self._phase, self._phase_started, self._phase_fraction = p.phase, now, p.fraction
         self.fraction, self.message = p.fraction, p.message
