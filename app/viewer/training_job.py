@@ -58,6 +58,8 @@ class TrainingRequest:
     """Local OpenCLIP ViT-B-16 weights file (skips the hub download)."""
     log_path: Path | None = None
     """Folder for the run directory (as ``ovseg-train --log-path``); None: nothing is written."""
+    cache_dir: Path | None = None
+    """Preprocessing cache root; None: ``<capture>/.ovseg_cache/preprocess`` (as ``ovseg-train``)."""
     method: Literal["langsplatv2", "lift", "instances"] = "langsplatv2"
     """langsplatv2 trains; lift averages the 2D features onto the Gaussians (no training);
     instances builds class-agnostic 3D instances from the views' masks."""
@@ -75,7 +77,9 @@ class TrainingRequest:
         if not 1 <= self.image_downsample_factor <= 64:
             raise ValueError(f"image downsample must be 1-64, got {self.image_downsample_factor}")
         if self.model_size == "tiny-random":
-            return PreprocessConfig(image_downsample_factor=self.image_downsample_factor, tiny_models=True)
+            return PreprocessConfig(
+                image_downsample_factor=self.image_downsample_factor, tiny_models=True, cache_dir=self.cache_dir
+            )
         for what, path in (("SAM2 checkpoint", self.sam2_checkpoint_path), ("CLIP weights", self.clip_weights)):
             if path is not None and not Path(path).is_file():
                 raise FileNotFoundError(f"{what} {path} is not a file")
@@ -84,7 +88,9 @@ class TrainingRequest:
             checkpoint_path=str(self.sam2_checkpoint_path) if self.sam2_checkpoint_path else None,
         )
         clip = OpenClipConfig(pretrained=str(self.clip_weights)) if self.clip_weights else OpenClipConfig()
-        return PreprocessConfig(image_downsample_factor=self.image_downsample_factor, sam2=sam2, clip=clip)
+        return PreprocessConfig(
+            image_downsample_factor=self.image_downsample_factor, sam2=sam2, clip=clip, cache_dir=self.cache_dir
+        )
 
 
 MIN_VISIBLE_FRACTION = 0.05

@@ -97,11 +97,26 @@ def test_preflight_errors_are_shown_in_the_training_panel(demo, chromium, tmp_pa
         write_capture(scene, orbit_cameras((0, 0, 0.8), 1.4, 6, elevation_deg=35, width=48, height=36), capture)
         set_text_input(page, "Dataset", str(capture))
         select_dropdown(page, "Levels", "1")
+        set_text_input(page, "Cache folder", "../elsewhere")  # the GUI may only write inside the output folder
         wait_until(
-            lambda: training.dataset_in.value == str(capture) and training.levels_in.value == "1",
-            what="capture and level",
+            lambda: (
+                training.dataset_in.value == str(capture)
+                and training.levels_in.value == "1"
+                and training.cache_in.value == "../elsewhere"
+            ),
+            what="capture, level and cache folder",
             page=page,
         )
+        click_button(page, "Start training")
+        wait_until(
+            lambda: page.get_by_text("must lie inside the output folder", exact=False).count() >= 1,
+            what="cache folder refused",
+            page=page,
+        )
+        assert viewer.job.state == "idle"
+        close_notifications(page)
+        set_text_input(page, "Cache folder", "cache")
+        wait_until(lambda: training.cache_in.value == "cache", what="cache folder", page=page)
         click_button(page, "Start training")
         wait_until(lambda: viewer.job.state == "failed", what="job refused", timeout=30, page=page)
         assert "no SAM2 mask at level 1 (small) in any of the 3 views checked so far (of 6)" in viewer.job.error
@@ -112,7 +127,7 @@ def test_preflight_errors_are_shown_in_the_training_panel(demo, chromium, tmp_pa
         )
         wait_until(lambda: "failed" in training.train_md.content, what="panel says failed", page=page)
         screenshot(page, artifact_dir / "2_no_masks_at_level.png")
-        cached = list((capture / ".ovseg_cache").rglob("*.npz"))
+        cached = list((tmp_path / "out" / "cache").rglob("*.npz"))
         assert len(cached) == 3, [p.name for p in cached]
         # the viewer keeps serving: a prompt still re-renders
         frames = tab.frames

@@ -36,6 +36,7 @@ class TrainingPanel:
             self.models_in = gui.add_dropdown("Models", options=MODEL_SIZES, initial_value="tiny")
             self.sam2_in = gui.add_text("SAM2 checkpoint", initial_value="")
             self.clip_in = gui.add_text("CLIP weights", initial_value="")
+            self.cache_in = gui.add_text("Cache folder", initial_value="")
             self.output_md = gui.add_markdown(self._output_text())
             self.train_btn = gui.add_button("Start training", disabled=v.job.running)
             self.cancel_btn = gui.add_button("Cancel training", disabled=not v.job.running)
@@ -66,9 +67,26 @@ class TrainingPanel:
 
     def _output_text(self) -> str:
         runs = self.tab.viewer.runs_dir
+        cache = (
+            "SAM2/CLIP results are cached in `<dataset>/.ovseg_cache/preprocess`, or in *Cache folder* "
+            "(a folder inside the output folder)."
+        )
         if runs is None:
-            return "Results are **not saved** (start ovseg-view with --output-dir)."
-        return f"Runs are saved under `{runs}`."
+            return f"Results are **not saved** (start ovseg-view with --output-dir). {cache}"
+        return f"Runs are saved under `{runs}`. {cache}"
+
+    def _cache_dir(self) -> Path | None:
+        """The *Cache folder*, confined to the output folder (the GUI writes nowhere else it chooses)."""
+        text = checked_text(self.cache_in, "the cache folder").strip()
+        if not text:
+            return None
+        out = self.tab.session.output_dir
+        if out is None:
+            raise ValueError("a cache folder needs an output folder (start ovseg-view with --output-dir)")
+        path = (out / Path(text).expanduser()).resolve()
+        if path != out and out not in path.parents:
+            raise ValueError(f"the cache folder must lie inside the output folder {out}; got {text!r}")
+        return path
 
     def _fields_text(self) -> str:
         v = self.tab.viewer
@@ -97,6 +115,7 @@ class TrainingPanel:
             sam2_checkpoint_path=paths["SAM2 checkpoint"],
             clip_weights=paths["CLIP weights"],
             log_path=self.tab.viewer.runs_dir,
+            cache_dir=self._cache_dir(),
             method=checked_choice(self.method_in, METHODS, "langsplatv2"),  # type: ignore[arg-type]
         )
 
