@@ -229,6 +229,27 @@ class Viewer:
         if self.job.instances_path is not None:
             self.saved.use_instances(self.job.instances_path)
         self.shared_changed()
+        self.instance_files_changed()
+
+    def instance_files_changed(self) -> None:
+        self._each_tab(lambda tab: tab.panels.instances.refresh_files())
+
+    def instance_files(self) -> list[Path]:
+        """Instance sets saved under the output folder (built in the panel or saved), newest first."""
+        out = self.session.output_dir
+        if out is None or not out.is_dir():
+            return []
+        found = [*out.glob("*.instances*.pt"), *out.glob("runs/*/*.instances*.pt")]
+        return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:50]
+
+    def load_instances(self, path: Path) -> None:
+        """Use the instance set in ``path`` (all tabs switch); remembered for the next start."""
+        from ovseg_core.instances import load_instances, text_encoder_for_instances
+
+        instances = load_instances(path, self.session.base_scene)
+        self.session.set_instances(instances, text_encoder_for_instances(instances))
+        self.saved.use_instances(path)
+        self.shared_changed()
 
     def save_instances(self, client: Any) -> None:
         inst = self.session.instances

@@ -552,6 +552,13 @@ def test_fields_instances_and_selections_come_back_after_a_restart(tmp_path):
         assert np.array_equal(v.saved.load_selection("my_mug"), mug) and v.saved.selection_names() == ["my_mug"]
         assert any("fields" in r for r in v.restored) and any("instances" in r for r in v.restored)
         v.use_fields(0)  # revert: remembered as well
+        # a second instance set, then back to the first: the panel's list is the output folder's files
+        first = v.saved.instances
+        v.session.set_instances(_demo_instances(scene))
+        v.save_instances(None)
+        assert {f.name for f in v.instance_files()} == {"scene.instances-1.pt", "scene.instances.pt"}
+        v.load_instances(first)
+        assert v.saved.instances == first.resolve()
     finally:
         v.stop()
     v = start()
