@@ -49,6 +49,9 @@ class ViewCommand:
     """Where 'Save PLY' writes (the GUI cannot write anywhere else)."""
     display: Literal["server", "browser"] = "server"
     """server: frames rendered here and streamed; browser: viser draws the splats client-side."""
+    restore: bool = True
+    """Bring back the fields and 3D instances in use when the last viewer on this scene stopped
+    (remembered under --output-dir/viewer_state; saved fields and selections are listed either way)."""
     height: int = 720
     """Largest frame height when the camera is still (frames follow the browser's canvas up to
     this; half while it moves); each tab can change it in its Display panel."""
@@ -142,6 +145,7 @@ def serve(cmd: ViewCommand) -> None:
         dataset=cmd.dataset,
         display_mode=cmd.display,
         still_height=cmd.height,
+        restore=cmd.restore,
     )
     if note:
         log.warning(note)

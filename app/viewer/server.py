@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ovseg_app.viewer.saved_state import SavedState
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.tab import Tab
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
@@ -33,7 +34,8 @@ MAX_ERRORS_KEPT = 200
 
 @dataclasses.dataclass
 class FieldsEntry:
-    """One set of fields the viewer has used (start-up, a training run, a loaded file)."""
+    """One set of fields the viewer has used (start-up, a training run, a loaded file); entries
+    restored from an earlier session are loaded from ``path`` when first used."""
 
     label: str
     fields: Any
@@ -54,7 +56,10 @@ class Viewer:
         display_mode: str = "server",
         still_height: int = 384,
         moving_height: int | None = None,
+        restore: bool = True,
     ) -> None:
+        """``restore``: bring back the fields and instances the last session on this scene used
+        (from ``<output_dir>/viewer_state``); saved fields and selections are listed either way."""
         import viser
 
         self.session = session
@@ -69,6 +74,10 @@ class Viewer:
         start = "fields at start-up" if session.fields is not None else "no fields"
         self.fields_history: list[FieldsEntry] = [FieldsEntry(start, session.fields, session.text_encoder)]
         self.fields_index = 0
+        self.saved = SavedState(session.output_dir, session.base_scene)
+        self.restored: list[str] = []
+        """What was brought back from the last session (shown in the Fields panel)."""
+        self._restore(restore)
         self._browser_geometry: dict | None = None
         self.job = TrainingJob(
             session.scene, session.renderer, on_finished=self._fields_trained, on_instances=self._instances_built
@@ -155,17 +164,52 @@ class Viewer:
         return tuple(f"{i}: {e.label}" for i, e in enumerate(self.fields_history))
 
     def use_fields(self, index: int) -> None:
-        """Bring back fields from the history (all tabs switch)."""
+        """Bring back fields from the history (all tabs switch); remembered for the next start."""
         if not 0 <= index < len(self.fields_history):
             raise ValueError(f"no fields entry {index}")
         entry = self.fields_history[index]
+        if entry.fields is None and entry.path is not None:  # saved by an earlier session
+            from ovseg_core.fields import load_fields
+
+            fields = load_fields(entry.path, self.session.base_scene)
+            entry.fields, entry.encoder = fields, text_encoder_for(fields)
         self.session.set_fields(entry.fields, entry.encoder)
         self.fields_index = index
+        self.saved.use_fields(entry.path if index else None)
         self.shared_changed()
 
     def _add_fields(self, label: str, fields: Any, path: Path | None) -> None:
         self.fields_history.append(FieldsEntry(label, fields, text_encoder_for(fields), path))
+        if path is not None:
+            self.saved.add_fields(label, path)
         self.use_fields(len(self.fields_history) - 1)
+
+    def _restore(self, restore: bool) -> None:
+        """List the fields earlier sessions made; with ``restore``, use the ones in use when the
+        last session ended, and its instances. A file that went missing or no longer loads is
+        skipped with a warning: the viewer always starts."""
+        for label, path in self.saved.saved_fields():
+            self.fields_history.append(FieldsEntry(label, None, None, path))
+        if not restore:
+            return
+        in_use = self.saved.fields_in_use
+        index = next((i for i, e in enumerate(self.fields_history) if i and e.path == in_use), None)
+        if in_use is not None and index is not None:
+            try:
+                self.use_fields(index)
+                self.restored.append(f"fields *{self.fields_history[index].label}*")
+            except Exception as e:  # noqa: BLE001 - a stale entry must not stop the viewer
+                log.warning("could not restore the fields in %s: %s", in_use, e)
+        inst = self.saved.instances
+        if inst is not None and self.session.instances is None:
+            try:
+                from ovseg_core.instances import load_instances, text_encoder_for_instances
+
+                instances = load_instances(inst, self.session.base_scene)
+                self.session.set_instances(instances, text_encoder_for_instances(instances))
+                self.restored.append(f"instances `{inst.name}` ({len(instances.sizes)})")
+            except Exception as e:  # noqa: BLE001
+                log.warning("could not restore the instances in %s: %s", inst, e)
 
     def load_fields(self, path: Path) -> None:
         from ovseg_core.fields import load_fields
@@ -182,6 +226,29 @@ class Viewer:
     def _instances_built(self, payload: Any) -> None:
         instances, encoder = payload
         self.session.set_instances(instances, encoder)
+        if self.job.instances_path is not None:
+            self.saved.use_instances(self.job.instances_path)
+        self.shared_changed()
+        self.instance_files_changed()
+
+    def instance_files_changed(self) -> None:
+        self._each_tab(lambda tab: tab.panels.instances.refresh_files())
+
+    def instance_files(self) -> list[Path]:
+        """Instance sets saved under the output folder (built in the panel or saved), newest first."""
+        out = self.session.output_dir
+        if out is None or not out.is_dir():
+            return []
+        found = [*out.glob("*.instances*.pt"), *out.glob("runs/*/*.instances*.pt")]
+        return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:50]
+
+    def load_instances(self, path: Path) -> None:
+        """Use the instance set in ``path`` (all tabs switch); remembered for the next start."""
+        from ovseg_core.instances import load_instances, text_encoder_for_instances
+
+        instances = load_instances(path, self.session.base_scene)
+        self.session.set_instances(instances, text_encoder_for_instances(instances))
+        self.saved.use_instances(path)
         self.shared_changed()
 
     def save_instances(self, client: Any) -> None:
@@ -189,7 +256,18 @@ class Viewer:
         if inst is None:
             raise ValueError("no 3D instances to save (build them in the Training panel: Method = instances)")
         path = inst.save(self.session.output_path("scene.instances.pt"))
+        self.saved.use_instances(path)
         self.notify(client, "Saved", f"{path} (open with ovseg-view --instances {path.name})")
+
+    # -- saved selections (shared storage, per-tab selections) ---------------------------------------
+    def save_selection(self, client: Any, name: str, mask: Any) -> str:
+        """Save a tab's selection under ``name``; every tab's list of saved selections updates."""
+        stem = self.saved.save_selection(name, mask)
+        self._each_tab(lambda tab: tab.panels.selection.refresh_saved())
+        self.notify(
+            client, "Saved", f"selection '{stem}' ({int(mask.sum()):,} Gaussians); it is listed after a restart"
+        )
+        return stem
 
     # -- training (shared) ----------------------------------------------------------------------------
     def start_job(self, request: TrainingRequest) -> None:

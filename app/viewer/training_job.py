@@ -5,8 +5,9 @@ every render holds the device lock only while it runs, so frames interleave with
 and instance building (SAM2/CLIP preprocessing never holds it).
 
 Before anything slow, ``start`` runs a preflight (seconds): the capture loads, and enough of its
-cameras see the loaded splat; the job thread then checks on the first view that the chosen levels
-have masks before preprocessing the rest.
+cameras see the loaded splat. The job thread then checks that the chosen levels have SAM2 masks in
+every view, from the preprocessing cache (a few bytes a view): cached views at once, then the
+first, middle and last views (a level none of them has is refused in seconds), then the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from ovseg_core.errors import Cancelled, ModelLoadError
 from ovseg_core.fields import LanguageFields, LanguageTrainConfig
 from ovseg_core.fields.from_dataset import PipelineProgress, PipelineResult, PreprocessConfig, train_from_dataset
+from ovseg_core.fields.language_fields import LEVEL_NAMES
 from ovseg_core.models import Sam2Config
 from ovseg_core.models.open_clip_encoder import OpenClipConfig
 from ovseg_core.render.base import Renderer
@@ -56,6 +58,8 @@ class TrainingRequest:
     """Local OpenCLIP ViT-B-16 weights file (skips the hub download)."""
     log_path: Path | None = None
     """Folder for the run directory (as ``ovseg-train --log-path``); None: nothing is written."""
+    cache_dir: Path | None = None
+    """Preprocessing cache root; None: ``<capture>/.ovseg_cache/preprocess`` (as ``ovseg-train``)."""
     method: Literal["langsplatv2", "lift", "instances"] = "langsplatv2"
     """langsplatv2 trains; lift averages the 2D features onto the Gaussians (no training);
     instances builds class-agnostic 3D instances from the views' masks."""
@@ -73,7 +77,9 @@ class TrainingRequest:
         if not 1 <= self.image_downsample_factor <= 64:
             raise ValueError(f"image downsample must be 1-64, got {self.image_downsample_factor}")
         if self.model_size == "tiny-random":
-            return PreprocessConfig(image_downsample_factor=self.image_downsample_factor, tiny_models=True)
+            return PreprocessConfig(
+                image_downsample_factor=self.image_downsample_factor, tiny_models=True, cache_dir=self.cache_dir
+            )
         for what, path in (("SAM2 checkpoint", self.sam2_checkpoint_path), ("CLIP weights", self.clip_weights)):
             if path is not None and not Path(path).is_file():
                 raise FileNotFoundError(f"{what} {path} is not a file")
@@ -82,7 +88,9 @@ class TrainingRequest:
             checkpoint_path=str(self.sam2_checkpoint_path) if self.sam2_checkpoint_path else None,
         )
         clip = OpenClipConfig(pretrained=str(self.clip_weights)) if self.clip_weights else OpenClipConfig()
-        return PreprocessConfig(image_downsample_factor=self.image_downsample_factor, sam2=sam2, clip=clip)
+        return PreprocessConfig(
+            image_downsample_factor=self.image_downsample_factor, sam2=sam2, clip=clip, cache_dir=self.cache_dir
+        )
 
 
 MIN_VISIBLE_FRACTION = 0.05
@@ -125,27 +133,86 @@ def preflight_capture(scene: GaussianScene, request: TrainingRequest) -> str:
     return f"{len(seen)} views at {cam.width}x{cam.height}; {seeing} see the splat (median {np.median(seen):.0%})"
 
 
-def check_first_view_masks(dataset_path: Path, scene: GaussianScene, preprocess: PreprocessConfig, models, levels):  # noqa: ANN001, ANN201
-    """Preprocess the first view only (cached, so not wasted) and refuse levels it has no mask at."""
-    from ovseg_core.data.view_dataset import DatasetConfig, load_dataset
-    from ovseg_core.preprocess import preprocess_views
+PROBE_VIEWS = 3
+"""Views (first, middle, last) preprocessed first: a level none of them has a mask at is refused
+in seconds instead of after the whole capture."""
 
-    dataset = load_dataset(
-        dataset_path,
-        DatasetConfig(image_downsample_factor=preprocess.image_downsample_factor),
-        reconstruction_metadata=scene.metadata,
-    )
-    features = preprocess_views(dataset, models[0], models[1], preprocess.cache_dir, indices=[0])
-    counts = [int(c) for c in np.asarray(features[0].lengths)]
-    if not any(counts):
-        raise ValueError("SAM2 found no mask at all in the first view; use less image downsampling")
-    missing = [lvl for lvl in levels if counts[lvl] == 0]
-    if missing:
-        have = ", ".join(f"level {k}: {c}" for k, c in enumerate(counts))
-        raise ValueError(
-            f"the first view has no SAM2 masks at level {', '.join(map(str, missing))} ({have}); "
-            "choose a level that has masks, or use less image downsampling"
+
+def _cached_lengths(path: Path, image_sha256: str, image_shape: tuple[int, int, int]) -> np.ndarray | None:
+    """Masks per level of a cache entry that is valid for this image, reading only its small keys
+    (no features, seg maps or masks); None when absent, stale or unreadable."""
+    from ovseg_core.preprocess.cache import CACHE_FORMAT_VERSION
+
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            if int(npz["format_version"]) != CACHE_FORMAT_VERSION or str(npz["image_sha256"]) != image_sha256:
+                return None
+            if tuple(int(v) for v in npz["image_shape"]) != tuple(image_shape):
+                return None
+            lengths = np.asarray(npz["lengths"], np.int64)
+    except Exception:  # noqa: BLE001 - a corrupt entry is recomputed by preprocessing
+        return None
+    return lengths if lengths.shape == (4,) else None
+
+
+class MaskCensus:
+    """Which views have SAM2 masks at which level, from the preprocessing cache (each entry's
+    ``lengths``: a few bytes a view), so every view is checked, not just the first."""
+
+    def __init__(self, dataset, cache) -> None:  # noqa: ANN001 - ViewDataset, FeatureCache
+        from ovseg_core.preprocess.cache import file_sha256
+
+        self.dataset, self.cache = dataset, cache
+        self._sha = file_sha256
+        self.lengths: dict[int, np.ndarray] = {}
+
+    def read(self, index: int) -> bool:
+        """Record view ``index`` if its cache entry is valid; False when it needs preprocessing."""
+        view = self.dataset[index]
+        shape = (view.camera.height, view.camera.width, 3)
+        lengths = _cached_lengths(self.cache.path_for(view.name), self._sha(view.image_path), shape)
+        if lengths is not None:
+            self.lengths[index] = lengths
+        return lengths is not None
+
+    def views_with(self, level: int) -> list[int]:
+        return sorted(i for i, n in self.lengths.items() if n[level] > 0)
+
+    def summary(self) -> str:
+        n = len(self.lengths)
+        return ", ".join(f"level {k} ({LEVEL_NAMES[k]}): {len(self.views_with(k))}/{n}" for k in range(4))
+
+    def check(self, levels: tuple[int, ...], complete: bool) -> str:
+        """Raise ValueError naming the level(s) no checked view has a mask at (and every view's
+        per-level coverage); returns a note on partial coverage ('' if full). ``complete``: every
+        view of the capture has been checked (else only a probe has)."""
+        n, total = len(self.lengths), len(self.dataset)
+        checked = (
+            f"any of the capture's {total} views" if complete else f"any of the {n} views checked so far (of {total})"
         )
+        if not any(int(v.sum()) for v in self.lengths.values()):
+            raise ValueError(
+                f"SAM2 found no mask at all in {checked}; use less image downsampling (or other SAM2 weights)"
+            )
+        missing = [lvl for lvl in levels if not self.views_with(lvl)]
+        if missing:
+            names = ", ".join(f"{lvl} ({LEVEL_NAMES[lvl]})" for lvl in missing)
+            raise ValueError(
+                f"no SAM2 mask at level {names} in {checked}; views with masks per level: "
+                f"{self.summary()}. Choose a level that has masks, or use less image downsampling"
+            )
+        thin = [(lvl, len(self.views_with(lvl))) for lvl in levels if len(self.views_with(lvl)) < n]
+        return "; ".join(f"level {lvl} has masks in {k} of {n} views" for lvl, k in thin)
+
+
+def _probe_order(indices: list[int]) -> list[int]:
+    """``indices`` with the first, middle and last up front."""
+    if len(indices) <= PROBE_VIEWS:
+        return list(indices)
+    probe = list(dict.fromkeys([indices[0], indices[len(indices) // 2], indices[-1]]))
+    return probe + [i for i in indices if i not in probe]
 
 
 class TrainingJob:
@@ -196,7 +263,7 @@ class TrainingJob:
             self.preflight = preflight_capture(self.scene, request)
             self.state, self.fraction, self.message, self.eta_s = "running", 0.0, "starting", None
             self.losses, self.error, self.result, self.instances_path = [], None, None, None
-            self._phase, self._phase_started = "", time.perf_counter()
+            self._reset_timing(len(request.levels))
             self._cancel.clear()
             self._thread = threading.Thread(
                 target=self._run, args=(request, config, preprocess), daemon=True, name="ovseg-training"
@@ -212,23 +279,120 @@ class TrainingJob:
             t.join(timeout)
         return not self.running
 
-    def _progress(self, p: PipelineProgress) -> None:
-        now = time.perf_counter()
+    def _reset_timing(self, levels: int) -> None:
+        self._phase, self._phase_started, self._phase_fraction = "", time.perf_counter(), 0.0
+        self._preprocessed, self._views, self._levels = False, 0, levels
+        self._contrib_started, self._contrib_view_s = time.perf_counter(), None
+        self._last_step, self._step_s, self._steps_timed = None, 0.0, 0
+
+    def _progress(self, p: PipelineProgress, now: float | None = None) -> None:
+        now = time.perf_counter() if now is None else now
         if p.phase != self._phase:
             self._phase, self._phase_started, self._phase_fraction = p.phase, now, p.fraction
         self.fraction, self.message = p.fraction, p.message
-        if p.train is not None:
-            self.losses.append((p.train.step, p.train.cosine_loss_valid))
-            # the trainer's own ETA is steps-based; ignore it until a few steps give a rate
-            eta = p.train.eta_s if p.train.step >= 5 and p.train.eta_s != float("inf") else None
-            self.eta_s = eta
+        t = p.train
+        if t is not None and t.phase == "contributions":
+            self._contributions_progress(t, now)
+        elif t is not None and t.phase == "register":
+            self.eta_s, self._last_step = None, None
+            self.message = f"level {t.level}: registering the trained codes onto the Gaussians (all steps done)"
+        elif t is not None:
+            self._step_progress(t, now)
         elif p.phase == "preprocess":  # ETA of the preprocessing phase only, from its own rate
             done = p.fraction - self._phase_fraction
             elapsed = now - self._phase_started
             share = 0.3 - self._phase_fraction  # preprocessing spans the first 30 % of the bar
             self.eta_s = elapsed * (share - done) / done if done > 0 and elapsed > 1.0 else None
-            if self.eta_s is not None:
+            if self._preprocessed:  # the job's own pass already computed everything: these are cache reads
+                self.message = p.message.replace("preprocessing view", "reading cached view")
+            elif self.eta_s is not None:
                 self.message = f"{p.message} (~{self.eta_s:.0f} s left in preprocessing; training not timed yet)"
+
+    def _contributions_progress(self, t, now: float) -> None:  # noqa: ANN001 - TrainProgress
+        """Before a level's first step the trainer renders every view's contributions once; the ETA
+        comes from this phase's own rate (and is kept to estimate later levels)."""
+        self._last_step = None  # steps after this phase are timed afresh
+        if t.views_done == 0:
+            self._contrib_started = now
+        elapsed = now - self._contrib_started
+        if t.views_done:
+            self._contrib_view_s = elapsed / t.views_done
+        left = t.views_total - t.views_done
+        self.eta_s = self._contrib_view_s * left if t.views_done and self._contrib_view_s is not None else None
+        eta = f" (~{self.eta_s:.0f} s left" if self.eta_s is not None else " (timing the first view"
+        self.message = (
+            f"level {t.level}: precomputing view contributions {t.views_done}/{t.views_total}{eta}; "
+            "training steps follow)"
+        )
+
+    def _step_progress(self, t, now: float) -> None:  # noqa: ANN001 - TrainProgress
+        """A training step: the ETA counts only time spent in steps (not the contributions phase,
+        which the trainer's own elapsed-time ETA includes), plus later levels' contributions."""
+        self.losses.append((t.step, t.cosine_loss_valid))
+        if self._last_step is not None and t.step > self._last_step[1]:
+            self._step_s += now - self._last_step[0]
+            self._steps_timed += t.step - self._last_step[1]
+        self._last_step = (now, t.step)
+        self.eta_s = None
+        if self._steps_timed >= 5:
+            per_level = t.total_steps // max(self._levels, 1)
+            later_levels = max(0, self._levels - 1 - (t.step - 1) // max(per_level, 1))
+            contrib = (self._contrib_view_s or 0.0) * self._views * later_levels
+            self.eta_s = self._step_s / self._steps_timed * (t.total_steps - t.step) + contrib
+        eta = f", ~{self.eta_s:.0f} s left" if self.eta_s is not None else ""
+        self.message = f"level {t.level} step {t.step}/{t.total_steps}, loss {t.cosine_loss_valid:.4f}{eta}"
+
+    def _check_masks(self, request: TrainingRequest, preprocess: PreprocessConfig, models) -> None:  # noqa: ANN001
+        """Preprocess the capture (cached; ``train_from_dataset`` then only reads it) with every
+        view's mask counts checked: cached views first (free), then the first, middle and last
+        views (seconds), then the rest; a chosen level without masks is refused as soon as that is
+        known, and thin coverage is reported in ``preflight``."""
+        from ovseg_core.data.view_dataset import DatasetConfig, load_dataset
+        from ovseg_core.preprocess import preprocess_views
+        from ovseg_core.preprocess.pipeline import feature_cache_for
+
+        levels = () if request.method == "instances" else request.levels
+        fuse = preprocess.concept_fusion and request.method != "instances"  # instance building never fuses
+        dataset = load_dataset(
+            request.dataset_path,
+            DatasetConfig(image_downsample_factor=preprocess.image_downsample_factor),
+            reconstruction_metadata=self.scene.metadata,
+        )
+        cache = feature_cache_for(
+            dataset, models[0], models[1], preprocess.cache_dir, fuse_global=fuse,
+            fusion_temperature=preprocess.fusion_temperature,
+        )  # fmt: skip
+        census = MaskCensus(dataset, cache)
+        self.message = "checking the preprocessing cache"
+        todo = [i for i in range(len(dataset)) if not census.read(i)]
+        self._views = len(dataset)
+        if not todo:
+            note = census.check(levels, complete=True)
+        else:
+            order = _probe_order(todo)
+            # after the probe views (plus any cached ones) a level none of them has masks at is refused
+            probe_at = len(census.lengths) + PROBE_VIEWS if len(order) > PROBE_VIEWS else -1
+
+            def on_view(index: int, computed: bool) -> None:
+                census.read(index)
+                if len(census.lengths) == probe_at:
+                    census.check(levels, complete=False)
+
+            def on_progress(done: int, total: int) -> None:
+                self._progress(
+                    PipelineProgress("preprocess", 0.3 * done / max(total, 1), f"preprocessing view {done}/{total}")
+                )
+
+            preprocess_views(
+                dataset, models[0], models[1], preprocess.cache_dir, indices=order, progress=on_progress,
+                cancel=self._cancel, fuse_global=fuse, fusion_temperature=preprocess.fusion_temperature,
+                on_view=on_view,
+            )  # fmt: skip
+            for i in todo:  # entries written by an earlier, interrupted pass are in the cache as well
+                census.read(i)
+            note = census.check(levels, complete=True)
+        self._preprocessed = True
+        self.preflight += f"; masks in all {len(dataset)} views checked" + (f" ({note})" if note else "")
 
     def _build_instances(self, request: TrainingRequest, preprocess: PreprocessConfig, models, started: float) -> None:  # noqa: ANN001
         from ovseg_core.instances import build_instances_from_dataset
@@ -267,9 +431,7 @@ class TrainingJob:
 
             self.message = "loading SAM2 and OpenCLIP"
             models = self.models or build_models(preprocess)
-            self.message = "checking the first view's masks"
-            levels = () if request.method == "instances" else request.levels
-            check_first_view_masks(request.dataset_path, self.scene, preprocess, models, levels)
+            self._check_masks(request, preprocess, models)
             if self._cancel.is_set():
                 raise Cancelled("cancelled")
             if request.method == "instances":

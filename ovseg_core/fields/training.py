@@ -68,6 +68,11 @@ class TrainProgress:
     loss: float
     cosine_loss_valid: float
     elapsed_s: float
+    phase: str = "train"
+    """``contributions``: precomputing view ``views_done`` of ``views_total`` before ``level``'s
+    first step (no loss yet); ``train``: a step; ``register``: registering ``level`` after the last step."""
+    views_done: int = 0
+    views_total: int = 0
 
     @property
     def fraction(self) -> float:
@@ -170,6 +175,7 @@ class LanguageFieldTrainer:
     def register(self) -> None:
         """Register every trained level onto the Gaussians over the training views (``registration``)."""
         for level, field in self.fields.items():
+            self._phase_report(level, "register", 0, len(self.train_views))
             with torch.no_grad():
                 codes = LevelCodes.from_codebook_field(field)
             self.gaussian_levels[level], self.unseen[level] = register_level(
@@ -246,6 +252,8 @@ class LanguageFieldTrainer:
         order: list[int] = []
         L = cfg.field.num_layers
         steps = self.steps_per_level
+        if cfg.method == "sparse":
+            self._precompute_contributions(level)
         self.initial_losses[level] = self.evaluate(self.train_views, level)["cosine_loss_valid"]
         for local_step in range(steps):
             if self.cancel is not None and self.cancel.is_set():
@@ -299,6 +307,23 @@ class LanguageFieldTrainer:
                     elapsed_s=time.perf_counter() - self._started,
                 )
             )
+
+    def _phase_report(self, level: int, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            elapsed = time.perf_counter() - self._started
+            nan = float("nan")
+            self.progress(TrainProgress(level, self.step, self.total_steps, nan, nan, elapsed, phase, done, total))
+
+    def _precompute_contributions(self, level: int) -> None:
+        """Each training view's contributions, once, before the level's first step (the slow part
+        on big scenes), with a ``contributions`` progress report per view and a cancel check."""
+        total = len(self.train_views)
+        for done, view in enumerate(self.train_views):
+            self._phase_report(level, "contributions", done, total)
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled(f"training cancelled while precomputing contributions ({done}/{total} views)")
+            self._contributions(view, level)
+        self._phase_report(level, "contributions", total, total)
 
     def _contributions(self, view: TrainingView, level: int) -> ViewContributions:
         key = (view.name, id(view), level)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import time
@@ -404,3 +405,177 @@ def test_locked_renderer_holds_its_lock_only_while_rendering():
     assert seen == [False]  # another thread could not take the lock during the render
     assert locked.lock.acquire(blocking=False)  # and it is free afterwards
     locked.lock.release()
+
+
+def test_training_progress_times_the_contributions_phase_and_only_steps_after_it():
+    from ovseg_app.demo import load_demo_scene
+    from ovseg_core.fields.from_dataset import PipelineProgress
+    from ovseg_core.fields.training import TrainProgress
+
+    nan = float("nan")
+    job = TrainingJob(load_demo_scene(), make_renderer("cpu"))
+    job._reset_timing(levels=1)
+    job._views = 4
+
+    def contrib(done: int, now: float) -> None:
+        t = TrainProgress(1, 0, 100, nan, nan, now - 100.0, "contributions", done, 4)
+        job._progress(PipelineProgress("train", 0.3, "level 1 step 0/100, loss nan", t), now=now)
+
+    contrib(0, 100.0)
+    assert "precomputing view contributions 0/4" in job.message and job.eta_s is None
+    contrib(1, 110.0)  # 10 s a view: 30 s left in this phase
+    assert "contributions 1/4" in job.message and job.eta_s == pytest.approx(30.0)
+    contrib(4, 140.0)
+    for step in range(1, 11):  # 0.1 s a step after the 40 s phase; the trainer's own ETA would be ~4000 s
+        now = 140.0 + 0.1 * step
+        t = TrainProgress(1, step, 100, 0.5, 0.4, now - 100.0)
+        job._progress(PipelineProgress("train", 0.3, "", t), now=now)
+    assert t.eta_s > 300  # the trainer's own ETA counts the contributions phase as step time
+    assert job.eta_s == pytest.approx(9.0, rel=0.15), job.eta_s
+    assert job.message.startswith("level 1 step 10/100, loss 0.4000") and "s left" in job.message
+    t = TrainProgress(1, 100, 100, 0.5, 0.4, 60.0, "register", 0, 4)
+    job._progress(PipelineProgress("train", 1.0, "", t), now=200.0)
+    assert "registering" in job.message and job.eta_s is None
+
+
+def test_trainer_reports_contributions_before_the_first_step_and_cancels_there(trained):
+    from ovseg_core.data import load_dataset
+    from ovseg_core.errors import Cancelled
+    from ovseg_core.fields import LanguageFieldTrainer, LanguageTrainConfig
+    from ovseg_core.fields.config import FieldConfig
+    from ovseg_core.fields.from_dataset import training_views
+    from ovseg_core.preprocess import preprocess_views
+
+    scene, root, _, encoder = trained
+    dataset = load_dataset(root, reconstruction_metadata=scene.metadata)
+    idx = [0, 1, 2]
+    views = training_views(dataset, preprocess_views(dataset, ColourMaskGenerator(PALETTE), encoder, indices=idx), idx)
+    seen = []
+    cfg = LanguageTrainConfig(feature_level=0, max_steps=2, field=FieldConfig(codebook_size=8))
+    LanguageFieldTrainer(scene, views, cfg, progress=seen.append).run()
+    phases = [(p.phase, p.views_done, p.step) for p in seen]
+    assert phases[:4] == [("contributions", k, 0) for k in range(4)]
+    assert [p for p, _, _ in phases[4:]] == ["train", "train", "register"]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled, match="precomputing contributions"):
+        LanguageFieldTrainer(scene, views, cfg, cancel=cancel).run()
+
+
+def test_mask_census_checks_every_view_and_names_the_level():
+    from ovseg_app.viewer.training_job import MaskCensus
+
+    census = MaskCensus([None] * 3, None)
+    census.lengths = {0: np.array([5, 0, 3, 1]), 1: np.array([4, 0, 2, 2]), 2: np.array([6, 0, 4, 0])}
+    assert census.check((2,), complete=True) == ""
+    assert census.check((3,), complete=True) == "level 3 has masks in 2 of 3 views"
+    with pytest.raises(ValueError, match=r"no SAM2 mask at level 1 \(small\) in any of the capture's 3 views") as e:
+        census.check((0, 1), complete=True)
+    assert "level 2 (medium): 3/3" in str(e.value)
+    census.lengths = {0: np.zeros(4, np.int64)}
+    with pytest.raises(ValueError, match=r"no mask at all in any of the 1 views checked so far \(of 3\)"):
+        census.check((1,), complete=False)
+
+
+def test_a_level_without_masks_in_any_view_is_refused_before_training(trained, tmp_path):
+    from ovseg_core.models.protocols import MaskSet
+
+    class NoSmallMasks(ColourMaskGenerator):
+        def generate(self, image):  # noqa: ANN001, ANN202
+            masks = super().generate(image)
+            masks["s"] = MaskSet.empty(*image.shape[:2])
+            return masks
+
+    scene, _, _, encoder = trained
+    capture = tmp_path / "capture"  # 3 views: no probe, every view is checked before training
+    write_capture(scene, orbit_cameras((0, 0, 0.05), 2.0, 3, elevation_deg=30, width=48, height=36), capture)
+    job = TrainingJob(scene, make_renderer("cpu"), models=(NoSmallMasks(PALETTE), encoder))
+    job.start(TrainingRequest(capture, levels=(1,), steps=2, image_downsample_factor=1))
+    job.wait(120)
+    assert job.state == "failed" and "in any of the capture's 3 views" in job.error, job.message
+    assert "level 0 (default): 3/3" in job.error and not job.losses
+    job.start(TrainingRequest(capture, levels=(0,), steps=2, image_downsample_factor=1))
+    job.wait(120)
+    assert job.state == "done", job.message
+    assert "masks in all 3 views checked" in job.preflight
+
+
+def _demo_instances(scene):  # noqa: ANN001, ANN202
+    from ovseg_app.demo import demo_vocabulary
+    from ovseg_core.instances.instance_set import InstanceSet
+    from ovseg_core.models.palette_models import VocabularyTextEncoder
+
+    voc = demo_vocabulary()
+    labels = scene.extras["object_id"].astype(np.int64)
+    K = int(labels.max()) + 1
+    return InstanceSet(
+        labels=labels,
+        features=voc.features.numpy()[:K],
+        sizes=np.bincount(labels, minlength=K),
+        support=np.ones(K, np.int64),
+        scene_fingerprint=scene.fingerprint(),
+        encoder_name=VocabularyTextEncoder(voc).name,
+        config={"vocabulary": voc.to_dict()},
+    )
+
+
+def test_fields_instances_and_selections_come_back_after_a_restart(tmp_path):
+    import shutil
+
+    from ovseg_app.demo import DEMO_FIELDS_PATH
+    from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
+    from ovseg_app.viewer.server import Viewer
+
+    scene, fields, encoder, _ = load_session_inputs(ViewCommand())
+    out = tmp_path / "out"
+
+    def start(restore: bool = True) -> Viewer:
+        session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder, output_dir=out)
+        return Viewer(session, host="127.0.0.1", port=0, restore=restore)
+
+    copy = tmp_path / "copy.fields.pt"
+    shutil.copy(DEMO_FIELDS_PATH, copy)
+    v = start()
+    v.load_fields(copy)
+    v.session.set_instances(_demo_instances(scene))
+    v.save_instances(None)
+    mug = scene.extras["object_id"] == 1
+    assert v.save_selection(None, "my mug!", mug) == "my_mug"
+    with pytest.raises(ValueError, match="nothing selected"):
+        v.save_selection(None, "empty", np.zeros_like(mug))
+    v.stop()
+
+    v = start()
+    try:
+        assert v.fields_index == 1 and v.fields_history[1].path == copy.resolve() and v.session.fields is not None
+        assert v.session.instances is not None and len(v.session.instances.sizes) == 5
+        assert np.array_equal(v.saved.load_selection("my_mug"), mug) and v.saved.selection_names() == ["my_mug"]
+        assert any("fields" in r for r in v.restored) and any("instances" in r for r in v.restored)
+        v.use_fields(0)  # revert: remembered as well
+        # a second instance set, then back to the first: the panel's list is the output folder's files
+        first = v.saved.instances
+        v.session.set_instances(_demo_instances(scene))
+        v.save_instances(None)
+        assert {f.name for f in v.instance_files()} == {"scene.instances-1.pt", "scene.instances.pt"}
+        v.load_instances(first)
+        assert v.saved.instances == first.resolve()
+    finally:
+        v.stop()
+    v = start()
+    assert v.fields_index == 0 and len(v.fields_history) == 2  # still listed, not in use
+    v.stop()
+    v = start(restore=False)
+    assert v.session.instances is None and v.restored == []
+    v.stop()
+
+    # a damaged state file is set aside; the viewer starts with nothing restored
+    state = next((out / "viewer_state").glob("*/state.json"))
+    state.write_text("{not json")
+    v = start()
+    assert v.restored == [] and len(v.fields_history) == 1 and state.with_name("state.json.bad").is_file()
+    v.stop()
+    # another splat opened with the same output folder sees none of it
+    other = dataclasses.replace(scene, means=scene.means + 1.0)
+    from ovseg_app.viewer.saved_state import SavedState
+
+    assert SavedState(out, other).selection_names() == [] and SavedState(out, scene).selection_names() == ["my_mug"]

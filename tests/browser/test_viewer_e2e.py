@@ -159,17 +159,45 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     wait_until(lambda: page.get_by_text("the new fields are in use").count() >= 1, what="done shown in the panel")
     screenshot(page, artifact_dir / "4_trained.png")
     assert tab.session.encoder_name.startswith("open_clip:ovseg-tiny-clip")
-    # the run is a normal run directory under the output folder; a restarted viewer loads it
+    # the run is a normal run directory under the output folder (ovseg-view --fields reads it) ...
     run_dir = viewer.job.result.run_dir
     assert run_dir is not None and run_dir.parent == viewer.runs_dir and any(run_dir.rglob("*.pt"))
     _, fields, encoder, note = load_session_inputs(ViewCommand(fields=(run_dir,)))
     assert fields is not None and fields.levels.keys() == {0} and encoder.name.startswith("open_clip:ovseg-tiny")
-    # revert to the fields the viewer started with
-    select_dropdown(page, "Fields", "0: fields at start-up")
-    click_button(page, "Use these fields")
-    wait_until(lambda: tab.session.encoder_name.startswith("vocabulary:"), what="fields reverted")
-    wait_until(lambda: page.get_by_text("vocabulary:").count() >= 1, what="old encoder shown again")
     assert viewer.errors == ["ValueError: nothing to export: the selection is empty"]
+    # ... and a viewer restarted on the same scene and output folder uses it again, in a fresh page
+    start = viewer.fields_history[0]
+    viewer.stop()
+    restarted = Viewer(
+        ViewerSession(
+            scene,
+            make_renderer("cpu"),
+            fields=start.fields,
+            text_encoder=start.encoder,
+            output_dir=tmp_path / "exports",
+        ),
+        host="127.0.0.1",
+        port=free_port(),
+        still_height=300,
+    )
+    try:
+        page = chromium.new_page()
+        wait_for_viser(page, restarted.url, ready_text=READY)
+        tab = wait_until(lambda: next(iter(restarted.tabs.values()), None), what="tab of the restarted viewer")
+        assert tab.session.encoder_name.startswith("open_clip:ovseg-tiny-clip")
+        assert restarted.fields_history[restarted.fields_index].path == run_dir.resolve()
+        wait_until(lambda: page.get_by_text("ovseg-tiny-clip").count() >= 1, what="trained fields shown after restart")
+        screenshot(page, artifact_dir / "5_restarted.png")
+        # revert to the fields the viewer started with
+        close_notifications(page)
+        page.get_by_text("Fields", exact=True).first.click()
+        select_dropdown(page, "Fields", "0: fields at start-up")
+        click_button(page, "Use these fields")
+        wait_until(lambda: tab.session.encoder_name.startswith("vocabulary:"), what="fields reverted")
+        wait_until(lambda: page.get_by_text("vocabulary:").count() >= 1, what="old encoder shown again")
+        assert restarted.errors == []
+    finally:
+        restarted.stop()
 
 
 def test_eight_clients_each_get_their_own_camera_and_view(viewer, chromium):

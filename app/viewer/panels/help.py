@@ -15,6 +15,8 @@ HELP = """\
 colours the whole frame (LERF style); *mask* dims what does not pass.
 Each browser tab has its own prompt, view, selection and camera; fields, instances and training
 runs are shared by all tabs.
+**Kept across restarts** (with an output folder): trained or loaded fields (the ones in use come
+back), the instance set in use, and selections saved by name in *Selection*.
 """
 
 

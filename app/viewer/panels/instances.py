@@ -1,5 +1,6 @@
 """The Instances panel: the 3D instance list (best prompt per instance), select one, download one,
-save the set beside the exports (``ovseg-view --instances`` and ``ovseg-query --instances`` read it)."""
+save the set beside the exports (``ovseg-view --instances`` and ``ovseg-query --instances`` read it),
+and switch to (or back to) any instance set saved under the output folder."""
 
 from __future__ import annotations
 
@@ -22,10 +23,37 @@ class InstancesPanel:
             self.select_btn = gui.add_button("Select instance")
             self.ply_btn = gui.add_button("Download instance PLY")
             self.save_btn = gui.add_button("Save instances", disabled=tab.session.output_dir is None)
+            files = self._file_options()
+            self.file_in = gui.add_dropdown("Instance set", options=files, initial_value=files[0])
+            self.load_btn = gui.add_button("Load instance set")
         g = tab.guarded
         self.select_btn.on_click(g(self._on_select))
         self.ply_btn.on_click(g(self._on_ply))
-        self.save_btn.on_click(g(lambda e: tab.viewer.save_instances(e.client)))
+        self.save_btn.on_click(g(self._on_save))
+        self.load_btn.on_click(g(self._on_load))
+
+    def _file_options(self) -> tuple[str, ...]:
+        """Saved instance sets under the output folder, as paths relative to it (newest first)."""
+        out = self.tab.session.output_dir
+        files = self.tab.viewer.instance_files()
+        return tuple(str(f.relative_to(out)) for f in files) if files and out is not None else ("none",)
+
+    def _on_save(self, event: Any) -> None:
+        self.tab.viewer.save_instances(event.client)
+        self.tab.viewer.instance_files_changed()
+
+    def _on_load(self, event: Any) -> None:
+        options = self._file_options()
+        value = checked_choice(self.file_in, options, options[0])
+        if value == "none" or self.tab.session.output_dir is None:
+            raise ValueError("no saved instance set under the output folder (build one: Training, Method = instances)")
+        self.tab.viewer.load_instances(self.tab.session.output_dir / value)
+
+    def refresh_files(self) -> None:
+        options = self._file_options()
+        if tuple(self.file_in.options) != options:
+            self.file_in.options = options
+            self.file_in.value = options[0]
 
     def _text(self) -> str:
         rows = self.tab.session.instance_rows()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ovseg_app.viewer.panels.inputs import checked_choice
+from ovseg_app.viewer.panels.inputs import checked_choice, checked_text
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.tab import Tab
@@ -31,6 +31,12 @@ class SelectionPanel:
             self.selection_md = gui.add_markdown(
                 "Click an object to select it (shift adds, ctrl/alt removes); tick *Box select* to drag a box."
             )
+            saved = tab.viewer.saved
+            self.name_in = gui.add_text("Selection name", initial_value="selection")
+            self.save_btn = gui.add_button("Save selection", disabled=not saved.enabled)
+            options = self._saved_options()
+            self.saved_in = gui.add_dropdown("Saved selection", options=options, initial_value=options[0])
+            self.load_btn = gui.add_button("Load selection", disabled=not saved.enabled)
         g = tab.guarded
         s = tab.session
         self.gran_in.on_update(g(self._on_granularity))
@@ -42,7 +48,36 @@ class SelectionPanel:
         self.undo_btn.on_click(g(lambda e: tab.undo()))
         self.redo_btn.on_click(g(lambda e: tab.redo()))
         self.clear_btn.on_click(g(lambda e: tab.edit_selection(s.clear_selection)))
+        self.save_btn.on_click(g(self._on_save))
+        self.load_btn.on_click(g(self._on_load))
         self._rect_callbacks: list = []
+
+    # -- saved selections (kept under the output folder, listed again after a restart) -----------
+    def _saved_options(self) -> tuple[str, ...]:
+        return tuple(self.tab.viewer.saved.selection_names()) or ("none",)
+
+    def _on_save(self, event: Any) -> None:
+        name = checked_text(self.name_in, "the selection name")
+        stem = self.tab.viewer.save_selection(self.tab.client, name, self.tab.session.selection.copy())
+        self.saved_in.value = stem
+
+    def _on_load(self, event: Any) -> None:
+        options = self._saved_options()
+        name = checked_choice(self.saved_in, options, options[0])
+        if name == "none":
+            raise ValueError("no saved selection to load")
+        mask = self.tab.viewer.saved.load_selection(name)
+        s = self.tab.session
+        self.tab.edit_selection(lambda: s.set_selection(mask & ~s.hidden))
+        self.selection_md.content = f"Selection: {int(s.selection.sum()):,} Gaussians (loaded '{name}')."
+
+    def refresh_saved(self) -> None:
+        """Another tab (or this one) saved a selection: list it."""
+        options = self._saved_options()
+        if tuple(self.saved_in.options) != options:
+            value = self.saved_in.value
+            self.saved_in.options = options
+            self.saved_in.value = value if value in options else options[0]
 
     def _on_granularity(self, event: Any) -> None:
         self.tab.granularity = checked_choice(self.gran_in, GRANULARITIES, self.tab.granularity)

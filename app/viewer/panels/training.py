@@ -36,6 +36,7 @@ class TrainingPanel:
             self.models_in = gui.add_dropdown("Models", options=MODEL_SIZES, initial_value="tiny")
             self.sam2_in = gui.add_text("SAM2 checkpoint", initial_value="")
             self.clip_in = gui.add_text("CLIP weights", initial_value="")
+            self.cache_in = gui.add_text("Cache folder", initial_value="")
             self.output_md = gui.add_markdown(self._output_text())
             self.train_btn = gui.add_button("Start training", disabled=v.job.running)
             self.cancel_btn = gui.add_button("Cancel training", disabled=not v.job.running)
@@ -51,6 +52,7 @@ class TrainingPanel:
         with gui.add_folder("Fields", expand_by_default=False):
             options = v.fields_options()
             self.fields_in = gui.add_dropdown("Fields", options=options, initial_value=options[v.fields_index])
+            self.fields_md = gui.add_markdown(self._fields_text())
             self.use_btn = gui.add_button("Use these fields")
             self.load_in = gui.add_text("Load from", initial_value="")
             self.load_btn = gui.add_button("Load fields")
@@ -65,9 +67,35 @@ class TrainingPanel:
 
     def _output_text(self) -> str:
         runs = self.tab.viewer.runs_dir
+        cache = (
+            "SAM2/CLIP results are cached in `<dataset>/.ovseg_cache/preprocess`, or in *Cache folder* "
+            "(a folder inside the output folder)."
+        )
         if runs is None:
-            return "Results are **not saved** (start ovseg-view with --output-dir)."
-        return f"Runs are saved under `{runs}`."
+            return f"Results are **not saved** (start ovseg-view with --output-dir). {cache}"
+        return f"Runs are saved under `{runs}`. {cache}"
+
+    def _cache_dir(self) -> Path | None:
+        """The *Cache folder*, confined to the output folder (the GUI writes nowhere else it chooses)."""
+        text = checked_text(self.cache_in, "the cache folder").strip()
+        if not text:
+            return None
+        out = self.tab.session.output_dir
+        if out is None:
+            raise ValueError("a cache folder needs an output folder (start ovseg-view with --output-dir)")
+        path = (out / Path(text).expanduser()).resolve()
+        if path != out and out not in path.parents:
+            raise ValueError(f"the cache folder must lie inside the output folder {out}; got {text!r}")
+        return path
+
+    def _fields_text(self) -> str:
+        v = self.tab.viewer
+        if not v.saved.enabled:
+            return "Fields trained here are **not kept** after a restart (start ovseg-view with --output-dir)."
+        text = "Fields trained or loaded here are listed again after a restart; the ones in use come back."
+        if v.restored:
+            text += f"  \nRestored from the last session: {', '.join(v.restored)}."
+        return text
 
     def request(self) -> TrainingRequest:
         dataset = checked_text(self.dataset_in, "the dataset path").strip()
@@ -87,6 +115,7 @@ class TrainingPanel:
             sam2_checkpoint_path=paths["SAM2 checkpoint"],
             clip_weights=paths["CLIP weights"],
             log_path=self.tab.viewer.runs_dir,
+            cache_dir=self._cache_dir(),
             method=checked_choice(self.method_in, METHODS, "langsplatv2"),  # type: ignore[arg-type]
         )
 
