@@ -123,7 +123,11 @@ class _TerminalProgress:
         assert self.bar is not None
         if p.train is not None:
             self.bar.n = p.train.step
-            self.bar.set_postfix(level=p.train.level, loss=f"{p.train.cosine_loss_valid:.4f}", refresh=False)
+            t = p.train
+            if t.phase == "train":
+                self.bar.set_postfix(level=t.level, loss=f"{t.cosine_loss_valid:.4f}", refresh=False)
+            else:  # before the first step (view contributions) or after the last (registration)
+                self.bar.set_postfix(level=t.level, phase=f"{t.phase} {t.views_done}/{t.views_total}", refresh=False)
         else:
             self.bar.n = round(100 * (p.fraction - self.offset) / (0.3 if p.phase == "preprocess" else 0.7))
         self.bar.refresh()
