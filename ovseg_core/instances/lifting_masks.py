@@ -30,7 +30,8 @@ def weight_matrix(contrib: ViewContributions) -> sp.csr_matrix:
     ``contrib.gaussian_ids``). Pixels absent from ``contrib.pixels`` have empty rows."""
     n_pix = contrib.height * contrib.width
     compact = sp.csr_matrix(
-        (contrib.weights, contrib.cols, contrib.row_ptr), shape=(len(contrib.pixels), len(contrib.gaussian_ids))
+        (contrib.weights.astype(np.float32), contrib.cols, contrib.row_ptr),
+        shape=(len(contrib.pixels), len(contrib.gaussian_ids)),
     )
     if len(contrib.pixels) == n_pix and (contrib.pixels == np.arange(n_pix)).all():
         return compact
@@ -66,7 +67,7 @@ def mask_weights(contrib: ViewContributions, segmentations: np.ndarray) -> MaskW
     else:
         mask_rows = sp.csr_matrix(segs.reshape(M, -1).astype(np.float32))  # [M, H*W]
         inside = (mask_rows @ weights).tocoo()
-    return MaskWeights(contrib.gaussian_ids, total, inside)
+    return MaskWeights(contrib.gaussian_ids.astype(np.int64), total, inside)
 
 
 def members_from_weights(
