@@ -47,6 +47,9 @@ class BackprojectionConfig:
     """Contributions (alpha * T) below this are ignored; all above are taken."""
     max_entries: int = 4_000_000
     """Contributions held at once (a band of rows x width x ceil(1 / min_weight)); ~48 MB."""
+    backend: Literal["auto", "numba", "torch"] = "auto"
+    """Where contributions are summed onto Gaussians: ``numba`` (CPU kernels), ``torch`` (on the
+    scene's device), ``auto``: torch when the scene is on a GPU, else numba."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_weight <= 1.0:
