@@ -27,6 +27,8 @@ from ovseg_core.fields.relevancy import FieldQuery
 from ovseg_core.fields.training import LanguageFieldTrainer, LanguageTrainConfig
 from ovseg_core.fields.view_contributions import compute_contributions
 from ovseg_core.instances.build import instances_from_views
+from ovseg_core.instances.config import InstanceConfig
+from ovseg_core.instances.lifting_masks import mask_weights, mask_weights_torch
 from ovseg_core.models.palette_models import VocabularyTextEncoder
 from ovseg_core.render import make_renderer
 from ovseg_core.scene import make_scene
@@ -190,6 +192,24 @@ def test_instances_cover_faint_objects_without_splitting_or_absorbing(small):
     quality = instance_quality(cap, merged.labels)
     assert not any(q.split or q.absorbed for q in quality), quality
     assert np.mean([q.coverage for q in quality]) >= 0.95, quality
+
+
+def test_instance_votes_agree_on_scipy_and_torch(small):
+    cap, renderer, train, *_ = small
+    contrib = compute_contributions(renderer, cap.scene, train[0].camera, None, top_k=1024, min_weight=1 / 1024)
+    seg = train[0].seg_maps[1].numpy()
+    segs = seg[None] == np.unique(seg[seg >= 0])[:, None, None]
+    a = mask_weights(contrib, segs)
+    b = mask_weights_torch(contrib, segs, "cpu", mask_chunk=2)
+    np.testing.assert_array_equal(a.gaussian_ids, b.gaussian_ids)
+    np.testing.assert_allclose(a.total, b.total, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.inside.toarray(), b.inside.toarray(), rtol=1e-5, atol=1e-7)
+    results = [
+        instances_from_views(cap.scene, train, renderer, InstanceConfig(voting_backend=b), level=1)
+        for b in ("scipy", "torch")
+    ]
+    assert (results[0][0].members != results[1][0].members).nnz == 0
+    np.testing.assert_array_equal(results[0][1].labels, results[1][1].labels)
 
 
 def test_consistency_fills_hidden_gaussians_and_drops_strays():
