@@ -247,7 +247,8 @@ class LanguageFieldTrainer:
                 codes = field.dense_codes()
                 basis = field.stacked_codebooks()
                 for v in views:
-                    feats = self._render_features(v.camera, codes) @ basis
+                    rendered = self._render_features(v.camera, codes)  # on the renderer's device
+                    feats = rendered @ basis.to(rendered.device)
                     out[f"level{level}_{v.name}"] = pca_colors(feats.cpu())
         return out
 
