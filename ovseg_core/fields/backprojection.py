@@ -15,6 +15,7 @@ differ slightly (below 5% of a pixel's weight on the tests' scene).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -34,9 +35,14 @@ def band_camera(camera: Camera, row0: int, rows: int) -> Camera:
 
 
 def contribution_bands(
-    renderer: Renderer, scene: GaussianScene, camera: Camera, config: BackprojectionConfig
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield ``(row0, ids [h, W, K] int64, weights [h, W, K] float32)`` band by band."""
+    renderer: Renderer,
+    scene: GaussianScene,
+    camera: Camera,
+    config: BackprojectionConfig,
+    device: torch.device | None = None,
+) -> Iterator[tuple[int, Any, Any]]:
+    """Yield ``(row0, ids [h, W, K] int64, weights [h, W, K] float32)`` band by band: numpy
+    arrays, or torch tensors on ``device`` when one is given."""
     K = config.top_k
     rows = max(1, min(camera.height, config.max_entries // max(camera.width * K, 1)))
     for row0 in range(0, camera.height, rows):
@@ -44,7 +50,17 @@ def contribution_bands(
         cam = camera if h == camera.height else band_camera(camera, row0, h)
         out = renderer.render(scene, cam, top_k=K)
         assert out.contrib_ids is not None and out.contrib_weights is not None
-        yield row0, out.contrib_ids[0].cpu().numpy(), out.contrib_weights[0].cpu().numpy().astype(np.float32)
+        if device is not None:
+            yield row0, out.contrib_ids[0].to(device), out.contrib_weights[0].to(device, torch.float32)
+        else:
+            yield row0, out.contrib_ids[0].cpu().numpy(), out.contrib_weights[0].cpu().numpy().astype(np.float32)
+
+
+def accumulation_device(config: BackprojectionConfig, scene: GaussianScene) -> torch.device | None:
+    """The device the torch accumulation runs on, or None for the numba kernels (``config.backend``)."""
+    if config.backend == "numba" or (config.backend == "auto" and scene.device.type == "cpu"):
+        return None
+    return scene.device
 
 
 @nb.njit(cache=True)
@@ -91,20 +107,43 @@ def accumulate_codes_torch(
     pixel_codes: torch.Tensor,
     valid: torch.Tensor,
     min_weight: float,
+    chunk_entries: int = 1 << 20,
 ) -> None:
-    """Plain-PyTorch twin of ``accumulate_codes`` (and of ``accumulate_entries`` with one-hot codes)."""
+    """Plain-PyTorch twin of ``accumulate_codes`` (and of ``accumulate_entries`` with one-hot
+    codes), on the tensors' device. Kept contributions go in chunks, so the ``[chunk, E]``
+    weighted codes stay bounded (~256 MB at E = 64)."""
     keep = (ids >= 0) & (weights >= min_weight) & valid[:, None]
+    p_all, k_all = torch.nonzero(keep, as_tuple=True)
+    for c0 in range(0, len(p_all), chunk_entries):
+        p, k = p_all[c0 : c0 + chunk_entries], k_all[c0 : c0 + chunk_entries]
+        g, w = ids[p, k], weights[p, k]
+        acc.index_add_(0, g, w[:, None] * pixel_codes[p])
+        seen.index_add_(0, g, w)
+
+
+def accumulate_entries_torch(
+    acc: torch.Tensor,
+    seen: torch.Tensor,
+    ids: torch.Tensor,
+    weights: torch.Tensor,
+    pixel_entry: torch.Tensor,
+    min_weight: float,
+) -> None:
+    """Plain-PyTorch twin of ``accumulate_entries`` (``acc`` [N, S], ``seen`` [N], ``ids`` /
+    ``weights`` [P, K], ``pixel_entry`` [P]): one scatter on flattened ``g * S + e`` indices."""
+    keep = (ids >= 0) & (weights >= min_weight) & (pixel_entry >= 0)[:, None]
     p, k = torch.nonzero(keep, as_tuple=True)
     g, w = ids[p, k], weights[p, k]
-    acc.index_add_(0, g, w[:, None] * pixel_codes[p])
+    acc.view(-1).index_add_(0, g * acc.shape[1] + pixel_entry[p], w)
     seen.index_add_(0, g, w)
 
 
-def sparse_top(acc: np.ndarray, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's ``top_k`` largest entries renormalised to sum 1 -> (idx [N, J] int64, val [N, J]);
-    rows that received nothing keep all-zero values (they were never seen)."""
-    acc_t = torch.from_numpy(acc)
+def sparse_top(acc: np.ndarray | torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's ``top_k`` largest entries renormalised to sum 1 -> (idx [N, J] int64, val [N, J],
+    on the CPU); rows that received nothing keep all-zero values (they were never seen)."""
+    # On the CPU whatever the accumulation ran on: topk breaks ties the same way on every path.
+    acc_t = torch.from_numpy(acc) if isinstance(acc, np.ndarray) else acc.float().cpu()
     val, idx = torch.topk(acc_t, min(top_k, acc.shape[1]), dim=1)
     val = val.clamp_min(0)
     val = val / val.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    return idx, val
+    return idx.cpu(), val.cpu()

@@ -47,6 +47,9 @@ class BackprojectionConfig:
     """Contributions (alpha * T) below this are ignored; all above are taken."""
     max_entries: int = 4_000_000
     """Contributions held at once (a band of rows x width x ceil(1 / min_weight)); ~48 MB."""
+    backend: Literal["auto", "numba", "torch"] = "auto"
+    """Where contributions are summed onto Gaussians: ``numba`` (CPU kernels), ``torch`` (on the
+    scene's device), ``auto``: torch when the scene is on a GPU, else numba."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_weight <= 1.0:
@@ -97,6 +100,19 @@ class LanguageTrainConfig:
     final loss within 0.1% of the dense reference in ``ovseg-bench train`` (32: within 1%)."""
     contributions_min_weight: float = 0.0
     """Contributions with a smaller blending weight are dropped (sparse method; memory vs exactness)."""
+    contributions_cache_gb: float = 4.0
+    """Memory for cached per-view contributions (sparse method, GiB); views past it spill to a
+    temporary directory and are read back when trained on. A LERF-sized view (986x728, top-64)
+    takes ~90 MB, so 4 GiB holds ~45 views. The default keeps a 200-view LERF capture's training
+    under 16 GB: beside the cache it holds the views' mask maps (~23 MB a view: 4.6 GB), the
+    scene, logits with their Adam state (~1.3 GB at 1M Gaussians), one step's [pixels, L*S]
+    temporaries (~1.5 GB) and the torch/numba runtime (~1 GB)."""
+    contributions_spill_dir: str | None = None
+    """Where spilled contributions go (a private directory inside it, removed when training
+    ends); None: the system's temporary directory. Needs ~6 bytes per contribution of every view."""
+    blend_backend: Literal["auto", "numba", "torch"] = "auto"
+    """Sparse blend and its backward: ``numba`` (CPU kernels), ``torch`` (plain torch on the
+    scene's device), ``auto``: torch when the scene is on a GPU, else numba."""
     registration: RegistrationConfig = RegistrationConfig()
     """After training, give each Gaussian the average of the field's rendered pixel codes it
     contributes to (for 3D queries; the trained codes alone only fit blends)."""
@@ -129,6 +145,8 @@ class LanguageTrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.contributions_top_k < 1:
             raise ValueError(f"contributions_top_k must be >= 1, got {self.contributions_top_k}")
+        if not self.contributions_cache_gb >= 0:
+            raise ValueError(f"contributions_cache_gb must be >= 0, got {self.contributions_cache_gb}")
 
 
 @dataclasses.dataclass(frozen=True)

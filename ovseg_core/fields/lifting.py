@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from ovseg_core.errors import Cancelled
-from ovseg_core.fields.backprojection import accumulate_entries, contribution_bands, sparse_top
+from ovseg_core.fields.backprojection import (
+    accumulate_entries,
+    accumulate_entries_torch,
+    accumulation_device,
+    contribution_bands,
+    sparse_top,
+)
 from ovseg_core.fields.config import LiftConfig
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.fields.training import CancelFlag, TrainingView
@@ -51,6 +57,7 @@ def lift_language_fields(
     started = time.perf_counter()
     S = config.codebook_size
     floor = np.float32(config.contributions.min_weight)
+    dev = accumulation_device(config.contributions, scene)
     out: dict[int, LevelCodes] = {}
     unseen: dict[int, int] = {}
     total = len(levels) * len(views)
@@ -67,8 +74,11 @@ def lift_language_fields(
             MiniBatchKMeans(n_clusters=S, random_state=config.seed).fit(data).cluster_centers_
         ).float()
         unit_basis = F.normalize(basis, dim=1)
-        acc = np.zeros((scene.num_gaussians, S), np.float32)
-        seen = np.zeros(scene.num_gaussians, np.float32)
+        # numba on the CPU; torch on the scene's device (GPU) when ``accumulation_device`` says so.
+        if dev is None:
+            acc, seen = np.zeros((scene.num_gaussians, S), np.float32), np.zeros(scene.num_gaussians, np.float32)
+        else:
+            acc, seen = torch.zeros(scene.num_gaussians, S, device=dev), torch.zeros(scene.num_gaussians, device=dev)
         for v in views:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"lifting cancelled after {done} of {total} views")
@@ -79,16 +89,19 @@ def lift_language_fields(
                 )
                 pixel_entry = np.where(seg >= 0, entry_of_mask[np.maximum(seg, 0)], -1)
                 with device_lock or contextlib.nullcontext():
-                    bands = list(contribution_bands(renderer, scene, v.camera, config.contributions))
+                    bands = list(contribution_bands(renderer, scene, v.camera, config.contributions, dev))
+                if dev is not None:
+                    pixel_entry = torch.from_numpy(pixel_entry).to(dev)
                 for row0, ids, ws in bands:
                     h, W, K = ids.shape
-                    accumulate_entries(
+                    accumulate = accumulate_entries if dev is None else accumulate_entries_torch
+                    accumulate(
                         acc,
                         seen,
                         ids.reshape(-1, K),
                         ws.reshape(-1, K),
                         pixel_entry[row0 : row0 + h].reshape(-1),
-                        floor,
+                        floor if dev is None else float(floor),
                     )
             done += 1
             if progress is not None:
@@ -96,6 +109,7 @@ def lift_language_fields(
         idx, val = sparse_top(acc, config.top_k)
         out[level] = LevelCodes(idx=idx, val=val, basis=basis)
         unseen[level] = int((seen <= 0).sum())
+        del acc, seen
     dim = next(iter(out.values())).basis.shape[1]
     return LanguageFields(
         levels=out,

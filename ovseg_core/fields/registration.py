@@ -17,7 +17,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ovseg_core.fields.backprojection import accumulate_codes, contribution_bands, sparse_top
+from ovseg_core.fields.backprojection import (
+    accumulate_codes,
+    accumulate_codes_torch,
+    accumulation_device,
+    contribution_bands,
+    sparse_top,
+)
 from ovseg_core.fields.config import BackprojectionConfig, RegistrationConfig
 from ovseg_core.fields.language_fields import LevelCodes
 from ovseg_core.render.base import Renderer
@@ -36,31 +42,49 @@ def register_level(
 ) -> tuple[LevelCodes, int]:
     """Back-project ``codes``' renders over the mask pixels of ``views`` at ``level``.
     -> (per-Gaussian codes over the same basis, number of Gaussians no pixel reached)."""
-    dense = codes.dense_codes()  # [N, E]
+    dense = codes.dense_codes().to(scene.device)  # [N, E]
     val_sum = float(codes.val.sum(dim=1).max()) if codes.num_gaussians else 1.0
     E = dense.shape[1]
-    acc = np.zeros((scene.num_gaussians, E), np.float32)
-    seen = np.zeros(scene.num_gaussians, np.float32)
     floor = np.float32(config.contributions.min_weight)
+    # numba on the CPU; torch on the scene's device (GPU) when ``accumulation_device`` says so.
+    dev = accumulation_device(config.contributions, scene)
+    if dev is None:
+        acc, seen = np.zeros((scene.num_gaussians, E), np.float32), np.zeros(scene.num_gaussians, np.float32)
+    else:
+        acc, seen = torch.zeros(scene.num_gaussians, E, device=dev), torch.zeros(scene.num_gaussians, device=dev)
     for v in views:
         seg = v.seg_maps[level].numpy()
         if not (seg >= 0).any():
             continue
         with device_lock or contextlib.nullcontext():
-            bands = list(_bands_with_codes(renderer, scene, v.camera, dense, config.contributions))
+            bands = list(_bands_with_codes(renderer, scene, v.camera, dense, config.contributions, dev))
+        if dev is not None:
+            seg = torch.from_numpy(seg).to(dev)
         for row0, ids, ws, pix in bands:
             h, W, K = ids.shape
             pix = pix.reshape(-1, E)
-            alpha = pix.sum(axis=1) / max(val_sum, 1e-12)
+            alpha = pix.sum(1) / max(val_sum, 1e-12)
             valid = (seg[row0 : row0 + h].reshape(-1) >= 0) & (alpha >= config.min_alpha)
-            unit = (pix / np.maximum(alpha, 1e-12)[:, None]).astype(np.float32)
-            accumulate_codes(acc, seen, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, floor)
+            if dev is None:
+                unit = (pix / np.maximum(alpha, 1e-12)[:, None]).astype(np.float32)
+                accumulate_codes(acc, seen, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, floor)
+            else:
+                unit = pix / alpha.clamp_min(1e-12)[:, None]
+                accumulate_codes_torch(acc, seen, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, float(floor))
     idx, val = sparse_top(acc, config.top_k)
     return LevelCodes(idx=idx, val=val * val_sum, basis=codes.basis), int((seen <= 0).sum())
 
 
-def _bands_with_codes(renderer: Renderer, scene: GaussianScene, camera, dense: torch.Tensor, cfg: BackprojectionConfig):  # noqa: ANN001, ANN202
-    """Like ``contribution_bands`` but each band also carries the rendered codes ``[h, W, E]``."""
+def _bands_with_codes(  # noqa: ANN202
+    renderer: Renderer,
+    scene: GaussianScene,
+    camera,  # noqa: ANN001
+    dense: torch.Tensor,
+    cfg: BackprojectionConfig,
+    device: torch.device | None = None,
+):
+    """Like ``contribution_bands`` (numpy, or tensors on ``device``) but each band also carries
+    the rendered codes ``[h, W, E]``."""
     from ovseg_core.fields.backprojection import band_camera
 
     K = cfg.top_k
@@ -70,6 +94,14 @@ def _bands_with_codes(renderer: Renderer, scene: GaussianScene, camera, dense: t
         cam = camera if h == camera.height else band_camera(camera, row0, h)
         out = renderer.render(scene, cam, features=dense, top_k=K)
         assert out.contrib_ids is not None and out.contrib_weights is not None and out.features is not None
+        if device is not None:
+            yield (
+                row0,
+                out.contrib_ids[0].to(device),
+                out.contrib_weights[0].to(device, torch.float32),
+                out.features[0].to(device, torch.float32),
+            )
+            continue
         yield (
             row0,
             out.contrib_ids[0].cpu().numpy(),

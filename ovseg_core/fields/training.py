@@ -29,9 +29,15 @@ from ovseg_core.camera import Camera
 from ovseg_core.errors import Cancelled
 from ovseg_core.fields.codebook_field import CodebookField
 from ovseg_core.fields.config import LanguageTrainConfig
+from ovseg_core.fields.contribution_cache import ContributionCache
 from ovseg_core.fields.language_fields import LEVEL_NAMES, LanguageFields, LevelCodes
 from ovseg_core.fields.registration import register_level
-from ovseg_core.fields.view_contributions import ViewContributions, blend_sparse_codes, compute_contributions
+from ovseg_core.fields.view_contributions import (
+    ViewContributions,
+    blend_sparse_codes,
+    compute_contributions,
+    resolve_blend_backend,
+)
 from ovseg_core.render import Renderer, make_renderer
 from ovseg_core.scene import GaussianScene
 
@@ -107,7 +113,11 @@ class _LevelData:
 
 
 class LanguageFieldTrainer:
-    """Trains one CodebookField per requested level on a frozen ``scene``."""
+    """Trains one CodebookField per requested level on a frozen ``scene``, on the scene's device.
+
+    The sparse method caches per-view contributions within ``contributions_cache_gb`` and spills
+    the rest to a temporary directory, removed when ``run`` ends (also on cancel or error), on
+    ``close()`` / leaving a ``with`` block, and when the trainer is garbage-collected."""
 
     def __init__(
         self,
@@ -155,15 +165,33 @@ class LanguageFieldTrainer:
         self.total_steps = self.steps_per_level * len(self.config.levels)
         self.step = 0
         self._started = 0.0
-        self._contrib_cache: dict[tuple[str, int, int], ViewContributions] = {}
+        self.device = scene.device
+        # Validated here so a forced numba blend on a GPU scene fails before any work.
+        self.blend_backend = resolve_blend_backend(self.config.blend_backend, self.device)
+        self._cache = ContributionCache(
+            int(self.config.contributions_cache_gb * 2**30), self.config.contributions_spill_dir
+        )
+
+    def close(self) -> None:
+        """Drop the cached contributions and delete their spill files (the trainer stays usable)."""
+        self._cache.close()
+
+    def __enter__(self) -> LanguageFieldTrainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- public -------------------------------------------------------------------------------
     def run(self) -> LanguageFields:
         """Train every level; returns the fields (also handed to the observer at save points)."""
         torch.manual_seed(self.config.seed)
         self._started = time.perf_counter()
-        for level in self.config.levels:
-            self._train_level(level)
+        try:
+            for level in self.config.levels:
+                self._train_level(level)
+        finally:
+            self._cache.close()  # registration and the outputs below need no contributions
         if self.config.registration.enabled:
             self.register()
         fields = self.language_fields()
@@ -225,8 +253,9 @@ class LanguageFieldTrainer:
                 codes = field.dense_codes()
                 basis = field.stacked_codebooks()
                 for v in views:
-                    feats = self._render_features(v.camera, codes) @ basis
-                    out[f"level{level}_{v.name}"] = pca_colors(feats)
+                    rendered = self._render_features(v.camera, codes)  # on the renderer's device
+                    feats = rendered @ basis.to(rendered.device)
+                    out[f"level{level}_{v.name}"] = pca_colors(feats.cpu())
         return out
 
     # -- internals ----------------------------------------------------------------------------
@@ -236,7 +265,7 @@ class LanguageFieldTrainer:
 
     def _train_level(self, level: int) -> None:
         cfg = self.config
-        field = CodebookField(self.scene.num_gaussians, cfg.field, seed=cfg.seed)
+        field = CodebookField(self.scene.num_gaussians, cfg.field, seed=cfg.seed).to(self.device)
         pooled = [v.features for v in self.train_views if v.features.shape[0]]
         if not pooled:
             raise ValueError("no training view has any mask features; preprocessing found no masks")
@@ -327,7 +356,7 @@ class LanguageFieldTrainer:
 
     def _contributions(self, view: TrainingView, level: int) -> ViewContributions:
         key = (view.name, id(view), level)
-        contrib = self._contrib_cache.get(key)
+        contrib = self._cache.get(key)
         if contrib is None:
             valid = (view.seg_maps[level] >= 0).cpu().numpy()
             with self.device_lock or contextlib.nullcontext():
@@ -339,21 +368,23 @@ class LanguageFieldTrainer:
                     self.config.contributions_top_k,
                     self.config.contributions_min_weight,
                 )
-            self._contrib_cache[key] = contrib
+            self._cache.put(key, contrib)
         return contrib
 
     def _sparse_loss(self, field: CodebookField, view: TrainingView, level: int, active: int):
         contrib = self._contributions(view, level)
         if len(contrib.pixels) == 0:
             return torch.zeros(()), None
-        seg = view.seg_maps[level].reshape(-1)[torch.from_numpy(contrib.pixels)]
-        idx, val = field.flat_sparse_codes(torch.from_numpy(contrib.gaussian_ids), active)
+        dev = field.logits.device
+        seg = view.seg_maps[level].reshape(-1)[torch.from_numpy(contrib.pixels)].to(dev)
+        idx, val = field.flat_sparse_codes(torch.from_numpy(contrib.gaussian_ids).to(dev), active)
         S = field.config.codebook_size
         width = (active + 1) * S
-        pixel_codes = blend_sparse_codes(contrib, idx, val, width)  # [P, (a+1)*S]
+        backend = resolve_blend_backend(self.config.blend_backend, dev)
+        pixel_codes = blend_sparse_codes(contrib, idx, val, width, backend).to(dev)  # [P, (a+1)*S]
         C = field.stacked_codebooks(active)[:width]  # [(a+1)*S, D]
         # cos(f, t) with f = c @ C and |t| = 1: f.t = c . (C t), |f|^2 = c^T (C C^T) c.
-        targets_in_code_space = view.features.float() @ C.T  # [M, (a+1)*S]
+        targets_in_code_space = view.features.to(dev).float() @ C.T  # [M, (a+1)*S]
         # index_select: its backward is index_add_, not advanced indexing's slow accumulate.
         dots = (pixel_codes * torch.index_select(targets_in_code_space, 0, seg)).sum(dim=1)
         sq_norms = ((pixel_codes @ (C @ C.T)) * pixel_codes).sum(dim=1)
@@ -369,8 +400,8 @@ class LanguageFieldTrainer:
             return torch.zeros(()), None
         codes = field.dense_codes(active_layer=active)  # [N, L*S]
         rendered = self.renderer.render(self.scene, view.camera, features=codes).features[0]  # [H, W, L*S]
-        feats = rendered.reshape(-1, rendered.shape[-1])[valid] @ field.stacked_codebooks(active)
-        cos = F.cosine_similarity(feats, view.features.float()[seg[valid]], dim=1)
+        feats = rendered.reshape(-1, rendered.shape[-1])[valid.to(rendered.device)] @ field.stacked_codebooks(active)
+        cos = F.cosine_similarity(feats, view.features.float()[seg[valid]].to(feats.device), dim=1)
         per_pixel = 1.0 - cos
         H, W = view.camera.height, view.camera.width
         return per_pixel.sum() / (H * W), float(per_pixel.detach().mean())

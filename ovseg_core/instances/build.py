@@ -64,7 +64,7 @@ def lift_views(
             if progress is not None:
                 progress(pos + 1, len(view_indices))
 
-    members, visible_rows, _ = lift_all_views(contribs(), N, config)
+    members, visible_rows, _ = lift_all_views(contribs(), N, config, scene.device)
     dim = feats[0].shape[1] if feats else 0
     return _stack(members, visible_rows, feats, dim, N)
 
@@ -216,6 +216,6 @@ def instances_from_views(
         masks.append(seg[None] == ids[:, None, None])
         feats.append(np.asarray(v.features, np.float32)[ids])
     pairs = ((_contributions(renderer, scene, v.camera, config), m) for v, m in zip(views, masks))
-    members, visible_rows, _ = lift_all_views(pairs, N, config)
+    members, visible_rows, _ = lift_all_views(pairs, N, config, scene.device)
     lifted = _stack(members, visible_rows, feats, feats[0].shape[1] if feats else 0, N)
     return lifted, merge_and_fill(scene, lifted, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 from ovseg_core.models.protocols import SCALES
 
@@ -46,6 +47,10 @@ class InstanceConfig:
     """Drop instances supported by masks from fewer views than this."""
     min_gaussians: int = 10
     """Drop instances holding fewer Gaussians than this (after claims are resolved)."""
+    voting_backend: Literal["auto", "scipy", "torch"] = "auto"
+    """Where each view's Gaussians vote their blending weight into its masks: ``scipy`` (sparse
+    products on the CPU), ``torch`` (on the scene's device), ``auto``: torch when the scene is on
+    a GPU, else scipy."""
 
     @property
     def top_k(self) -> int:

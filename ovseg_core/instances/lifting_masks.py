@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from ovseg_core.fields.view_contributions import ViewContributions
 from ovseg_core.instances.config import InstanceConfig
@@ -30,7 +31,8 @@ def weight_matrix(contrib: ViewContributions) -> sp.csr_matrix:
     ``contrib.gaussian_ids``). Pixels absent from ``contrib.pixels`` have empty rows."""
     n_pix = contrib.height * contrib.width
     compact = sp.csr_matrix(
-        (contrib.weights, contrib.cols, contrib.row_ptr), shape=(len(contrib.pixels), len(contrib.gaussian_ids))
+        (contrib.weights.astype(np.float32), contrib.cols, contrib.row_ptr),
+        shape=(len(contrib.pixels), len(contrib.gaussian_ids)),
     )
     if len(contrib.pixels) == n_pix and (contrib.pixels == np.arange(n_pix)).all():
         return compact
@@ -66,7 +68,41 @@ def mask_weights(contrib: ViewContributions, segmentations: np.ndarray) -> MaskW
     else:
         mask_rows = sp.csr_matrix(segs.reshape(M, -1).astype(np.float32))  # [M, H*W]
         inside = (mask_rows @ weights).tocoo()
-    return MaskWeights(contrib.gaussian_ids, total, inside)
+    return MaskWeights(contrib.gaussian_ids.astype(np.int64), total, inside)
+
+
+def mask_weights_torch(
+    contrib: ViewContributions, segmentations: np.ndarray, device: torch.device | str, mask_chunk: int = 64
+) -> MaskWeights:
+    """``mask_weights`` computed on ``device`` (the twin of the scipy products): per contribution
+    its flat pixel, then ``inside^T [U, M] = W^T [U, H*W] @ masks^T [H*W, M]`` as one sparse-dense
+    product per ``mask_chunk`` masks, so the dense ``[H*W, chunk]`` operand stays bounded."""
+    segs = np.asarray(segmentations, dtype=bool)
+    if segs.ndim != 3 or segs.shape[1:] != (contrib.height, contrib.width):
+        raise ValueError(f"masks are {list(segs.shape)}, the view is {contrib.height}x{contrib.width}")
+    U, M, n_pix = len(contrib.gaussian_ids), len(segs), contrib.height * contrib.width
+    row_ptr = torch.from_numpy(contrib.row_ptr).to(device, torch.int64)
+    counts = row_ptr[1:] - row_ptr[:-1]
+    pix = torch.from_numpy(contrib.pixels).to(device, torch.int64).repeat_interleave(counts)  # [E]
+    cols = torch.from_numpy(contrib.cols).to(device, torch.int64)
+    w = torch.from_numpy(contrib.weights).to(device, torch.float32)
+    total = torch.zeros(U, device=device).index_add_(0, cols, w)
+    rows_m, cols_u, vals = [], [], []
+    if M and len(w):
+        W_t = torch.sparse_coo_tensor(torch.stack([cols, pix]), w, (U, n_pix), check_invariants=False).coalesce()
+        masks = torch.from_numpy(segs.reshape(M, -1)).to(device)
+        for m0 in range(0, M, mask_chunk):
+            part = torch.sparse.mm(W_t, masks[m0 : m0 + mask_chunk].T.float())  # [U, m]
+            u, m = torch.nonzero(part, as_tuple=True)
+            rows_m.append(m + m0)
+            cols_u.append(u)
+            vals.append(part[u, m])
+    if rows_m:
+        r, c, v = (torch.cat(x).cpu().numpy() for x in (rows_m, cols_u, vals))
+    else:
+        r, c, v = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    inside = sp.coo_matrix((v, (r, c)), shape=(M, U), dtype=np.float32)
+    return MaskWeights(contrib.gaussian_ids.astype(np.int64), total.cpu().numpy(), inside)
 
 
 def members_from_weights(
@@ -111,15 +147,21 @@ def lift_view_masks(
 
 
 def lift_all_views(
-    views: Iterable[tuple[ViewContributions, np.ndarray]], num_gaussians: int, config: InstanceConfig
+    views: Iterable[tuple[ViewContributions, np.ndarray]],
+    num_gaussians: int,
+    config: InstanceConfig,
+    device: torch.device | str = "cpu",
 ) -> tuple[list[sp.csr_matrix], list[np.ndarray], np.ndarray]:
     """Lift the masks of many views with the per-Gaussian relative floor. ``views`` yields
     (contributions, masks [M, H, W]) per view and is consumed once, so one view's contributions
-    at a time are in memory. -> (members per view, visible ids per view, best weight [N])."""
+    at a time are in memory. The votes are summed on ``device`` (the scene's) by
+    ``config.voting_backend``. -> (members per view, visible ids per view, best weight [N])."""
+    dev = torch.device(device)
+    use_torch = config.voting_backend == "torch" or (config.voting_backend == "auto" and dev.type != "cpu")
     kept: list[MaskWeights] = []
     best = np.zeros(num_gaussians, np.float32)
     for contrib, segs in views:
-        mw = mask_weights(contrib, segs)
+        mw = mask_weights_torch(contrib, segs, dev) if use_torch else mask_weights(contrib, segs)
         np.maximum.at(best, mw.gaussian_ids, mw.total)
         kept.append(mw)
     floor = config.relative_weight * best

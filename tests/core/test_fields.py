@@ -105,11 +105,12 @@ def test_sparse_blend_matches_renderer_and_dense_gradient():
     r = make_renderer("cpu")
     field = CodebookField(scene.num_gaussians, FieldConfig(codebook_size=16, top_k=4, embed_dim=8, logit_init_std=1.0))
     contrib = compute_contributions(r, scene, cam, None, top_k=64, min_weight=0.0)
-    gids = torch.from_numpy(contrib.gaussian_ids)
+    gids = torch.from_numpy(contrib.gaussian_ids).long()
     idx, val = field.flat_sparse_codes(gids)
     fast = blend_sparse_codes(contrib, idx, val, 16)
     ref = r.render(scene, cam, features=field.dense_codes().detach()).features[0].reshape(-1, 16)
-    np.testing.assert_allclose(fast.detach().numpy(), ref.numpy(), atol=2e-5)
+    # float16 weights: each rounds by at most 2^-11 relative, and all terms are positive
+    np.testing.assert_allclose(fast.detach().numpy(), ref.numpy(), rtol=6e-4, atol=2e-5)
     # backward against a dense torch formulation of the same blend
     g = torch.randn_like(fast)
     (fast * g).sum().backward()
@@ -117,7 +118,7 @@ def test_sparse_blend_matches_renderer_and_dense_gradient():
     field.zero_grad()
     rows = torch.repeat_interleave(torch.arange(len(contrib.pixels)), torch.from_numpy(np.diff(contrib.row_ptr)))
     A = torch.zeros(len(contrib.pixels), len(gids))
-    A[rows, torch.from_numpy(contrib.cols).long()] = torch.from_numpy(contrib.weights)
+    A[rows, torch.from_numpy(contrib.cols).long()] = torch.from_numpy(contrib.weights).float()
     ((A @ field.dense_codes(gids)) * g).sum().backward()
     torch.testing.assert_close(grad_fast, field.logits.grad, atol=1e-5, rtol=1e-4)
 

@@ -103,10 +103,7 @@ def test_membership_rule_keeps_edge_and_occluded_gaussians_out():
         gaussian_ids,
         np.arange(0, 9, 2),
         cols.reshape(-1).astype(np.int32),
-        w.reshape(-1),
-        np.zeros(3, np.int64),
-        np.zeros(8, np.int32),
-        np.zeros(8, np.float32),
+        w.reshape(-1).astype(np.float16),
     )
     segs = np.array([[[1, 1, 0, 0]], [[0, 0, 1, 1]]], bool)
     # both Gaussians show with total weight 1.0 in some other view: their floor is 5% of that
