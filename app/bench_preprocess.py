@@ -41,7 +41,7 @@ class PreprocessBench:
 
     def execute(self) -> dict:
         from ovseg_core.data import DatasetConfig, load_dataset
-        from ovseg_core.fields.from_dataset import build_models
+        from ovseg_core.pipeline import build_models
         from ovseg_core.preprocess.executor import RayConfig, import_ray, run_preprocessing
 
         with tempfile.TemporaryDirectory(prefix="ovseg-bench-preprocess-") as tmp:

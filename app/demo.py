@@ -135,8 +135,8 @@ def train_demo_fields(
     that no view showed above that weight then take their nearest observed neighbour's codes
     (``fill_unobserved``).
     Returns the ``PipelineResult``; its fields carry the vocabulary in ``config["vocabulary"]``."""
-    from ovseg_core.fields.from_dataset import train_from_dataset
     from ovseg_core.fields.training import LanguageTrainConfig
+    from ovseg_core.pipeline import train_from_dataset
     from ovseg_core.synthetic_capture import write_capture
 
     vocabulary = vocabulary or demo_vocabulary()

@@ -40,7 +40,7 @@ class PreprocessCommand:
     def execute(self) -> PreprocessRun:
         # heavy imports here, after parsing, so --help stays quick
         from ovseg_core.data import DatasetConfig, load_dataset
-        from ovseg_core.fields.from_dataset import build_models
+        from ovseg_core.pipeline import build_models
         from ovseg_core.preprocess.executor import import_ray, run_preprocessing
 
         if self.executor == "ray":

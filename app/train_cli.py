@@ -1,6 +1,7 @@
 """``ovseg train`` (alias ``ovseg-train``): language fields for a reconstruction, with the reference's
 flags. ``langsplatv2`` trains sparse codebook fields; ``lift`` averages the 2D features per Gaussian
-without training."""
+without training; ``instances`` builds 3D instances. All three run ``ovseg_core.pipeline``, as the
+viewer's training job does."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import tyro
 from ovseg_app.cli_checks import check_train_args, sigterm_as_interrupt
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.fields.config import IOConfig, LanguageTrainConfig, LiftConfig, PreprocessConfig
+from ovseg_core.pipeline.progress import PREPROCESS_SHARE
 from ovseg_core.render import BackendName
 
 if TYPE_CHECKING:
-    from ovseg_core.fields.from_dataset import PipelineProgress, PipelineResult
+    from ovseg_core.pipeline import PipelineProgress, PipelineResult
 
 EXAMPLES_LANGSPLATV2 = """
 ovseg train langsplatv2 --sfm-dataset-path scene/ --reconstruction-path point_cloud.ply --config.feature-level 1
@@ -66,8 +68,8 @@ class TrainCommand:
 
     def execute(self) -> PipelineResult | Path:
         from ovseg_core.errors import Cancelled
-        from ovseg_core.fields.from_dataset import train_from_dataset
         from ovseg_core.io import load_scene
+        from ovseg_core.pipeline import train_from_dataset
         from ovseg_core.render import make_renderer
 
         sigterm_as_interrupt()  # SIGTERM stops like Ctrl-C: one line, finished outputs kept
@@ -76,7 +78,7 @@ class TrainCommand:
             scene = load_scene(self.reconstruction_path)
             renderer = make_renderer("torch" if self.config.method == "dense" else self.backend)
             if self.method == "instances":
-                return _build_instances(self, scene, renderer)
+                return _build_instances(self, scene, renderer, progress)
             result = train_from_dataset(
                 scene,
                 self.sfm_dataset_path,
@@ -118,7 +120,7 @@ class _TerminalProgress:
             self.close()
             self.phase = p.phase
             total = p.train.total_steps if p.train else 100
-            self.offset = 0.0 if p.phase == "preprocess" else 0.3
+            self.offset = 0.0 if p.phase == "preprocess" else PREPROCESS_SHARE
             self.bar = tqdm(total=total, desc=p.phase, unit="step" if p.train else "%", dynamic_ncols=True)
         assert self.bar is not None
         if p.train is not None:
@@ -129,7 +131,8 @@ class _TerminalProgress:
             else:  # before the first step (view contributions) or after the last (registration)
                 self.bar.set_postfix(level=t.level, phase=f"{t.phase} {t.views_done}/{t.views_total}", refresh=False)
         else:
-            self.bar.n = round(100 * (p.fraction - self.offset) / (0.3 if p.phase == "preprocess" else 0.7))
+            span = PREPROCESS_SHARE if p.phase == "preprocess" else 1 - PREPROCESS_SHARE
+            self.bar.n = round(100 * (p.fraction - self.offset) / span)
         self.bar.refresh()
 
     def close(self) -> None:
@@ -196,14 +199,17 @@ def main(argv: list[str] | None = None, prog: str = "ovseg-train") -> int:
     return run_cli(prog, COMMAND, argv, description=DESCRIPTION, report=report)
 
 
-def _build_instances(cmd: TrainCommand, scene, renderer) -> Path:  # noqa: ANN001
+def _build_instances(cmd: TrainCommand, scene, renderer, progress: _TerminalProgress) -> Path:  # noqa: ANN001
     """``ovseg train instances``: 3D instances from the capture's masks, saved as an instances file."""
-    from ovseg_core.instances import build_instances_from_dataset
+    from ovseg_core.pipeline import build_instances_from_dataset
 
     out = cmd.instances_output or cmd.reconstruction_path.with_suffix(".instances.pt")
     if out.exists():
         raise FileExistsError(f"{out} exists; remove it or pass --instances-output elsewhere")
-    instances = build_instances_from_dataset(scene, cmd.sfm_dataset_path, preprocess=cmd.preprocess, renderer=renderer)
+    instances = build_instances_from_dataset(
+        scene, cmd.sfm_dataset_path, preprocess=cmd.preprocess, renderer=renderer, progress=progress
+    )
+    progress.close()
     path = instances.save(out)
     print(f"{len(instances.sizes)} instances")
     return path

@@ -25,10 +25,11 @@ import numpy as np
 
 from ovseg_core.errors import Cancelled, ModelLoadError
 from ovseg_core.fields import LanguageFields, LanguageTrainConfig
-from ovseg_core.fields.from_dataset import PipelineProgress, PipelineResult, PreprocessConfig, train_from_dataset
 from ovseg_core.fields.language_fields import LEVEL_NAMES
 from ovseg_core.models import Sam2Config
 from ovseg_core.models.open_clip_encoder import OpenClipConfig
+from ovseg_core.pipeline import PipelineProgress, PipelineResult, PreprocessConfig, train_from_dataset
+from ovseg_core.pipeline.progress import PREPROCESS_SHARE
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
 
@@ -298,15 +299,17 @@ class TrainingJob:
             self.message = f"level {t.level}: registering the trained codes onto the Gaussians (all steps done)"
         elif t is not None:
             self._step_progress(t, now)
-        elif p.phase == "preprocess":  # ETA of the preprocessing phase only, from its own rate
+        elif p.phase != "load":  # preprocessing, lifting, instances: ETA of the phase from its own rate
+            end = PREPROCESS_SHARE if p.phase == "preprocess" else 1.0  # preprocessing spans the first 30 %
             done = p.fraction - self._phase_fraction
             elapsed = now - self._phase_started
-            share = 0.3 - self._phase_fraction  # preprocessing spans the first 30 % of the bar
+            share = end - self._phase_fraction
             self.eta_s = elapsed * (share - done) / done if done > 0 and elapsed > 1.0 else None
-            if self._preprocessed:  # the job's own pass already computed everything: these are cache reads
+            if self._preprocessed and p.phase == "preprocess":  # the job's own pass computed everything
                 self.message = p.message.replace("preprocessing view", "reading cached view")
             elif self.eta_s is not None:
-                self.message = f"{p.message} (~{self.eta_s:.0f} s left in preprocessing; training not timed yet)"
+                what = "in preprocessing; training not timed yet" if p.phase == "preprocess" else f"in {p.phase}"
+                self.message = f"{p.message} (~{self.eta_s:.0f} s left {what})"
 
     def _contributions_progress(self, t, now: float) -> None:  # noqa: ANN001 - TrainProgress
         """Before a level's first step the trainer renders every view's contributions once; the ETA
@@ -395,13 +398,8 @@ class TrainingJob:
         self.preflight += f"; masks in all {len(dataset)} views checked" + (f" ({note})" if note else "")
 
     def _build_instances(self, request: TrainingRequest, preprocess: PreprocessConfig, models, started: float) -> None:  # noqa: ANN001
-        from ovseg_core.instances import build_instances_from_dataset
         from ovseg_core.instances.instance_set import text_encoder_for_instances
-
-        def progress(done: int, total: int) -> None:
-            if self._cancel.is_set():
-                raise Cancelled("instance building cancelled")
-            self.fraction, self.message = done / max(total, 1), f"instances: view {done}/{total}"
+        from ovseg_core.pipeline import build_instances_from_dataset
 
         # no lock around the build: SAM2/CLIP preprocessing runs while every tab keeps rendering;
         # the renderer locks each of its own renders
@@ -412,7 +410,8 @@ class TrainingJob:
             models[1],
             preprocess=preprocess,
             renderer=self.renderer,
-            progress=progress,
+            progress=self._progress,
+            cancel=self._cancel,
         )
         if request.log_path is not None:
             folder = Path(request.log_path) / time.strftime("instances_%Y-%m-%d_%H-%M-%S")
@@ -427,7 +426,7 @@ class TrainingJob:
     def _run(self, request: TrainingRequest, config: LanguageTrainConfig, preprocess: PreprocessConfig) -> None:
         started = time.perf_counter()
         try:
-            from ovseg_core.fields.from_dataset import build_models
+            from ovseg_core.pipeline import build_models
 
             self.message = "loading SAM2 and OpenCLIP"
             models = self.models or build_models(preprocess)

@@ -1,7 +1,9 @@
 """Class-agnostic 3D instances from 2D masks (OpenMask3D-style): lift each view mask to the
-Gaussians it shows, merge the sets across views, give each instance a CLIP feature."""
+Gaussians it shows, merge the sets across views, give each instance a CLIP feature.
 
-from ovseg_core.instances.build import LiftedMasks, build_instances, build_instances_from_dataset, lift_views
+From a capture on disk (preprocessing included): ``ovseg_core.pipeline.build_instances_from_dataset``."""
+
+from ovseg_core.instances.build import LiftedMasks, build_instances, lift_views
 from ovseg_core.instances.config import InstanceConfig
 from ovseg_core.instances.export import export_instances, instance_file_names, safe_name
 from ovseg_core.instances.instance_set import InstanceSet, load_instances, text_encoder_for_instances
@@ -14,7 +16,6 @@ __all__ = [
     "LiftedMasks",
     "MergeResult",
     "build_instances",
-    "build_instances_from_dataset",
     "export_instances",
     "instance_file_names",
     "lift_view_masks",

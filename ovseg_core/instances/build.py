@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
+from ovseg_core.data import ViewDataset
 from ovseg_core.fields.view_contributions import compute_contributions
 from ovseg_core.instances.config import InstanceConfig
 from ovseg_core.instances.instance_set import InstanceSet
 from ovseg_core.instances.lifting_masks import lift_all_views
 from ovseg_core.instances.merge import MergeResult, merge_view_masks
-from ovseg_core.models.protocols import SCALES, ImageEncoder, MaskGenerator
+from ovseg_core.models.protocols import SCALES, ImageEncoder
 from ovseg_core.preprocess import ViewFeatures
 from ovseg_core.render import Renderer, make_renderer
 from ovseg_core.scene import GaussianScene
@@ -151,40 +150,6 @@ def build_instances(
         scene_fingerprint=scene.fingerprint(),
         encoder_name=getattr(image_encoder, "name", ""),
         config=record,
-    )
-
-
-def build_instances_from_dataset(
-    scene: GaussianScene,
-    dataset_path: str | os.PathLike[str],
-    mask_generator: MaskGenerator | None = None,
-    image_encoder: ImageEncoder | None = None,
-    *,
-    config: InstanceConfig = InstanceConfig(),
-    preprocess: Any = None,
-    renderer: Renderer | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> InstanceSet:
-    """Load the capture aligned with ``scene``, preprocess every view exactly as
-    ``train_from_dataset`` does (same cache, so a trained scene reuses its masks and features),
-    and build instances. ``preprocess`` is a ``PreprocessConfig`` (default one)."""
-    from ovseg_core.fields.from_dataset import PreprocessConfig, build_models
-    from ovseg_core.preprocess import preprocess_views
-
-    preprocess = preprocess or PreprocessConfig()
-    dataset = load_dataset(
-        dataset_path,
-        DatasetConfig(image_downsample_factor=preprocess.image_downsample_factor),
-        reconstruction_metadata=scene.metadata,
-    )
-    if mask_generator is None or image_encoder is None:
-        built_masks, built_encoder = build_models(preprocess)
-        mask_generator = mask_generator or built_masks
-        image_encoder = image_encoder or built_encoder
-    indices = list(range(len(dataset)))
-    features = preprocess_views(dataset, mask_generator, image_encoder, preprocess.cache_dir, indices=indices)
-    return build_instances(
-        scene, dataset, features, renderer, config, view_indices=indices, image_encoder=image_encoder, progress=progress
     )
 
 

@@ -16,10 +16,10 @@ def test_cli_end_to_end_on_trained_fields(tmp_path, capsys):
 
     from ovseg_app.eval_lerf_cli import main
     from ovseg_core.camera import orbit_cameras
-    from ovseg_core.fields.from_dataset import train_from_dataset
     from ovseg_core.fields.training import LanguageTrainConfig
     from ovseg_core.io import save_scene
     from ovseg_core.models.palette_models import PaletteImageEncoder, PaletteMaskGenerator, Vocabulary
+    from ovseg_core.pipeline import train_from_dataset
     from ovseg_core.render import make_renderer
     from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
     from ovseg_core.synthetic_capture import write_capture

@@ -210,7 +210,7 @@ def test_ovseg_view_serves_the_demo_and_warns_on_open_hosts(tmp_path):
 
 
 def test_instances_drive_clicks_the_list_and_per_instance_export(session, trained):
-    from ovseg_core.instances import build_instances_from_dataset
+    from ovseg_core.pipeline import build_instances_from_dataset
 
     scene, root, _, encoder = trained
     instances = build_instances_from_dataset(scene, root, ColourMaskGenerator(PALETTE), encoder)

@@ -15,13 +15,13 @@ from ovseg_core.fields.view_contributions import ViewContributions
 from ovseg_core.instances import (
     InstanceConfig,
     InstanceSet,
-    build_instances_from_dataset,
     export_instances,
     lift_view_masks,
     load_instances,
     merge_view_masks,
 )
 from ovseg_core.io import load_scene, save_scene
+from ovseg_core.pipeline import build_instances_from_dataset
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture
 

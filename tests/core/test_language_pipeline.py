@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.fields import FieldQuery, LanguageTrainConfig, load_fields
-from ovseg_core.fields.from_dataset import PipelineProgress, PreprocessConfig, train_from_dataset
+from ovseg_core.pipeline import PipelineProgress, PreprocessConfig, train_from_dataset
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
 from ovseg_core.synthetic_capture import write_capture

@@ -37,7 +37,9 @@ def test_exported_members():
         ovseg_core.nope  # noqa: B018
 
 
-@pytest.mark.parametrize("package", ["ovseg_core.fields", "ovseg_core.models", "ovseg_core.render"])
+@pytest.mark.parametrize(
+    "package", ["ovseg_core.fields", "ovseg_core.models", "ovseg_core.pipeline", "ovseg_core.render"]
+)
 def test_subpackage_exports_resolve(package):
     module = __import__(package, fromlist=["__all__"])
     for name in module.__all__:
@@ -72,7 +74,8 @@ def test_importing_the_packages_loads_no_heavy_dependency():
     packages and the settings they parse must not pull them in."""
     code = (
         "import sys, ovseg_core, ovseg_core.fields, ovseg_core.models, ovseg_core.render, ovseg_core.errors, "
-        "ovseg_core.fields.config, ovseg_core.models.config, ovseg_core.models.registry\n"
+        "ovseg_core.fields.config, ovseg_core.models.config, ovseg_core.models.registry, ovseg_core.pipeline, "
+        "ovseg_core.pipeline.progress\n"
         "print(sorted(m for m in ('torch', 'numba', 'open_clip', 'sam2', 'viser') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

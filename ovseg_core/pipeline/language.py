@@ -1,43 +1,23 @@
-"""Dataset -> preprocessing (masks + CLIP features, cached) -> LangSplatV2 training, as one call
-that the ``ovseg-train`` CLI and the viewer's training panel share."""
+"""Capture -> language fields: LangSplatV2 training or training-free lifting of the 2D features, as
+one call that ``ovseg train langsplatv2|lift`` and the viewer's training job share."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
-from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
 from ovseg_core.fields.config import IOConfig, PreprocessConfig
 from ovseg_core.fields.language_fields import LanguageFields
 from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.fields.run_directory import RunDirectory
-from ovseg_core.fields.training import (
-    CancelFlag,
-    LanguageFieldTrainer,
-    LanguageTrainConfig,
-    TrainingView,
-    TrainProgress,
-)
+from ovseg_core.fields.training import CancelFlag, LanguageFieldTrainer, LanguageTrainConfig, TrainProgress
 from ovseg_core.models import ImageEncoder, MaskGenerator
-from ovseg_core.preprocess import preprocess_views
+from ovseg_core.pipeline.progress import PipelineProgress, Reporter, after_preprocess, reporter
+from ovseg_core.pipeline.views import prepare_views
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
-
-
-@dataclasses.dataclass
-class PipelineProgress:
-    """Progress of a whole run: phase ``load``, ``preprocess`` or ``train``."""
-
-    phase: str
-    fraction: float
-    """Overall fraction done (preprocessing counts as the first 30%)."""
-    message: str
-    train: TrainProgress | None = None
 
 
 @dataclasses.dataclass
@@ -49,34 +29,6 @@ class PipelineResult:
     initial_losses: dict[int, float]
     """Level -> mean masked cosine loss over the training views before training."""
     final_losses: dict[int, float]
-
-
-PREPROCESS_SHARE = 0.3
-
-
-def build_models(config: PreprocessConfig) -> tuple[MaskGenerator, ImageEncoder]:
-    """The configured SAM2 + OpenCLIP (or their tiny random twins)."""
-    from ovseg_core.models import OpenClipEncoder, Sam2MaskGenerator, tiny_open_clip, tiny_sam2
-
-    if config.tiny_models:
-        return tiny_sam2(), tiny_open_clip()
-    return Sam2MaskGenerator.from_config(config.sam2), OpenClipEncoder.from_config(config.clip)
-
-
-def training_views(dataset: ViewDataset, features: Any, indices: list[int]) -> list[TrainingView]:
-    """Pair preprocessed features with the dataset cameras (features in ``indices`` order)."""
-    out = []
-    for i, vf in zip(indices, features):
-        view = dataset[i]
-        out.append(
-            TrainingView(
-                name=view.name,
-                camera=view.camera,
-                features=torch.from_numpy(vf.features).float(),
-                seg_maps=torch.from_numpy(vf.seg_maps).long(),
-            )
-        )
-    return out
 
 
 def train_from_dataset(
@@ -92,7 +44,7 @@ def train_from_dataset(
     mask_generator: MaskGenerator | None = None,
     image_encoder: ImageEncoder | None = None,
     renderer: Renderer | None = None,
-    progress: Callable[[PipelineProgress], None] | None = None,
+    progress: Reporter | None = None,
     cancel: CancelFlag | None = None,
     device_lock: Any = None,
     method: Literal["langsplatv2", "lift"] = "langsplatv2",
@@ -104,47 +56,19 @@ def train_from_dataset(
     given. Raises ``Cancelled`` on cancel."""
     if method not in ("langsplatv2", "lift"):
         raise ValueError(f"unknown method {method!r}; choose langsplatv2 or lift")
-
-    def report(p: PipelineProgress) -> None:
-        if progress is not None:
-            progress(p)
-
-    report(PipelineProgress("load", 0.0, "loading dataset"))
-    dataset = load_dataset(
+    report = reporter(progress)
+    prepared = prepare_views(
+        scene,
         dataset_path,
-        DatasetConfig(
-            image_downsample_factor=preprocess.image_downsample_factor, use_every_n_as_val=use_every_n_as_val
-        ),
-        reconstruction_metadata=scene.metadata,
-    )
-    if mask_generator is None or image_encoder is None:
-        report(PipelineProgress("load", 0.0, "loading SAM2 and OpenCLIP"))
-        built_masks, built_encoder = build_models(preprocess)
-        mask_generator = mask_generator or built_masks
-        image_encoder = image_encoder or built_encoder
-    indices = list(dataset.train_indices) + list(dataset.val_indices)
-
-    def on_preprocess(done: int, total: int) -> None:
-        report(
-            PipelineProgress(
-                "preprocess", PREPROCESS_SHARE * done / max(total, 1), f"preprocessing view {done}/{total}"
-            )
-        )
-
-    features = preprocess_views(
-        dataset,
-        mask_generator,
-        image_encoder,
-        preprocess.cache_dir,
-        indices=indices,
-        progress=on_preprocess,
+        preprocess,
+        use_every_n_as_val=use_every_n_as_val,
+        mask_generator=mask_generator,
+        image_encoder=image_encoder,
+        progress=report,
         cancel=cancel,
-        fuse_global=preprocess.concept_fusion,
-        fusion_temperature=preprocess.fusion_temperature,
     )
-    views = training_views(dataset, features, indices)
-    n_train = len(dataset.train_indices)
-    train_views, val_views = views[:n_train], views[n_train:]
+    train_views, val_views = prepared.training_views()
+    encoder_name = prepared.image_encoder.name
 
     writer = (
         RunDirectory(
@@ -163,7 +87,7 @@ def train_from_dataset(
         from ovseg_core.render import make_renderer
 
         def on_lift(fraction: float, message: str) -> None:
-            report(PipelineProgress("lift", PREPROCESS_SHARE + (1 - PREPROCESS_SHARE) * fraction, message))
+            report(PipelineProgress("lift", after_preprocess(fraction), message))
 
         fields = lift_language_fields(
             scene,
@@ -171,7 +95,7 @@ def train_from_dataset(
             config.levels,
             renderer or make_renderer("cpu"),
             lift,
-            encoder_name=image_encoder.name,
+            encoder_name=encoder_name,
             progress=on_lift,
             cancel=cancel,
             device_lock=device_lock,
@@ -190,14 +114,8 @@ def train_from_dataset(
 
     def on_train(p: TrainProgress) -> None:
         eta = f", ETA {p.eta_s:.0f} s" if p.eta_s != float("inf") else ""
-        report(
-            PipelineProgress(
-                "train",
-                PREPROCESS_SHARE + (1 - PREPROCESS_SHARE) * p.fraction,
-                f"level {p.level} step {p.step}/{p.total_steps}, loss {p.cosine_loss_valid:.4f}{eta}",
-                p,
-            )
-        )
+        message = f"level {p.level} step {p.step}/{p.total_steps}, loss {p.cosine_loss_valid:.4f}{eta}"
+        report(PipelineProgress("train", after_preprocess(p.fraction), message, p))
 
     trainer = LanguageFieldTrainer(
         scene,
@@ -205,7 +123,7 @@ def train_from_dataset(
         config,
         renderer=renderer,
         val_views=val_views,
-        encoder_name=image_encoder.name,
+        encoder_name=encoder_name,
         observer=writer,
         progress=on_train,
         cancel=cancel,
