@@ -53,6 +53,10 @@ class TrainCommand:
     """Hold out every N-th image for validation (e.g. 5); -1: no validation."""
     backend: BackendName = "auto"
     """Renderer for the per-view contributions (fvdb on CUDA, else the cpu rasteriser)."""
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    """Where the splat and the fields live, and so where training steps, lifting, registration and
+    instance voting run (``auto``: cuda when a GPU is present). The cpu rasteriser renders a GPU
+    scene through a copy; fvdb renders it in place."""
     method: Literal["langsplatv2", "lift", "instances"] = "langsplatv2"
     """langsplatv2: train sparse codebook fields. lift: training-free, visibility-weighted average
     of the 2D mask features per Gaussian (OpenScene-style), stored the same way. instances: build
@@ -75,7 +79,9 @@ class TrainCommand:
         sigterm_as_interrupt()  # SIGTERM stops like Ctrl-C: one line, finished outputs kept
         progress = _TerminalProgress()
         try:
-            scene = load_scene(self.reconstruction_path)
+            from ovseg_core.models._device import resolve_device
+
+            scene = load_scene(self.reconstruction_path).to(resolve_device(self.device))
             renderer = make_renderer("torch" if self.config.method == "dense" else self.backend)
             if self.method == "instances":
                 return _build_instances(self, scene, renderer, progress)

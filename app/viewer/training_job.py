@@ -223,7 +223,6 @@ class TrainingJob:
         self,
         scene: GaussianScene,
         renderer: Renderer,
-        device_lock: threading.RLock | None = None,
         on_finished: Callable[[LanguageFields], None] | None = None,
         on_instances: Callable[[object], None] | None = None,
         models: tuple | None = None,
@@ -234,8 +233,6 @@ class TrainingJob:
         self.on_instances = on_instances
         self.scene = scene
         self.renderer = renderer
-        self.device_lock = device_lock
-        """Only for renderers that do not lock themselves (the viewer passes a ``LockedRenderer``)."""
         self.on_finished = on_finished
         self.preflight = ""
         self.instances_path: Path | None = None
@@ -447,7 +444,6 @@ class TrainingJob:
                 renderer=self.renderer,
                 progress=self._progress,
                 cancel=self._cancel,
-                device_lock=self.device_lock,
                 method=request.method,
             )
             self.result = result

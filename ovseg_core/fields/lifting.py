@@ -12,7 +12,6 @@ they are *unseen*, score relevancy 0 for every prompt, and are counted in ``conf
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -46,7 +45,6 @@ def lift_language_fields(
     encoder_name: str = "",
     progress: Callable[[float, str], None] | None = None,
     cancel: CancelFlag | None = None,
-    device_lock=None,  # noqa: ANN001
 ) -> LanguageFields:
     """Lift every level's mask features of ``views`` (training views only: never pass held-out
     validation views) onto the Gaussians of ``scene``."""
@@ -88,8 +86,7 @@ def lift_language_fields(
                     (F.normalize(v.features.float(), dim=1) @ unit_basis.T).argmax(dim=1).numpy().astype(np.int64)
                 )
                 pixel_entry = np.where(seg >= 0, entry_of_mask[np.maximum(seg, 0)], -1)
-                with device_lock or contextlib.nullcontext():
-                    bands = list(contribution_bands(renderer, scene, v.camera, config.contributions, dev))
+                bands = list(contribution_bands(renderer, scene, v.camera, config.contributions, dev))
                 if dev is not None:
                     pixel_entry = torch.from_numpy(pixel_entry).to(dev)
                 for row0, ids, ws in bands:

@@ -11,7 +11,6 @@ trained codes in the same factored form (idx, val over the same basis) and used 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,8 +36,6 @@ def register_level(
     level: int,
     renderer: Renderer,
     config: RegistrationConfig = RegistrationConfig(),
-    *,
-    device_lock=None,  # noqa: ANN001
 ) -> tuple[LevelCodes, int]:
     """Back-project ``codes``' renders over the mask pixels of ``views`` at ``level``.
     -> (per-Gaussian codes over the same basis, number of Gaussians no pixel reached)."""
@@ -56,8 +53,7 @@ def register_level(
         seg = v.seg_maps[level].numpy()
         if not (seg >= 0).any():
             continue
-        with device_lock or contextlib.nullcontext():
-            bands = list(_bands_with_codes(renderer, scene, v.camera, dense, config.contributions, dev))
+        bands = list(_bands_with_codes(renderer, scene, v.camera, dense, config.contributions, dev))
         if dev is not None:
             seg = torch.from_numpy(seg).to(dev)
         for row0, ids, ws, pix in bands:

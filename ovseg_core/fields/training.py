@@ -14,12 +14,11 @@ Two ways to compute a step, with the same loss:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -51,7 +50,7 @@ class TrainingView:
     features: torch.Tensor
     """``[M, D]`` float32 L2-normalised CLIP features of all masks of the view."""
     seg_maps: torch.Tensor
-    """``[4, H, W]`` int64 pixel -> row of ``features`` per scale, -1 = no mask."""
+    """``[4, H, W]`` int32 (or int64) pixel -> row of ``features`` per scale, -1 = no mask."""
 
     def __post_init__(self) -> None:
         H, W = self.camera.height, self.camera.width
@@ -131,7 +130,6 @@ class LanguageFieldTrainer:
         observer: TrainingObserver | None = None,
         progress: Callable[[TrainProgress], None] | None = None,
         cancel: CancelFlag | None = None,
-        device_lock: Any = None,
     ) -> None:
         if not train_views:
             raise ValueError("language-field training needs at least one training view")
@@ -151,7 +149,6 @@ class LanguageFieldTrainer:
         self.observer = observer
         self.progress = progress
         self.cancel = cancel
-        self.device_lock = device_lock
         self.fields: dict[int, CodebookField] = {}
         self.gaussian_levels: dict[int, LevelCodes] = {}
         """Level -> registered per-Gaussian codes (after ``run``)."""
@@ -213,7 +210,6 @@ class LanguageFieldTrainer:
                 level,
                 self.renderer,
                 self.config.registration,
-                device_lock=self.device_lock,
             )
 
     def language_fields(self) -> LanguageFields:
@@ -260,8 +256,7 @@ class LanguageFieldTrainer:
 
     # -- internals ----------------------------------------------------------------------------
     def _render_features(self, camera: Camera, codes: torch.Tensor) -> torch.Tensor:
-        with self.device_lock or contextlib.nullcontext():
-            return self.renderer.render(self.scene, camera, features=codes).features[0]
+        return self.renderer.render(self.scene, camera, features=codes).features[0]
 
     def _train_level(self, level: int) -> None:
         cfg = self.config
@@ -359,15 +354,14 @@ class LanguageFieldTrainer:
         contrib = self._cache.get(key)
         if contrib is None:
             valid = (view.seg_maps[level] >= 0).cpu().numpy()
-            with self.device_lock or contextlib.nullcontext():
-                contrib = compute_contributions(
-                    self.renderer,
-                    self.scene,
-                    view.camera,
-                    valid,
-                    self.config.contributions_top_k,
-                    self.config.contributions_min_weight,
-                )
+            contrib = compute_contributions(
+                self.renderer,
+                self.scene,
+                view.camera,
+                valid,
+                self.config.contributions_top_k,
+                self.config.contributions_min_weight,
+            )
             self._cache.put(key, contrib)
         return contrib
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from ovseg_core.fields.config import IOConfig, PreprocessConfig
 from ovseg_core.fields.language_fields import LanguageFields
@@ -46,7 +46,6 @@ def train_from_dataset(
     renderer: Renderer | None = None,
     progress: Reporter | None = None,
     cancel: CancelFlag | None = None,
-    device_lock: Any = None,
     method: Literal["langsplatv2", "lift"] = "langsplatv2",
     lift: LiftConfig = LiftConfig(),
 ) -> PipelineResult:
@@ -98,7 +97,6 @@ def train_from_dataset(
             encoder_name=encoder_name,
             progress=on_lift,
             cancel=cancel,
-            device_lock=device_lock,
         )
         if writer is not None:
             writer.save_checkpoint(0, fields)
@@ -127,7 +125,6 @@ def train_from_dataset(
         observer=writer,
         progress=on_train,
         cancel=cancel,
-        device_lock=device_lock,
     )
     try:
         fields = trainer.run()

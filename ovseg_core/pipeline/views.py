@@ -98,7 +98,8 @@ def training_views(dataset: ViewDataset, features: Sequence[Any], indices: Seque
                 name=view.name,
                 camera=view.camera,
                 features=torch.from_numpy(vf.features).float(),
-                seg_maps=torch.from_numpy(vf.seg_maps).long(),
+                # int32: half the memory of int64 (4.6 -> 2.3 GB over 200 LERF-size views)
+                seg_maps=torch.from_numpy(vf.seg_maps).int(),
             )
         )
     return out

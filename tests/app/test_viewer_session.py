@@ -122,7 +122,7 @@ def test_training_job_runs_in_the_background_and_swaps_fields(trained, tmp_path)
     session = ViewerSession(scene, make_renderer("cpu"), device_lock=lock)
     from ovseg_core.fields.discovery import text_encoder_for
 
-    job = TrainingJob(scene, session.renderer, lock, on_finished=lambda f: session.set_fields(f, text_encoder_for(f)))
+    job = TrainingJob(scene, session.renderer, on_finished=lambda f: session.set_fields(f, text_encoder_for(f)))
     small = tmp_path / "capture"
     write_capture(scene, orbit_cameras((0, 0, 0.05), 2.0, 2, elevation_deg=30, width=48, height=36), small)
     job.start(TrainingRequest(small, levels=(0,), steps=8, model_size="tiny-random"))
@@ -409,8 +409,8 @@ def test_locked_renderer_holds_its_lock_only_while_rendering():
 
 def test_training_progress_times_the_contributions_phase_and_only_steps_after_it():
     from ovseg_app.demo import load_demo_scene
-    from ovseg_core.fields.from_dataset import PipelineProgress
     from ovseg_core.fields.training import TrainProgress
+    from ovseg_core.pipeline import PipelineProgress
 
     nan = float("nan")
     job = TrainingJob(load_demo_scene(), make_renderer("cpu"))
@@ -443,7 +443,7 @@ def test_trainer_reports_contributions_before_the_first_step_and_cancels_there(t
     from ovseg_core.errors import Cancelled
     from ovseg_core.fields import LanguageFieldTrainer, LanguageTrainConfig
     from ovseg_core.fields.config import FieldConfig
-    from ovseg_core.fields.from_dataset import training_views
+    from ovseg_core.pipeline import training_views
     from ovseg_core.preprocess import preprocess_views
 
     scene, root, _, encoder = trained
