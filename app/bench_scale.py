@@ -45,6 +45,8 @@ if TYPE_CHECKING:  # torch and the fields load when the bench runs, not when ``o
 Stage = Literal["contributions", "lifting", "training", "instances", "query"]
 STAGES: tuple[Stage, ...] = ("contributions", "lifting", "training", "instances", "query")
 Device = Literal["cpu", "cuda"]
+VIEW_CHUNK = 16
+"""Views generated between two hand-backs of the generator's freed temporaries."""
 
 
 @dataclasses.dataclass
@@ -110,7 +112,11 @@ class ScaleBench:
                 capture = scale_capture(
                     self.gaussians, self.views, self.width, self.height, num_objects=self.objects, seed=self.seed
                 )
-                views = scale_views(capture, downsample=self.mask_downsample)
+                views = []
+                for start in range(0, len(capture.cameras), VIEW_CHUNK):
+                    cams = capture.cameras[start : start + VIEW_CHUNK]
+                    views += scale_views(capture, cams, self.mask_downsample, first_index=start)
+                    release_freed_memory()  # the generator's temporaries, not the pipeline's
                 covered = float(sum(float((v.seg_maps[0] >= 0).float().mean()) for v in views) / len(views))
                 rec["note"] = (
                     f"{capture.scene.num_gaussians:,} Gaussians, {len(views)} views at {self.width}x{self.height}, "

@@ -106,13 +106,16 @@ class PointMasks:
         return lab[ry[:, None], rx[None, :]]
 
 
-def scale_views(capture: FaintCapture, cameras: list[Camera] | None = None, downsample: int = 4) -> list[TrainingView]:
-    """One ``TrainingView`` per camera: each region the view shows is a mask (the same map at all
-    four scales, shared, not copied) with the region's planted vocabulary feature."""
+def scale_views(
+    capture: FaintCapture, cameras: list[Camera] | None = None, downsample: int = 4, *, first_index: int = 0
+) -> list[TrainingView]:
+    """One ``TrainingView`` per camera (named ``view_<first_index + i>``): each region the view
+    shows is a mask (the same map at all four scales, shared, not copied) with the region's
+    planted vocabulary feature."""
     masks = PointMasks.of(capture, downsample)
     feats = capture.vocabulary.features.float()
     out = []
-    for i, cam in enumerate(capture.cameras if cameras is None else cameras):
+    for i, cam in enumerate(capture.cameras if cameras is None else cameras, start=first_index):
         seg = torch.from_numpy(masks.labels(cam))
         out.append(TrainingView(f"view_{i:03d}", cam, feats, seg.expand(4, *seg.shape)))
     return out

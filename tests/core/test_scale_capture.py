@@ -36,7 +36,8 @@ def test_point_masks_agree_with_the_rendered_regions():
 def test_scale_views_share_one_mask_map_across_levels():
     cap = scale_capture(5_000, 3, 64, 48, num_objects=3, embed_dim=16)
     views = scale_views(cap, downsample=4)
-    assert len(views) == 3
+    assert [v.name for v in views] == ["view_000", "view_001", "view_002"]
+    assert [v.name for v in scale_views(cap, cap.cameras[1:], first_index=1)] == ["view_001", "view_002"]
     for v in views:
         assert v.seg_maps.shape == (4, 48, 64) and v.seg_maps.stride(0) == 0  # one map, not four copies
         assert int(v.seg_maps.max()) < v.features.shape[0] and float((v.seg_maps[0] >= 0).float().mean()) > 0.3
