@@ -9,6 +9,7 @@
 ``ovseg-bench quality``: segment quality on a faint, capture-like scene (3D/2D IoU, instances).
 ``ovseg-bench view``: viewer latencies (prompt -> frame, click -> highlight, orbit frames/s).
 ``ovseg-bench preprocess``: images/s of the local and ray preprocessing executors.
+``ovseg-bench scale``: seconds and peak RSS per stage on a LERF-sized capture (1M Gaussians, 150 views).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ovseg_app.bench_instances import InstancesBench
 from ovseg_app.bench_preprocess import PreprocessBench
 from ovseg_app.bench_quality import QualityBench
 from ovseg_app.bench_robustness import RobustnessBench
+from ovseg_app.bench_scale import ScaleBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
 from ovseg_app.command_runner import run_cli
@@ -279,6 +281,7 @@ COMMAND = (
     | Annotated[PreprocessBench, tyro.conf.subcommand("preprocess")]
     | Annotated[RobustnessBench, tyro.conf.subcommand("robustness")]
     | Annotated[QualityBench, tyro.conf.subcommand("quality")]
+    | Annotated[ScaleBench, tyro.conf.subcommand("scale")]
 )
 """The ``ovseg bench`` benchmarks (one registration line each)."""
 DESCRIPTION = "Speed and memory benchmarks; each writes its figures as JSON under bench_results/."
