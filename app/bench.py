@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 import tyro
 
 from ovseg_app.bench_instances import InstancesBench
+from ovseg_app.bench_machine import machine_info
 from ovseg_app.bench_preprocess import PreprocessBench
 from ovseg_app.bench_quality import QualityBench
 from ovseg_app.bench_robustness import RobustnessBench
@@ -114,7 +114,7 @@ class RenderBench:
                     continue
                 rows.append(self._time(scene, "garden-points", cams, backend))
                 _print_row(rows[-1])
-        result = {"machine": _machine(), "render": rows, "cpu_vs_torch": cpu_vs_torch(rows)}
+        result = {"machine": machine_info(), "render": rows, "cpu_vs_torch": cpu_vs_torch(rows)}
         for r in result["cpu_vs_torch"]:
             print(f"cpu vs torch, {r['scene']} at {r['resolution']}: {r['speedup']:.0f}x")
         if self.memory:
@@ -231,20 +231,6 @@ def _parse_res(res: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f"resolution must look like 512x384, got {res!r}") from None
     return w, h
-
-
-def _machine() -> dict:
-    import os
-
-    import torch
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def _print_row(r: dict) -> None:

@@ -27,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import os
-import platform
 import resource
 import sys
 import threading
@@ -38,6 +36,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from ovseg_app.bench_machine import machine_info
 
 if TYPE_CHECKING:  # torch and the fields load when the bench runs, not when ``ovseg --help`` lists it
     from ovseg_core.eval.faint_capture import FaintCapture
@@ -131,7 +131,7 @@ class ScaleBench:
             sampler.stop()
         process_peak = max(_process_peak_rss_mb(), sampler.overall_peak_mb)
         report = {
-            "machine": _machine(),
+            "machine": machine_info(),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()},
             "capture": {
                 "gaussians": capture.scene.num_gaussians,
@@ -480,16 +480,3 @@ def markdown_table(rows: list[dict]) -> str:
         note = f"ERROR {r['error']}" if r.get("error") else r.get("note", "")
         lines.append(f"| {r['stage']} | {r['device']} | {secs} | {r['peak_rss_mb']:,.0f} | {cuda} | {note} |")
     return "\n".join(lines)
-
-
-def _machine() -> dict:
-    import torch
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
