@@ -81,14 +81,15 @@ def _bands_with_codes(  # noqa: ANN202
 ):
     """Like ``contribution_bands`` (numpy, or tensors on ``device``) but each band also carries
     the rendered codes ``[h, W, E]``."""
-    from ovseg_core.fields.backprojection import band_camera
+    from ovseg_core.fields.backprojection import FloorCompleteRenderer, band_camera
 
     K = cfg.top_k
     rows = max(1, min(camera.height, cfg.max_entries // max(camera.width * (K + dense.shape[1]), 1)))
+    floor_renderer = FloorCompleteRenderer(renderer, K, cfg.min_weight)
     for row0 in range(0, camera.height, rows):
         h = min(rows, camera.height - row0)
         cam = camera if h == camera.height else band_camera(camera, row0, h)
-        out = renderer.render(scene, cam, features=dense, top_k=K)
+        out = floor_renderer.render(scene, cam, features=dense)
         assert out.contrib_ids is not None and out.contrib_weights is not None and out.features is not None
         if device is not None:
             yield (

@@ -72,9 +72,10 @@ def compute_contributions(
 ) -> ViewContributions:
     """Render ``camera`` with top-``k`` contributions and keep the pixels in ``pixel_mask``
     ([H, W] bool; all if None). Entries below ``min_weight`` are dropped (they cannot move a
-    cosine loss measurably). Views whose H * W * k exceeds ``max_entries`` render in horizontal
-    bands (sub-cameras), so the dense [h, W, k] buffers stay bounded."""
-    from ovseg_core.fields.backprojection import band_camera
+    cosine loss measurably), and with a floor only as many slots as hold every entry above it are
+    rendered (``FloorCompleteRenderer``). Views whose H * W * k exceeds ``max_entries`` render in
+    horizontal bands (sub-cameras), so the dense [h, W, k] buffers stay bounded."""
+    from ovseg_core.fields.backprojection import FloorCompleteRenderer, band_camera
 
     H, W = camera.height, camera.width
     if pixel_mask is None:
@@ -84,6 +85,7 @@ def compute_contributions(
             raise ValueError(f"pixel mask is {list(pixel_mask.shape)}, the view is {H}x{W}")
         pixels = np.flatnonzero(pixel_mask.reshape(-1)).astype(np.int64)
     rows = max(1, min(H, max_entries // max(W * top_k, 1)))
+    floor_renderer = FloorCompleteRenderer(renderer, top_k, min_weight)
     counts_parts, id_parts, w_parts = [], [], []
     for row0 in range(0, H, rows):
         h = min(rows, H - row0)
@@ -91,10 +93,10 @@ def compute_contributions(
         if lo == hi:
             continue
         cam = camera if h == H else band_camera(camera, row0, h)
-        out = renderer.render(scene, cam, top_k=top_k)
-        assert out.contrib_ids is not None and out.contrib_weights is not None
-        ids = out.contrib_ids[0].cpu().numpy().reshape(-1, top_k)[pixels[lo:hi] - row0 * W]
-        ws = out.contrib_weights[0].cpu().numpy().astype(np.float32).reshape(-1, top_k)[pixels[lo:hi] - row0 * W]
+        out = floor_renderer.render(scene, cam)
+        k = out.contrib_ids.shape[-1]
+        ids = out.contrib_ids[0].cpu().numpy().reshape(-1, k)[pixels[lo:hi] - row0 * W]
+        ws = out.contrib_weights[0].cpu().numpy().astype(np.float32).reshape(-1, k)[pixels[lo:hi] - row0 * W]
         keep = (ids >= 0) & (ws > min_weight)
         counts_parts.append(keep.sum(axis=1))
         id_parts.append(ids[keep].astype(np.int32))

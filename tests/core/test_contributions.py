@@ -211,3 +211,38 @@ def test_training_leaves_no_spill_files(small_setup, tmp_path, cancel):
         trainer.run()
     assert any(d is not None for d in seen_dirs) and trainer._cache.num_loaded > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_floor_complete_renders_hold_every_contribution_above_the_floor_with_fewer_slots():
+    from ovseg_core.eval.faint_capture import faint_capture
+    from ovseg_core.fields.backprojection import FloorCompleteRenderer
+
+    cap = faint_capture(num_objects=3, gaussians_per_object=1500, num_cameras=2, width=64, height=48)
+    renderer, floor = make_renderer("cpu"), 1.0 / 1024.0
+    full = renderer.render(cap.scene, cap.cameras[0], top_k=1024)
+    ids, ws = full.contrib_ids[0].numpy(), full.contrib_weights[0].numpy()
+    need = int(((ids >= 0) & (ws >= floor)).sum(-1).max())  # most entries above the floor in a pixel
+    assert 8 < need < 256  # a faint splat blends dozens of Gaussians per pixel, far fewer than 1024
+
+    adaptive = FloorCompleteRenderer(renderer, max_k=1024, min_weight=floor, first_k=8)
+    out = adaptive.render(cap.scene, cap.cameras[0])
+    k = out.contrib_ids.shape[-1]
+    assert need <= k < 1024 and adaptive.k == k  # it grew from 8, and stopped well below 1024
+
+    def above(i: np.ndarray, w: np.ndarray) -> list[set]:
+        return [
+            set(zip(pi[pw >= floor].tolist(), pw[pw >= floor].tolist()))
+            for pi, pw in zip(i.reshape(-1, i.shape[-1]), w.reshape(-1, w.shape[-1]))
+        ]
+
+    assert above(out.contrib_ids[0].numpy(), out.contrib_weights[0].numpy()) == above(ids, ws)
+
+    # the view's stored contributions (instances) are the same as with all 1024 slots
+    a = compute_contributions(renderer, cap.scene, cap.cameras[1], top_k=1024, min_weight=floor)
+    fixed = FloorCompleteRenderer(renderer, max_k=1024, min_weight=floor, first_k=1024)
+    assert fixed.k == 1024
+    b_ids = fixed.render(cap.scene, cap.cameras[1]).contrib_ids[0].numpy()
+    b_ws = renderer.render(cap.scene, cap.cameras[1], top_k=1024).contrib_weights[0].numpy()
+    keep = (b_ids >= 0) & (b_ws > floor)
+    assert a.num_entries == int(keep.sum())
+    np.testing.assert_array_equal(np.sort(a.gaussian_ids), np.unique(b_ids[keep]))
