@@ -117,12 +117,10 @@ class QualityBench:
         return out
 
     def _graph(self, cap):  # noqa: ANN001, ANN202
-        from ovseg_core.selection import build_graph
+        from ovseg_core.selection import graph_for
 
         if getattr(self, "_graph_cache", None) is None:
-            self._graph_cache = build_graph(
-                cap.scene, neighbours=self.selection.neighbours, link_factor=self.selection.link_factor
-            )
+            self._graph_cache = graph_for(cap.scene, self.selection)
         return self._graph_cache
 
     def _measure(self, cap, query, renderer, held, times, name):  # noqa: ANN001, ANN202
@@ -133,7 +131,7 @@ class QualityBench:
         graph = self._graph(cap)
 
         def select(rel, t, lvl):  # noqa: ANN001, ANN202
-            return consistent_selection(graph, rel, t, query.seen_mask(lvl), self.selection)
+            return consistent_selection(graph, rel, t, query.evidence(lvl), self.selection)
 
         q = object_quality(cap, query, renderer, held, select=select)
         times[f"measure_{name}_s"] = time.perf_counter() - t0

@@ -86,7 +86,7 @@ class QueryCommand:
         from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
-        from ovseg_core.selection import build_graph, consistent_selection
+        from ovseg_core.selection import consistent_selection, graph_for
 
         prepare_query(self)
         if self.instances is not None or self.export_instances is not None:
@@ -122,16 +122,12 @@ class QueryCommand:
                 f"{unseen} of {scene.num_gaussians} Gaussians were never seen by the views the fields came from "
                 "(relevancy 0" + (", filled from their neighbours" if self.selection.enabled else "") + ")"
             )
-        graph = (
-            build_graph(scene, neighbours=self.selection.neighbours, link_factor=self.selection.link_factor)
-            if self.selection.enabled
-            else None
-        )
+        graph = graph_for(scene, self.selection) if self.selection.enabled else None
         selected = np.zeros(scene.num_gaussians, bool)
         for prompt in self.prompt:
             rel, level = query.gaussian_relevancy(prompt, settings)
             if graph is not None:
-                hit = consistent_selection(graph, rel, self.threshold, query.seen_mask(level), self.selection)
+                hit = consistent_selection(graph, rel, self.threshold, query.evidence(level), self.selection)
             else:
                 hit = rel > self.threshold
             selected |= hit

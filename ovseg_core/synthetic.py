@@ -142,9 +142,13 @@ def demo_scene(seed: int = 7) -> GaussianScene:
     p = g.uniform(-1, 1, (2000, 3))
     p[np.arange(2000), face // 2] = np.where(face % 2, 1.0, -1.0)
     add(np.array([0.32, 0.12, 0.805]) + p * np.array([0.08, 0.06, 0.05]), 0.009, 3)
-    # plant: a bush of leaves, an ellipsoid cloud at the back (-0.45, -0.28)
-    leaves = g.normal(size=(1500, 3)) * np.array([0.07, 0.07, 0.1])
-    add(np.array([-0.45, -0.28, 0.88]) + leaves, 0.012, 4)
+    # plant: a bush of leaves, an ellipsoid cloud at the back (-0.45, -0.28), standing on the table
+    # (leaves drawn again until they clear the top's fuzz: none pierce the table)
+    leaves = np.zeros((0, 3))
+    while len(leaves) < 1500:
+        cloud = np.array([-0.45, -0.28, 0.88]) + g.normal(size=(1500, 3)) * np.array([0.07, 0.07, 0.1])
+        leaves = np.concatenate([leaves, cloud[cloud[:, 2] >= 0.775]])
+    add(leaves[:1500], 0.012, 4)
 
     points = np.concatenate([c[0] for c in chunks])
     scales = np.concatenate([c[1] for c in chunks])

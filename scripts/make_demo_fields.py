@@ -5,9 +5,10 @@ Renders the demo scene from four rings of cameras into a temporary capture, runs
 pipeline (``train_from_dataset``) with the palette demo models (colour masks + a fixed vocabulary,
 ``ovseg_core.models.palette_models``; no SAM 2 / CLIP weights needed), stores the vocabulary in the
 fields' config, gives the Gaussians no view shows their nearest observed neighbour's codes, and
-saves the compact factored form beside ``assets/demo_scene.ply``.
+saves the compact factored form beside ``assets/demo_scene.ply``. ``--rebuild-scene`` first writes
+``assets/demo_scene.ply`` anew from ``ovseg_core.synthetic.demo_scene`` (after changing the scene).
 
-    .venv/bin/python scripts/make_demo_fields.py [--steps 500] [--out assets/demo_scene.fields.pt]
+    .venv/bin/python scripts/make_demo_fields.py [--steps 500] [--out assets/demo_scene.fields.pt] [--rebuild-scene]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ovseg_app.demo import (  # noqa: E402
     DEMO_FIELDS_PATH,
+    DEMO_PATH,
     compact_for_shipping,
     demo_capture_cameras,
     load_demo_scene,
@@ -36,9 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=160)
     ap.add_argument("--height", type=int, default=120)
     ap.add_argument("--per-ring", type=int, default=8)
+    ap.add_argument("--rebuild-scene", action="store_true", help=f"write {DEMO_PATH.name} from demo_scene() first")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
+    if args.rebuild_scene:
+        from ovseg_core.io import save_scene
+        from ovseg_core.synthetic import demo_scene
+
+        save_scene(demo_scene(), DEMO_PATH)
+        print(f"wrote {DEMO_PATH}")
     scene = load_demo_scene()
     cams = demo_capture_cameras(args.width, args.height, args.per_ring)
     with tempfile.TemporaryDirectory(prefix="ovseg-demo-capture-") as tmp:

@@ -33,7 +33,7 @@ from ovseg_core.io.ply import write_ply
 from ovseg_core.models import TextEncoder
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
-from ovseg_core.selection import SelectionConfig, build_graph, connected_within, consistent_selection, grow_from_seed
+from ovseg_core.selection import SelectionConfig, connected_within, consistent_selection, graph_for, grow_from_seed
 
 ViewMode = Literal["rgb", "relevancy", "heatmap", "mask", "pca", "depth", "selection"]
 VIEW_MODES: tuple[str, ...] = ("rgb", "relevancy", "heatmap", "mask", "pca", "depth", "selection")
@@ -248,19 +248,19 @@ class ViewerSession:
     def graph(self):  # noqa: ANN201
         """The scene's neighbourhood graph (built on first use)."""
         if self._graph is None:
-            cfg = self.selection_config
-            graph = build_graph(self.scene, neighbours=cfg.neighbours, link_factor=cfg.link_factor)
+            graph = graph_for(self.base_scene, self.selection_config)
             with self._lock:
                 self._graph = graph
         return self._graph
 
-    def _seen(self, level: int | None) -> np.ndarray:
-        """``[N]`` Gaussians with a 3D feature at ``level`` (None: at any level)."""
+    def _evidence(self, level: int | None) -> np.ndarray:
+        """``[N]`` how much the views said about each Gaussian's 3D feature at ``level`` (None: the
+        most at any level); 0 for Gaussians no view showed."""
         query = self.query
         if query is None:
-            return np.ones(self.scene.num_gaussians, bool)
+            return np.ones(self.scene.num_gaussians, np.float32)
         levels = [level] if level is not None else list(query.levels_3d)
-        return np.logical_or.reduce([query.seen_mask(lvl) for lvl in levels])
+        return np.maximum.reduce([query.evidence(lvl) for lvl in levels])
 
     def prompt_selection(self) -> np.ndarray:
         """Gaussians selected by the current prompt ``[N]`` bool: above the threshold, made
@@ -272,7 +272,7 @@ class ViewerSession:
         if not self.selection_config.enabled:
             return rel > self.prompt.threshold
         return consistent_selection(
-            self.graph(), rel, self.prompt.threshold, self._seen(self.prompt.level), self.selection_config
+            self.graph(), rel, self.prompt.threshold, self._evidence(self.prompt.level), self.selection_config
         )
 
     # -- frames ---------------------------------------------------------------------------------
@@ -501,7 +501,7 @@ class ViewerSession:
             wanted = GRANULARITY_LEVEL[granularity]
             level = wanted if wanted in query.levels else min(query.levels, key=lambda lvl: abs(lvl - wanted))
             similarity = query.similarity_to(level, seed)
-            return grow_from_seed(self.graph(), seed, similarity, 0.9, query.seen_mask(level), self.selection_config)
+            return grow_from_seed(self.graph(), seed, similarity, 0.9, query.evidence(level), self.selection_config)
         scale = float(np.median(self.scene.scales.detach().cpu().numpy().max(axis=1)))
         factor = {"small": 2.0, "medium": 4.0, "large": 8.0}[granularity]
         return connected_within(self._points, seed, factor * scale)

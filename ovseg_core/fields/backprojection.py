@@ -97,9 +97,9 @@ def accumulation_device(config: BackprojectionConfig, scene: GaussianScene) -> t
 
 
 @nb.njit(cache=True)
-def accumulate_entries(acc, seen, ids, weights, pixel_entry, min_weight):
-    """acc[g, e] += w and seen[g] += w for every contribution (pixel p -> g, weight w >= floor)
-    of a pixel with entry e = pixel_entry[p] >= 0. ids/weights [P, K], pixel_entry [P]."""
+def accumulate_entries(acc, evidence, ids, weights, pixel_entry, min_weight):
+    """acc[g, e] += w and evidence[g] += w^2 for every contribution (pixel p -> g, weight w >=
+    floor) of a pixel with entry e = pixel_entry[p] >= 0. ids/weights [P, K], pixel_entry [P]."""
     P, K = ids.shape
     for p in range(P):
         e = pixel_entry[p]
@@ -111,12 +111,12 @@ def accumulate_entries(acc, seen, ids, weights, pixel_entry, min_weight):
             if g < 0 or w < min_weight:
                 continue
             acc[g, e] += w
-            seen[g] += w
+            evidence[g] += w * w
 
 
 @nb.njit(cache=True)
-def accumulate_codes(acc, seen, ids, weights, pixel_codes, valid, min_weight):
-    """acc[g, :] += w * pixel_codes[p, :] and seen[g] += w for valid pixels (as ``accumulate_entries``)."""
+def accumulate_codes(acc, evidence, ids, weights, pixel_codes, valid, min_weight):
+    """acc[g, :] += w * pixel_codes[p, :] and evidence[g] += w^2 for valid pixels (as ``accumulate_entries``)."""
     P, K = ids.shape
     E = pixel_codes.shape[1]
     for p in range(P):
@@ -129,12 +129,12 @@ def accumulate_codes(acc, seen, ids, weights, pixel_codes, valid, min_weight):
                 continue
             for e in range(E):
                 acc[g, e] += w * pixel_codes[p, e]
-            seen[g] += w
+            evidence[g] += w * w
 
 
 def accumulate_codes_torch(
     acc: torch.Tensor,
-    seen: torch.Tensor,
+    evidence: torch.Tensor,
     ids: torch.Tensor,
     weights: torch.Tensor,
     pixel_codes: torch.Tensor,
@@ -151,24 +151,24 @@ def accumulate_codes_torch(
         p, k = p_all[c0 : c0 + chunk_entries], k_all[c0 : c0 + chunk_entries]
         g, w = ids[p, k], weights[p, k]
         acc.index_add_(0, g, w[:, None] * pixel_codes[p])
-        seen.index_add_(0, g, w)
+        evidence.index_add_(0, g, w * w)
 
 
 def accumulate_entries_torch(
     acc: torch.Tensor,
-    seen: torch.Tensor,
+    evidence: torch.Tensor,
     ids: torch.Tensor,
     weights: torch.Tensor,
     pixel_entry: torch.Tensor,
     min_weight: float,
 ) -> None:
-    """Plain-PyTorch twin of ``accumulate_entries`` (``acc`` [N, S], ``seen`` [N], ``ids`` /
+    """Plain-PyTorch twin of ``accumulate_entries`` (``acc`` [N, S], ``evidence`` [N], ``ids`` /
     ``weights`` [P, K], ``pixel_entry`` [P]): one scatter on flattened ``g * S + e`` indices."""
     keep = (ids >= 0) & (weights >= min_weight) & (pixel_entry >= 0)[:, None]
     p, k = torch.nonzero(keep, as_tuple=True)
     g, w = ids[p, k], weights[p, k]
     acc.view(-1).index_add_(0, g * acc.shape[1] + pixel_entry[p], w)
-    seen.index_add_(0, g, w)
+    evidence.index_add_(0, g, w * w)
 
 
 def sparse_top(acc: np.ndarray | torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,7 +27,8 @@ def check_levels(
     """Raise ``FieldMismatchError`` naming ``source`` unless every level is consistent.
 
     Each level's ``idx`` ``[N, J]`` is an integer tensor in ``[0, E)``, ``val`` ``[N, J]`` and
-    ``basis`` ``[E, D]`` are finite floats, N is ``num_gaussians`` and D is ``embed_dim``.
+    ``basis`` ``[E, D]`` are finite floats, N is ``num_gaussians`` and D is ``embed_dim``; an
+    ``evidence`` ``[N]``, where present, is finite and >= 0.
     ``raw`` (the stored tensors) is checked for an integer ``idx`` before any cast could hide it.
     """
     if not levels:
@@ -68,6 +69,13 @@ def check_levels(
                 raise FieldMismatchError(f"{where}: {name} are {t.dtype}, expected floats")
             if not torch.isfinite(t).all():
                 raise FieldMismatchError(f"{where}: {name} contain NaN or Inf")
+        evidence = getattr(codes, "evidence", None)
+        if evidence is not None:
+            if not isinstance(evidence, torch.Tensor) or evidence.shape != (num_gaussians,):
+                shape = list(evidence.shape) if isinstance(evidence, torch.Tensor) else type(evidence).__name__
+                raise FieldMismatchError(f"{where}: evidence has shape {shape}, expected [{num_gaussians}]")
+            if not evidence.dtype.is_floating_point or not torch.isfinite(evidence).all() or bool((evidence < 0).any()):
+                raise FieldMismatchError(f"{where}: evidence must be finite floats >= 0")
 
 
 def check_instance_tensors(payload: Mapping[str, object], source: str) -> None:

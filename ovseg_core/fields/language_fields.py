@@ -38,6 +38,10 @@ class LevelCodes:
     """``[N, J]`` float32 mixing weights."""
     basis: torch.Tensor
     """``[E, D]`` float32 (the stacked codebooks for LangSplatV2)."""
+    evidence: torch.Tensor | None = None
+    """``[N]`` float32 how much the training pixels its code was back-projected from said about each
+    Gaussian (sum of its squared blending weights, ``backprojection``; 0: no view showed it), or None
+    where unknown (trained codes). Spatially consistent selections weigh a Gaussian's own score by it."""
 
     @property
     def num_gaussians(self) -> int:
@@ -135,10 +139,10 @@ class LanguageFields:
             "config": _plain(self.config),
             "levels": {int(k): dict(v) for k, v in self.state.items()}
             if self.state
-            else {int(k): {"idx": v.idx, "val": v.val, "basis": v.basis} for k, v in self.levels.items()},
+            else {int(k): _stored(v, basis=True) for k, v in self.levels.items()},
         }
         if self.gaussian_levels:
-            payload["gaussian_levels"] = {int(k): {"idx": v.idx, "val": v.val} for k, v in self.gaussian_levels.items()}
+            payload["gaussian_levels"] = {int(k): _stored(v, basis=False) for k, v in self.gaussian_levels.items()}
         buf = io.BytesIO()
         torch.save(payload, buf)
         path = Path(path)
@@ -165,7 +169,9 @@ def load_fields(path: str | os.PathLike[str], scene: GaussianScene | None = None
                 levels[int(lvl)] = LevelCodes.from_codebook_field(field)
                 state[int(lvl)] = t
             else:
-                levels[int(lvl)] = LevelCodes(idx=t["idx"].long(), val=t["val"].float(), basis=t["basis"].float())
+                levels[int(lvl)] = LevelCodes(
+                    idx=t["idx"].long(), val=t["val"].float(), basis=t["basis"].float(), evidence=_evidence_of(t)
+                )
         fields = LanguageFields(
             levels=levels,
             method=method,
@@ -178,11 +184,24 @@ def load_fields(path: str | os.PathLike[str], scene: GaussianScene | None = None
             state=state,
             source=str(path),
             gaussian_levels={
-                int(lvl): LevelCodes(idx=t["idx"].long(), val=t["val"].float(), basis=levels[int(lvl)].basis)
+                int(lvl): LevelCodes(
+                    idx=t["idx"].long(),
+                    val=t["val"].float(),
+                    basis=levels[int(lvl)].basis,
+                    evidence=_evidence_of(t),
+                )
                 for lvl, t in payload.get("gaussian_levels", {}).items()
             },
         )
         check_levels(fields.levels, fields.num_gaussians, fields.embed_dim, str(path), raw=levels_raw)
+        if fields.gaussian_levels:
+            check_levels(
+                fields.gaussian_levels,
+                fields.num_gaussians,
+                fields.embed_dim,
+                f"{path} (registered)",
+                raw=payload["gaussian_levels"],
+            )
     except FieldMismatchError:
         raise
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
@@ -190,6 +209,21 @@ def load_fields(path: str | os.PathLike[str], scene: GaussianScene | None = None
     if scene is not None:
         fields.check_scene(scene)
     return fields
+
+
+def _stored(codes: LevelCodes, *, basis: bool) -> dict[str, torch.Tensor]:
+    """What a checkpoint holds of ``codes`` (the registered levels share their level's basis)."""
+    out = {"idx": codes.idx, "val": codes.val}
+    if basis:
+        out["basis"] = codes.basis
+    if codes.evidence is not None:
+        out["evidence"] = codes.evidence
+    return out
+
+
+def _evidence_of(stored: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    evidence = stored.get("evidence")
+    return evidence.float() if isinstance(evidence, torch.Tensor) else evidence
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:

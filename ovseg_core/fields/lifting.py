@@ -8,6 +8,7 @@ quantised to a K-means codebook (S entries); a Gaussian then accumulates weight 
 entry, and its top-k entries (renormalised) are its code, i.e. the same factored form
 (idx, val, basis) that trained fields use. Gaussians no training view shows keep all-zero codes:
 they are *unseen*, score relevancy 0 for every prompt, and are counted in ``config["unseen"]``.
+Each Gaussian's ``evidence`` (sum of its squared weights: how much the views said about it) is kept.
 """
 
 from __future__ import annotations
@@ -74,9 +75,12 @@ def lift_language_fields(
         unit_basis = F.normalize(basis, dim=1)
         # numba on the CPU; torch on the scene's device (GPU) when ``accumulation_device`` says so.
         if dev is None:
-            acc, seen = np.zeros((scene.num_gaussians, S), np.float32), np.zeros(scene.num_gaussians, np.float32)
+            acc, evidence = np.zeros((scene.num_gaussians, S), np.float32), np.zeros(scene.num_gaussians, np.float32)
         else:
-            acc, seen = torch.zeros(scene.num_gaussians, S, device=dev), torch.zeros(scene.num_gaussians, device=dev)
+            acc, evidence = (
+                torch.zeros(scene.num_gaussians, S, device=dev),
+                torch.zeros(scene.num_gaussians, device=dev),
+            )
         for v in views:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"lifting cancelled after {done} of {total} views")
@@ -94,7 +98,7 @@ def lift_language_fields(
                     accumulate = accumulate_entries if dev is None else accumulate_entries_torch
                     accumulate(
                         acc,
-                        seen,
+                        evidence,
                         ids.reshape(-1, K),
                         ws.reshape(-1, K),
                         pixel_entry[row0 : row0 + h].reshape(-1),
@@ -104,9 +108,10 @@ def lift_language_fields(
             if progress is not None:
                 progress(done / total, f"lifting level {level}: view {done}/{total}")
         idx, val = sparse_top(acc, config.top_k)
-        out[level] = LevelCodes(idx=idx, val=val, basis=basis)
-        unseen[level] = int((seen <= 0).sum())
-        del acc, seen
+        evidence = torch.from_numpy(evidence) if isinstance(evidence, np.ndarray) else evidence.float().cpu()
+        out[level] = LevelCodes(idx=idx, val=val, basis=basis, evidence=evidence)
+        unseen[level] = int((evidence <= 0).sum())
+        del acc
     dim = next(iter(out.values())).basis.shape[1]
     return LanguageFields(
         levels=out,

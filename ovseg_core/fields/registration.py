@@ -5,7 +5,8 @@ take codes that cancel in the blend: reading 3D relevancy straight off them sele
 Gaussians, and more so the longer training runs. Registration gives every Gaussian the
 blending-weight-weighted average of the field's rendered (opacity-normalised) pixel codes over
 the training pixels it contributes to (``backprojection``). Relevancy is linear-then-sigmoid in
-the code, so a Gaussian scores like the pixels it makes up. The result is stored beside the
+the code, so a Gaussian scores like the pixels it makes up. Each Gaussian's ``evidence``
+(``backprojection``) is kept with it. The result is stored beside the
 trained codes in the same factored form (idx, val over the same basis) and used for 3D queries.
 """
 
@@ -46,9 +47,9 @@ def register_level(
     # numba on the CPU; torch on the scene's device (GPU) when ``accumulation_device`` says so.
     dev = accumulation_device(config.contributions, scene)
     if dev is None:
-        acc, seen = np.zeros((scene.num_gaussians, E), np.float32), np.zeros(scene.num_gaussians, np.float32)
+        acc, evidence = np.zeros((scene.num_gaussians, E), np.float32), np.zeros(scene.num_gaussians, np.float32)
     else:
-        acc, seen = torch.zeros(scene.num_gaussians, E, device=dev), torch.zeros(scene.num_gaussians, device=dev)
+        acc, evidence = torch.zeros(scene.num_gaussians, E, device=dev), torch.zeros(scene.num_gaussians, device=dev)
     for v in views:
         seg = v.seg_maps[level].numpy()
         if not (seg >= 0).any():
@@ -63,12 +64,13 @@ def register_level(
             valid = (seg[row0 : row0 + h].reshape(-1) >= 0) & (alpha >= config.min_alpha)
             if dev is None:
                 unit = (pix / np.maximum(alpha, 1e-12)[:, None]).astype(np.float32)
-                accumulate_codes(acc, seen, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, floor)
+                accumulate_codes(acc, evidence, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, floor)
             else:
                 unit = pix / alpha.clamp_min(1e-12)[:, None]
-                accumulate_codes_torch(acc, seen, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, float(floor))
+                accumulate_codes_torch(acc, evidence, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, float(floor))
     idx, val = sparse_top(acc, config.top_k)
-    return LevelCodes(idx=idx, val=val * val_sum, basis=codes.basis), int((seen <= 0).sum())
+    evidence = torch.from_numpy(evidence) if isinstance(evidence, np.ndarray) else evidence.float().cpu()
+    return LevelCodes(idx=idx, val=val * val_sum, basis=codes.basis, evidence=evidence), int((evidence <= 0).sum())
 
 
 def _bands_with_codes(  # noqa: ANN202

@@ -49,6 +49,7 @@ class LevelQueryState:
     gram: torch.Tensor  # [E, E]
     val_sum: float  # what every Gaussian's mixing weights add up to (1 per layer)
     unseen: np.ndarray  # [N] bool: no feature at all (lifting never saw it); relevancy 0
+    evidence: np.ndarray  # [N] float32 >= 0: how much the views said about each Gaussian (1 / 0 if unknown)
 
 
 class FieldQuery:
@@ -81,6 +82,10 @@ class FieldQuery:
         unseen = norms <= 1e-12
         val_sum = float(val[int(np.argmin(unseen))].sum()) if len(val) else 1.0
         small_idx = idx.astype(np.uint8) if basis.shape[0] <= 256 else idx  # 4x less memory traffic
+        if codes.evidence is not None:
+            evidence = np.where(unseen, 0.0, codes.evidence.numpy()).astype(np.float32)
+        else:  # trained codes: every Gaussian with a feature counts alike
+            evidence = (~unseen).astype(np.float32)
         return LevelQueryState(
             codes=codes,
             idx=small_idx,
@@ -88,6 +93,7 @@ class FieldQuery:
             gram=gram,
             val_sum=max(val_sum, 1e-12),
             unseen=unseen,
+            evidence=evidence,
         )
 
     def unseen_count(self, level: int | None = None) -> int:
@@ -100,6 +106,12 @@ class FieldQuery:
     def seen_mask(self, level: int) -> np.ndarray:
         """``[N]`` bool: Gaussians that carry a 3D feature at ``level``."""
         return ~self.levels_3d[level].unseen
+
+    def evidence(self, level: int) -> np.ndarray:
+        """``[N]`` float32: how much the views said about each Gaussian's 3D feature at ``level``
+        (its squared blending weights summed by lifting or registration; 1 per seen Gaussian where
+        the fields do not know it), 0 for unseen ones. Spatially consistent selections weigh scores by it."""
+        return self.levels_3d[level].evidence
 
     # -- text ----------------------------------------------------------------------------------
     def embed(self, texts: Sequence[str]) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Spatially consistent selections of Gaussians: a neighbourhood graph over Gaussian centres,
-relevancy smoothed and filled in over it, and connected components that drop isolated strays.
+"""Spatially consistent selections of Gaussians: a colour-weighted neighbourhood graph over
+Gaussian centres, labels weighed by each Gaussian's evidence against its neighbourhood's over it,
+and connected components that drop isolated strays.
 
 Names load on first use: ``ovseg_core.selection.config`` (the settings) imports without torch."""
 
@@ -13,8 +14,10 @@ _EXPORTS = {
     "build_graph": "ovseg_core.selection.graph",
     "connected_within": "ovseg_core.selection.graph",
     "consistent_selection": "ovseg_core.selection.consistency",
+    "graph_for": "ovseg_core.selection.graph",
     "grow_from_seed": "ovseg_core.selection.consistency",
     "propagate_labels": "ovseg_core.selection.consistency",
+    "regularised_labels": "ovseg_core.selection.consistency",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

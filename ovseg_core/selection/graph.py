@@ -1,6 +1,13 @@
 """A neighbourhood graph over Gaussian centres: each Gaussian links to those of its k nearest
 neighbours it overlaps (centre distance <= ``link_factor`` * (sigma_i + sigma_j), sigma = its
-largest axis). Surfaces made of overlapping Gaussians become connected; isolated floaters do not."""
+largest axis). Surfaces made of overlapping Gaussians become connected; isolated floaters do not.
+
+A link's weight is the two Gaussians' colour affinity, exp(-|c_i - c_j|^2 / (2 s^2)) with s^2 the
+mean squared colour difference over all links (the random walker's normalisation, so it adapts to
+each capture's colour statistics): where a red mug stands in a brown table's fuzz, its buried
+Gaussians hang together with the mug and only loosely with the table. Views cannot tell such
+Gaussians apart (no pixel shows them), but their own fitted colour still says what they are.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +17,51 @@ import numpy as np
 import scipy.sparse as sp
 
 from ovseg_core.scene import GaussianScene
+from ovseg_core.selection.config import SelectionConfig
+
+MIN_AFFINITY = 1e-4
+"""Links between very different colours keep this weight: they stay links (connected pieces do not
+split at a colour edge), they just carry almost nothing."""
 
 
 @dataclasses.dataclass
 class GaussianGraph:
-    """Symmetric, row-normalised neighbourhood weights of a scene's Gaussians."""
+    """Symmetric weighted neighbourhood links of a scene's Gaussians."""
 
     adjacency: sp.csr_matrix
-    """``[N, N]`` float32, 1 where two Gaussians are linked (symmetric, no self loops)."""
+    """``[N, N]`` float32 link weights in (0, 1] (symmetric, no self loops)."""
 
     @property
     def num_gaussians(self) -> int:
         return int(self.adjacency.shape[0])
 
     def degree(self) -> np.ndarray:
-        """``[N]`` neighbours per Gaussian."""
+        """``[N]`` neighbours per Gaussian (links, whatever their weight)."""
         return np.diff(self.adjacency.indptr)
 
+    def weighted_degree(self) -> np.ndarray:
+        """``[N]`` float64 sum of each Gaussian's link weights."""
+        return np.asarray(self.adjacency.sum(axis=1), np.float64).reshape(-1)
+
+    def laplacian(self) -> sp.csr_matrix:
+        """``[N, N]`` float64 graph Laplacian D - A of the link weights."""
+        a = self.adjacency.astype(np.float64)
+        return (sp.diags(self.weighted_degree()) - a).tocsr()
+
     def neighbour_mean(self, values: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Mean of ``values`` [N] over each Gaussian's neighbours, counting neighbour j with
-        ``weights[j]`` (default 1) -> (mean [N], total weight [N]; mean 0 where that is 0)."""
+        """Link-weighted mean of ``values`` [N] over each Gaussian's neighbours, counting neighbour j
+        also with ``weights[j]`` (default 1) -> (mean [N], total weight [N]; mean 0 where that is 0)."""
         w = np.ones(self.num_gaussians, np.float32) if weights is None else weights.astype(np.float32)
         total = self.adjacency @ w
         s = self.adjacency @ (w * values.astype(np.float32))
         return np.where(total > 0, s / np.maximum(total, 1e-12), 0.0).astype(np.float32), total
 
 
-def build_graph(scene: GaussianScene, *, neighbours: int = 12, link_factor: float = 1.5) -> GaussianGraph:
-    """The graph of ``scene`` (``neighbours`` nearest candidates per Gaussian)."""
+def build_graph(
+    scene: GaussianScene, *, neighbours: int = 12, link_factor: float = 1.5, colour_affinity: bool = True
+) -> GaussianGraph:
+    """The graph of ``scene`` (``neighbours`` nearest candidates per Gaussian); links weigh the
+    colour affinity of their ends with ``colour_affinity``, else 1."""
     from scipy.spatial import cKDTree
 
     if neighbours < 1:
@@ -55,11 +79,33 @@ def build_graph(scene: GaussianScene, *, neighbours: int = 12, link_factor: floa
     cols = idx[:, 1:].reshape(-1)
     d = dist[:, 1:].reshape(-1)
     keep = np.isfinite(d) & (cols < N) & (d <= link_factor * (sigma[rows] + sigma[np.minimum(cols, N - 1)]))
-    a = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (rows[keep], cols[keep])), shape=(N, N))
+    rows, cols = rows[keep], cols[keep]
+    a = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(N, N))
     a = a.maximum(a.T).tocsr()
     a.setdiag(0)
     a.eliminate_zeros()
-    return GaussianGraph(a.astype(np.float32))
+    a = a.astype(np.float32)
+    if colour_affinity and a.nnz:
+        a.data = _colour_affinity(scene, a)
+    return GaussianGraph(a)
+
+
+def graph_for(scene: GaussianScene, config: SelectionConfig) -> GaussianGraph:
+    """``build_graph`` with ``config``'s neighbourhood settings."""
+    return build_graph(
+        scene, neighbours=config.neighbours, link_factor=config.link_factor, colour_affinity=config.colour_affinity
+    )
+
+
+def _colour_affinity(scene: GaussianScene, a: sp.csr_matrix) -> np.ndarray:
+    """Weights ``[nnz]`` float32 of ``a``'s links (CSR order) from the ends' base colours."""
+    colour = scene.base_colors.detach().cpu().float().numpy()[:, :3].clip(0.0, 1.0)
+    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    d2 = ((colour[rows] - colour[a.indices]) ** 2).sum(axis=1)
+    scale = float(d2.mean())
+    if scale <= 1e-12:  # one colour everywhere: nothing to tell apart
+        return np.ones(len(d2), np.float32)
+    return np.maximum(np.exp(-d2 / (2.0 * scale)), MIN_AFFINITY).astype(np.float32)
 
 
 def connected_within(points: np.ndarray, seed: int, radius: float, candidates: np.ndarray | None = None) -> np.ndarray:

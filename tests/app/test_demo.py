@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import distance_transform_edt
 
 from ovseg_app.demo import (
     DEMO_FIELDS_PATH,
@@ -17,6 +18,7 @@ from ovseg_app.demo import (
     load_demo_scene,
     train_demo_fields,
 )
+from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.fields import FieldQuery, load_fields
 from ovseg_core.fields.discovery import discover_fields, text_encoder_for
@@ -43,11 +45,11 @@ def test_shipped_fields_are_small_and_discoverable(shipped):
     assert enc.name.startswith("vocabulary:")
 
 
-# Parts of objects resting on the table (the box's whole bottom face, the ball's and mug's lowest
-# rim) are in no view; they take their nearest observed neighbour's codes, often the table's, so
-# a per-Gaussian IoU of 1 is impossible. Measured on the shipped fields: table 0.81, red mug 0.77,
-# yellow ball 0.74, blue box 0.70, green plant 0.86.
-MIN_IOU = {"table": 0.75, "red mug": 0.7, "yellow ball": 0.7, "blue box": 0.68, "green plant": 0.7}
+# Per-Gaussian relevancy alone (no spatial consistency): parts of objects resting on the table (the
+# box's bottom face, the mug's rim in the table's fuzz) are seen by no view or only as slivers of
+# table pixels, so their registered features are the table's. Measured on the shipped fields:
+# table 0.87, red mug 0.91, yellow ball 0.84, blue box 0.75, green plant 0.74.
+MIN_IOU = {"table": 0.85, "red mug": 0.88, "yellow ball": 0.8, "blue box": 0.72, "green plant": 0.7}
 
 
 def test_shipped_fields_select_each_demo_object(shipped):
@@ -61,6 +63,30 @@ def test_shipped_fields_select_each_demo_object(shipped):
         assert iou >= MIN_IOU[name], f"{name}: per-Gaussian IoU {iou:.3f}"
     rel, _ = query.gaussian_relevancy("mug")  # a word of the name finds the same object
     assert np.array_equal(rel, query.gaussian_relevancy("red mug")[0])
+
+
+def test_prompt_and_click_select_whole_demo_objects(shipped):
+    """Spatial consistency (evidence against colour-weighted neighbours) brings the buried and unseen
+    parts back: measured prompt IoU 0.97-1.0 and clicks covering 0.97-1.0 with no other object."""
+    scene, fields, enc = shipped
+    session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=enc)
+    truth = scene.extras["object_id"]
+    for k, name in enumerate(NAMES):
+        session.set_prompt(positives=(name,))
+        sel = session.prompt_selection()
+        assert (sel & (truth == k)).sum() / (sel | (truth == k)).sum() >= 0.95, name
+    renderer = make_renderer("cpu")
+    onehot = F.one_hot(torch.from_numpy(truth).long(), len(NAMES)).float()
+    for cam in orbit_cameras((0, 0, 0.8), 1.4, 3, elevation_deg=35, width=200, height=150):  # not training views
+        weight = renderer.render(scene, cam, features=onehot).features[0].numpy()
+        for k, name in enumerate(NAMES):
+            # click where a user would: the pixel of the object's silhouette deepest inside it
+            depth = distance_transform_edt(weight[..., k] > 0.5)
+            y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+            session.click(cam, (x + 0.5, y + 0.5))
+            sel = session.selection
+            covered, others = sel[truth == k].mean(), (truth[sel] != k).mean()
+            assert covered >= 0.95 and others < 0.02, (name, covered, others)
 
 
 def test_shipped_fields_segment_the_mug_in_a_view(shipped):

@@ -120,7 +120,11 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     wait_until(lambda: "red mug" in tab.panels.selection.selection_md.content, what="label of the clicked instance")
     selected = tab.session.selection
     truth = scene.extras["object_id"]
-    assert (truth[selected] == MUG).mean() >= 0.99 and selected[truth == MUG].mean() >= 0.8
+    # the whole mug, its rim sunk in the table's fuzz and its unseen parts too, and nothing else
+    assert selected[truth == MUG].mean() >= 0.95 and (truth[selected] != MUG).mean() < 0.02, (
+        selected[truth == MUG].mean(),
+        (truth[selected] != MUG).mean(),
+    )
     select_dropdown(page, "View", "selection")
     page.wait_for_timeout(800)
     screenshot(page, artifact_dir / "3_selected_mug.png")

@@ -67,6 +67,9 @@ def setup(tmp_path_factory):
         ("nan_basis", {"basis": torch.full((E, 32), float("nan"))}, "basis contain NaN"),
         ("basis_dim", {"basis": torch.zeros(E, 3)}, r"expected \[E, "),
         ("empty_basis", {"basis": torch.zeros(0, 32), "idx": torch.zeros(N, J, dtype=torch.long)}, "basis has shape"),
+        ("negative_evidence", {"evidence": -torch.ones(N)}, "evidence must be finite floats >= 0"),
+        ("nan_evidence", {"evidence": torch.full((N,), float("nan"))}, "evidence must be finite floats >= 0"),
+        ("evidence_shape", {"evidence": torch.ones(N - 1)}, r"evidence has shape \[199\], expected \[200\]"),
     ],
 )
 def test_bad_checkpoints_are_refused_on_load(setup, name, level, match):
@@ -81,6 +84,26 @@ def test_valid_checkpoint_still_loads(setup):
     root, scene, dim = setup
     path = _fields(scene, dim).save(root / "good.pt")
     assert load_fields(path, scene).levels[0].idx.shape == (N, J)
+    assert load_fields(path, scene).levels[0].evidence is None  # unknown, as in trained codes
+
+
+def test_evidence_and_registered_codes_round_trip_and_are_checked(setup):
+    root, scene, dim = setup
+    evidence = torch.rand(N)
+    evidence[:3] = 0  # never seen
+    fields = _fields(scene, dim, evidence=evidence)
+    g = torch.Generator().manual_seed(1)
+    fields.gaussian_levels = {
+        0: LevelCodes(torch.randint(0, E, (N, 8), generator=g), torch.rand(N, 8), fields.levels[0].basis, evidence)
+    }
+    back = load_fields(fields.save(root / "evidence.pt"), scene)
+    torch.testing.assert_close(back.levels[0].evidence, evidence)
+    torch.testing.assert_close(back.gaussian_levels[0].evidence, evidence)
+    assert torch.equal(back.gaussian_levels[0].idx, fields.gaussian_levels[0].idx)
+    # registered codes are indexed by the same kernels: an out-of-range index is refused too
+    fields.gaussian_levels[0].idx[5, 2] = E + 3
+    with pytest.raises(FieldMismatchError, match=r"\(registered\): level 0: code indices span"):
+        load_fields(fields.save(root / "bad_registered.pt"))
 
 
 def test_out_of_range_checkpoint_gives_a_clear_error_not_a_segfault(setup):
