@@ -70,6 +70,9 @@ class RegistrationConfig:
     """Off: 3D queries read the trained per-Gaussian codes directly (the reference's behaviour)."""
     top_k: int = 8
     """Basis entries kept per Gaussian."""
+    refit: bool = True
+    """Refit the kept entries' values by least squares in feature space (off: plain truncation,
+    which turns the direction of the mixtures a long-trained field renders)."""
     min_alpha: float = 0.5
     """Pixels whose rendered opacity is below this are not back-projected (mostly background)."""
     contributions: BackprojectionConfig = BackprojectionConfig()

@@ -3,11 +3,15 @@
 LangSplatV2 training only constrains *blended* pixel features, so individual faint Gaussians
 take codes that cancel in the blend: reading 3D relevancy straight off them selects the wrong
 Gaussians, and more so the longer training runs. Registration gives every Gaussian the
-blending-weight-weighted average of the field's rendered (opacity-normalised) pixel codes over
-the training pixels it contributes to (``backprojection``). Relevancy is linear-then-sigmoid in
-the code, so a Gaussian scores like the pixels it makes up. Each Gaussian's ``evidence``
-(``backprojection``) is kept with it. The result is stored beside the
-trained codes in the same factored form (idx, val over the same basis) and used for 3D queries.
+blending-weight-weighted average of the field's rendered pixel features over the training
+pixels it contributes to (``backprojection``), each pixel's feature scaled to unit length first:
+the cosine loss leaves rendered norms free, and unscaled pixels would outvote each other by
+norm. The average is kept in the field's own basis, sparse (``top_k`` entries) with the kept
+values refitted by least squares in feature space: a long-trained field renders mixtures of
+most of its codebook, and plain truncation of such a mixture turns its direction (3D IoU fell
+from 0.96 to 0.66 between 400 and 2,000 steps on the faint test capture; refitted: 0.96 both).
+Each Gaussian's ``evidence`` (``backprojection``) is kept with it. The result is stored beside
+the trained codes in the same factored form (idx, val over the same basis) and used for 3D queries.
 """
 
 from __future__ import annotations
@@ -43,9 +47,11 @@ def register_level(
     dense = codes.dense_codes().to(scene.device)  # [N, E]
     val_sum = float(codes.val.sum(dim=1).max()) if codes.num_gaussians else 1.0
     E = dense.shape[1]
+    gram = codes.basis.float() @ codes.basis.float().T  # [E, E]: |feature|^2 = c^T gram c
     floor = np.float32(config.contributions.min_weight)
     # numba on the CPU; torch on the scene's device (GPU) when ``accumulation_device`` says so.
     dev = accumulation_device(config.contributions, scene)
+    gram_np, gram_dev = gram.numpy(), gram.to(dev) if dev is not None else None
     if dev is None:
         acc, evidence = np.zeros((scene.num_gaussians, E), np.float32), np.zeros(scene.num_gaussians, np.float32)
     else:
@@ -63,14 +69,47 @@ def register_level(
             alpha = pix.sum(1) / max(val_sum, 1e-12)
             valid = (seg[row0 : row0 + h].reshape(-1) >= 0) & (alpha >= config.min_alpha)
             if dev is None:
-                unit = (pix / np.maximum(alpha, 1e-12)[:, None]).astype(np.float32)
+                norm = np.sqrt(np.maximum(((pix @ gram_np) * pix).sum(1), 1e-24))
+                unit = (pix / norm[:, None]).astype(np.float32)
                 accumulate_codes(acc, evidence, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, floor)
             else:
-                unit = pix / alpha.clamp_min(1e-12)[:, None]
+                unit = pix * torch.rsqrt(((pix @ gram_dev) * pix).sum(1).clamp_min(1e-24))[:, None]
                 accumulate_codes_torch(acc, evidence, ids.reshape(-1, K), ws.reshape(-1, K), unit, valid, float(floor))
     idx, val = sparse_top(acc, config.top_k)
+    if config.refit:
+        val = refit_on_support(acc, idx, val, gram)
     evidence = torch.from_numpy(evidence) if isinstance(evidence, np.ndarray) else evidence.float().cpu()
     return LevelCodes(idx=idx, val=val * val_sum, basis=codes.basis, evidence=evidence), int((evidence <= 0).sum())
+
+
+def refit_on_support(
+    acc: np.ndarray | torch.Tensor, idx: torch.Tensor, val: torch.Tensor, gram: torch.Tensor, chunk: int = 65536
+) -> torch.Tensor:
+    """Values ``[N, J]`` on the kept entries ``idx`` ``[N, J]`` whose feature is the least-squares
+    fit of the full code ``acc`` ``[N, E]``'s feature (``gram`` = basis basis^T ``[E, E]``), scaled to
+    sum 1 where that sum is positive (unit feature length otherwise); rows that received nothing
+    keep ``val``. Works in chunks of ``chunk`` rows so the ``[rows, J, J]`` systems stay small."""
+    out = val.clone()
+    J = idx.shape[1]
+    eye = torch.eye(J, dtype=torch.float64)
+    G = gram.double().cpu()
+    for r0 in range(0, idx.shape[0], chunk):
+        a = acc[r0 : r0 + chunk]
+        a = (torch.from_numpy(a) if isinstance(a, np.ndarray) else a.cpu()).double()
+        seen = a.abs().sum(1) > 0
+        if not seen.any():
+            continue
+        i = idx[r0 : r0 + chunk]
+        A = G[i[:, :, None], i[:, None, :]]  # [n, J, J]
+        b = torch.gather(a @ G, 1, i)  # [n, J]
+        # a tiny ridge keeps near-parallel basis entries solvable without moving the fit
+        ridge = 1e-6 * A.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)
+        v = torch.linalg.solve(A + ridge[:, None, None] * eye, b[..., None])[..., 0]
+        total = v.sum(1, keepdim=True)
+        length = torch.sqrt(((v[:, :, None] * A).sum(1) * v).sum(1, keepdim=True).clamp_min(1e-24))
+        v = torch.where(total > 1e-6 * length, v / total, v / length)
+        out[r0 : r0 + chunk] = torch.where(seen[:, None], v.float(), val[r0 : r0 + chunk])
+    return out
 
 
 def _bands_with_codes(  # noqa: ANN202
@@ -109,4 +148,4 @@ def _bands_with_codes(  # noqa: ANN202
         )
 
 
-__all__ = ["RegistrationConfig", "contribution_bands", "register_level"]
+__all__ = ["RegistrationConfig", "contribution_bands", "refit_on_support", "register_level"]

@@ -18,11 +18,12 @@ from ovseg_core.fields.backprojection import (
     accumulate_entries,
     accumulate_entries_torch,
     contribution_bands,
+    sparse_top,
 )
 from ovseg_core.fields.config import LiftConfig, RegistrationConfig
 from ovseg_core.fields.language_fields import LevelCodes
 from ovseg_core.fields.lifting import lift_language_fields
-from ovseg_core.fields.registration import register_level
+from ovseg_core.fields.registration import refit_on_support, register_level
 from ovseg_core.fields.relevancy import FieldQuery
 from ovseg_core.fields.training import LanguageFieldTrainer, LanguageTrainConfig
 from ovseg_core.fields.view_contributions import compute_contributions
@@ -177,7 +178,7 @@ def test_lifting_with_spatial_consistency_selects_whole_objects(small, lifted):
 def test_registered_trained_fields_agree_with_pixels_and_do_not_degrade(small):
     cap, renderer, train, _, text, graph = small
     scores = []
-    for steps in (100, 400):
+    for steps in (400, 2000):
         cfg = LanguageTrainConfig(feature_level=1, max_steps=steps)
         fields = LanguageFieldTrainer(cap.scene, train, cfg, renderer=renderer, encoder_name=text.name).run()
         assert fields.gaussian_levels.keys() == {1}
@@ -186,11 +187,37 @@ def test_registered_trained_fields_agree_with_pixels_and_do_not_degrade(small):
         raw = mean_iou(cap, FieldQuery(fields, text), graph)
         assert registered > raw + 0.05, (steps, raw, registered)  # the trained codes alone only fit blends
         scores.append(registered)
-    # Longer training must not wreck 3D selections (unregistered codes fall from ~0.6 towards 0.3).
-    # Registered ones still drift a little: measured 0.901 at 100 steps, 0.873 at 400 here (and
-    # 0.969 at 300, 0.956 at 1,000 on ``ovseg-bench quality``), hence the 0.05 bound, not 0.
-    assert scores[1] >= scores[0] - 0.05, scores
-    assert scores[1] >= 0.85, scores
+    # Longer training must not cost 3D IoU. Measured 0.963 at 400 steps and 0.961 at 2,000 (plain
+    # truncation without the refit: 0.96 -> 0.66; unregistered codes fall towards 0.3): the bound
+    # allows run-to-run noise of the solve, not a trend.
+    assert scores[1] >= scores[0] - 0.01, scores
+    assert scores[1] >= 0.9, scores
+
+
+def test_refit_keeps_the_feature_of_a_truncated_mixture():
+    gen = torch.Generator().manual_seed(0)
+    basis = F.normalize(torch.randn(16, 8, generator=gen) + 2.0, dim=1)  # correlated entries, like a trained codebook
+    acc = torch.rand(50, 16, generator=gen) ** 3  # mixtures of most entries
+    acc[3] = 0  # never seen: stays as it was
+    gram = basis @ basis.T
+    idx, val = sparse_top(acc, 4)
+    refit = refit_on_support(acc, idx, val, gram)
+    full = F.normalize(acc @ basis, dim=1)
+
+    def feature(v):  # noqa: ANN001, ANN202
+        return F.normalize((v[..., None] * basis[idx]).sum(1), dim=1)
+
+    plain_cos = (feature(val) * full).sum(1)
+    refit_cos = (feature(refit) * full).sum(1)
+    seen = acc.sum(1) > 0
+    assert (refit_cos[seen] >= plain_cos[seen] - 1e-5).all()  # least squares on the same support
+    assert refit_cos[seen].mean() > plain_cos[seen].mean()
+    assert torch.equal(refit[3], val[3])
+    # the values are the least-squares ones (up to the sum-1 scale): the slow twin solves row by row
+    for n in torch.nonzero(seen)[:, 0].tolist():
+        target = acc[n].double() @ basis.double()
+        v = torch.linalg.lstsq(basis[idx[n]].double().T, target[:, None]).solution[:, 0]
+        torch.testing.assert_close(refit[n].double(), v / v.sum(), rtol=1e-3, atol=1e-4)  # the ridge
 
 
 def test_instances_cover_faint_objects_without_splitting_or_absorbing(small):
