@@ -212,8 +212,14 @@ def load_fields(path: str | os.PathLike[str], scene: GaussianScene | None = None
 
 
 def _stored(codes: LevelCodes, *, basis: bool) -> dict[str, torch.Tensor]:
-    """What a checkpoint holds of ``codes`` (the registered levels share their level's basis)."""
-    out = {"idx": codes.idx, "val": codes.val}
+    """What a checkpoint holds of ``codes`` (the registered levels share their level's basis);
+    indices in the smallest integer type that holds the basis (loading widens them again)."""
+    rows, idx = codes.basis.shape[0], codes.idx
+    integer = not idx.dtype.is_floating_point and idx.dtype != torch.bool
+    if idx.numel() and integer and 0 <= int(idx.min()) and int(idx.max()) < rows:
+        # only indices that are valid shrink: a bad one is kept as it is, for loading to name it
+        idx = idx.to(torch.uint8 if rows <= 256 else torch.int16 if rows <= 32768 else torch.int32)
+    out = {"idx": idx, "val": codes.val}
     if basis:
         out["basis"] = codes.basis
     if codes.evidence is not None:

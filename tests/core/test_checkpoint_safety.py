@@ -87,6 +87,16 @@ def test_valid_checkpoint_still_loads(setup):
     assert load_fields(path, scene).levels[0].evidence is None  # unknown, as in trained codes
 
 
+def test_valid_indices_are_stored_small_and_load_unchanged(setup):
+    root, scene, dim = setup
+    fields = _fields(scene, dim)
+    path = fields.save(root / "small.pt")
+    stored = torch.load(path, weights_only=True)
+    assert stored["levels"][0]["idx"].dtype == torch.uint8  # E = 16 rows fit a byte
+    back = load_fields(path, scene).levels[0].idx
+    assert back.dtype == torch.int64 and torch.equal(back, fields.levels[0].idx)
+
+
 def test_evidence_and_registered_codes_round_trip_and_are_checked(setup):
     root, scene, dim = setup
     evidence = torch.rand(N)
