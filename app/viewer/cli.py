@@ -14,6 +14,7 @@ import tyro
 from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.errors import FieldMismatchError, ModelLoadError
 from ovseg_core.render import BackendName
+from ovseg_core.selection.config import SelectionConfig
 
 if TYPE_CHECKING:
     from ovseg_core.fields import LanguageFields
@@ -52,6 +53,9 @@ class ViewCommand:
     restore: bool = True
     """Bring back the fields and 3D instances in use when the last viewer on this scene stopped
     (remembered under --output-dir/viewer_state; saved fields and selections are listed either way)."""
+    selection: SelectionConfig = SelectionConfig()
+    """Spatial consistency of prompt and click selections (every tab starts with these; its Prompt
+    panel switches it and sets the neighbourhood weight)."""
     height: int = 720
     """Largest frame height when the camera is still (frames follow the browser's canvas up to
     this; half while it moves); each tab can change it in its Display panel."""
@@ -131,6 +135,7 @@ def serve(cmd: ViewCommand) -> None:
         fields=fields,
         text_encoder=encoder,
         output_dir=cmd.output_dir,
+        selection=cmd.selection,
     )
     instances_path = cmd.instances or (cmd.scene.with_suffix(".instances.pt") if cmd.scene is not None else None)
     if instances_path is not None and (cmd.instances is not None or instances_path.is_file()):

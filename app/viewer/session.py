@@ -83,6 +83,8 @@ class _SharedFields:
         self.query: FieldQuery | None = None
         self.instances = None
         self.instance_encoder: TextEncoder | None = None
+        self.graph = None
+        """The scene's neighbourhood graph (built once, on first use, for every tab)."""
 
 
 def _shared_attribute(name: str) -> property:
@@ -106,6 +108,7 @@ class ViewerSession:
     query = _shared_attribute("query")
     instances = _shared_attribute("instances")
     instance_encoder = _shared_attribute("instance_encoder")
+    _graph = _shared_attribute("graph")
 
     def __init__(
         self,
@@ -116,6 +119,7 @@ class ViewerSession:
         text_encoder: TextEncoder | None = None,
         output_dir: str | Path | None = None,
         device_lock: threading.RLock | None = None,
+        selection: SelectionConfig = SelectionConfig(),
     ) -> None:
         self._shared = _SharedFields()
         self.scene = scene
@@ -133,9 +137,9 @@ class ViewerSession:
         self._rel_cache: dict[tuple, np.ndarray] = {}
         self.relevancy_source: Literal["splat", "pixel"] = "splat"
         self._points = scene.means.detach().cpu().numpy()
-        self.selection_config = SelectionConfig()
-        """Spatial consistency of prompt and click selections (``ovseg_core.selection``)."""
-        self._graph = None
+        self.selection_config = selection
+        """Spatial consistency of prompt and click selections (``ovseg_core.selection``); a tab
+        changes the solve's knobs (``set_consistency``), the graph's come from the command line."""
         self.set_fields(fields, text_encoder)
 
     def fork(self) -> ViewerSession:
@@ -252,6 +256,18 @@ class ViewerSession:
             with self._lock:
                 self._graph = graph
         return self._graph
+
+    def set_consistency(self, *, enabled: bool | None = None, neighbourhood_weight: float | None = None) -> None:
+        """This tab's spatial consistency: on/off and how much a Gaussian's neighbourhood counts
+        (``SelectionConfig.neighbourhood_weight``; 0: each Gaussian alone)."""
+        changes: dict = {}
+        if enabled is not None:
+            changes["enabled"] = bool(enabled)
+        if neighbourhood_weight is not None:
+            changes["neighbourhood_weight"] = float(neighbourhood_weight)
+        new = dataclasses.replace(self.selection_config, **changes)  # validates (ValueError names the knob)
+        with self._lock:
+            self.selection_config = new
 
     def _evidence(self, level: int | None) -> np.ndarray:
         """``[N]`` how much the views said about each Gaussian's 3D feature at ``level`` (None: the

@@ -246,6 +246,25 @@ def test_tabs_have_their_own_prompt_and_selection_but_share_fields(session, trai
     assert other.query is not None
 
 
+def test_each_tab_sets_its_own_spatial_consistency_over_one_shared_graph(session, trained):
+    other = session.fork()
+    session.set_prompt(positives=["red ball"])
+    other.set_prompt(positives=["red ball"])
+    consistent = session.prompt_selection()
+    other.set_consistency(enabled=False)
+    rel = other.gaussian_relevancy()
+    assert rel is not None
+    np.testing.assert_array_equal(other.prompt_selection(), rel > other.prompt.threshold)
+    np.testing.assert_array_equal(session.prompt_selection(), consistent)  # this tab is unchanged
+    assert session.selection_config.enabled and not other.selection_config.enabled
+    other.set_consistency(enabled=True, neighbourhood_weight=0.0)  # each Gaussian alone
+    assert other.selection_config.neighbourhood_weight == 0.0 and session.selection_config.neighbourhood_weight == 1.0
+    assert other.graph() is session.graph()  # built once for every tab
+    with pytest.raises(ValueError, match="neighbourhood_weight"):
+        other.set_consistency(neighbourhood_weight=-1.0)
+    assert other.selection_config.neighbourhood_weight == 0.0  # a refused value changes nothing
+
+
 def test_box_select_invert_hide_and_undo(session, trained):
     scene = trained[0]
     truth = scene.extras["object_id"]

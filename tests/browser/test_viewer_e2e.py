@@ -15,6 +15,7 @@ from harness import (
     free_port,
     screenshot,
     select_dropdown,
+    set_slider,
     set_text_input,
     wait_for_viser,
     wait_until,
@@ -125,6 +126,13 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
         selected[truth == MUG].mean(),
         (truth[selected] != MUG).mean(),
     )
+    # the tab's spatial-consistency knobs reach its session
+    page.get_by_text("Spatial consistency", exact=True).click()
+    wait_until(lambda: not tab.session.selection_config.enabled, what="consistency off")
+    page.get_by_text("Spatial consistency", exact=True).click()
+    wait_until(lambda: tab.session.selection_config.enabled, what="consistency on again")
+    set_slider(page, "Neighbourhood", 2.0)
+    wait_until(lambda: tab.session.selection_config.neighbourhood_weight == 2.0, what="neighbourhood weight")
     select_dropdown(page, "View", "selection")
     page.wait_for_timeout(800)
     screenshot(page, artifact_dir / "3_selected_mug.png")

@@ -37,6 +37,15 @@ class PromptPanel:
                 "Threshold", min=0.0, max=1.0, step=0.01, initial_value=s.prompt.threshold
             )
             self.level_in = gui.add_dropdown("Level", options=self._level_options(), initial_value="auto")
+            cfg = s.selection_config
+            self.consistent_in = gui.add_checkbox(
+                "Spatial consistency",
+                initial_value=cfg.enabled,
+                hint="Prompt and click selections follow the scene's neighbourhood graph: hidden parts join, strays drop",
+            )
+            self.neighbourhood_in = gui.add_slider(
+                "Neighbourhood", min=0.0, max=4.0, step=0.05, initial_value=cfg.neighbourhood_weight
+            )
             self.view_in = gui.add_dropdown("View", options=VIEW_MODES, initial_value=tab.view_mode)
             self.cmap_in = gui.add_dropdown("Colormap", options=tuple(COLORMAPS), initial_value=s.prompt.colormap)
             self.stats_md = gui.add_markdown(self._stats_text())
@@ -46,6 +55,8 @@ class PromptPanel:
         self.neg_in.on_update(g(self._on_negatives))
         self.threshold_in.on_update(g(self._on_threshold))
         self.level_in.on_update(g(self._on_level))
+        self.consistent_in.on_update(g(self._on_consistency))
+        self.neighbourhood_in.on_update(g(self._on_consistency))
         self.view_in.on_update(g(self._on_view))
         self.cmap_in.on_update(g(self._on_colormap))
 
@@ -105,6 +116,13 @@ class PromptPanel:
 
     def _on_threshold(self, event: Any) -> None:
         self.tab.session.set_prompt(threshold=clamped_number(self.threshold_in, 0.0, 1.0))
+        self.tab.changed()
+
+    def _on_consistency(self, event: Any) -> None:
+        self.tab.session.set_consistency(
+            enabled=bool(self.consistent_in.value),
+            neighbourhood_weight=clamped_number(self.neighbourhood_in, 0.0, 4.0),
+        )
         self.tab.changed()
 
     def _on_level(self, event: Any) -> None:
