@@ -41,7 +41,7 @@ class QualityBench:
     level: int = 1
     seed: int = 0
     selection: SelectionConfig = SelectionConfig()
-    """Spatial consistency of the prompt selections measured (``--selection.enabled False``: plain threshold)."""
+    """Spatial consistency of the prompt selections measured (``--selection.no-enabled``: plain threshold)."""
     output: Path = Path("bench_results/quality.json")
 
     def execute(self) -> dict:

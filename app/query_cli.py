@@ -71,7 +71,7 @@ class QueryCommand:
     when prompts are given, else ``<index>.ply``)."""
     selection: SelectionConfig = SelectionConfig()
     """Spatial consistency of the selection: hidden Gaussians follow their neighbours, isolated
-    strays drop out (``--selection.enabled False``: exactly the Gaussians above the threshold)."""
+    strays drop out (``--selection.no-enabled``: exactly the Gaussians above the threshold)."""
 
     overwrite: bool = False
     """Replace --export (and PLYs in --export-instances, PNGs in --relevancy-dir) if they already exist."""
