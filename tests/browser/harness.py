@@ -120,6 +120,7 @@ def wait_until(
     interval: float = 0.02,
     what: str = "condition",
     page=None,
+    on_timeout: Callable[[], str] | None = None,
 ):
     """Poll `predicate` until it returns a "done" value (returned) or raise TimeoutError.
 
@@ -127,6 +128,7 @@ def wait_until(
 
     Pass `page` when waiting for server-side effects of browser actions: polling then goes through
     `page.wait_for_timeout`, which keeps playwright's event loop (downloads, console) running.
+    `on_timeout` says what was seen instead (added to the error).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -134,7 +136,8 @@ def wait_until(
         if isinstance(value, np.ndarray) or value:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+            seen = f" ({on_timeout()})" if on_timeout is not None else ""
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}{seen}")
         if page is not None:
             page.wait_for_timeout(interval * 1000)
         else:

@@ -126,13 +126,6 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
         selected[truth == MUG].mean(),
         (truth[selected] != MUG).mean(),
     )
-    # the tab's spatial-consistency knobs reach its session
-    page.get_by_text("Spatial consistency", exact=True).click()
-    wait_until(lambda: not tab.session.selection_config.enabled, what="consistency off")
-    page.get_by_text("Spatial consistency", exact=True).click()
-    wait_until(lambda: tab.session.selection_config.enabled, what="consistency on again")
-    set_slider(page, "Neighbourhood", 2.0)
-    wait_until(lambda: tab.session.selection_config.neighbourhood_weight == 2.0, what="neighbourhood weight")
     select_dropdown(page, "View", "selection")
     page.wait_for_timeout(800)
     screenshot(page, artifact_dir / "3_selected_mug.png")
@@ -162,6 +155,10 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
             and int(training.downsample_in.value) == 1
         ),
         what="training inputs",
+        on_timeout=lambda: (
+            f"models {training.models_in.value!r}, steps {training.steps_in.value!r}, "
+            f"downsample {training.downsample_in.value!r}, dataset {training.dataset_in.value!r}"
+        ),
     )
     click_button(page, "Start training")
     wait_until(lambda: viewer.job.state in ("done", "failed"), what="training finished", timeout=240)
@@ -207,6 +204,13 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
         click_button(page, "Use these fields")
         wait_until(lambda: tab.session.encoder_name.startswith("vocabulary:"), what="fields reverted")
         wait_until(lambda: page.get_by_text("vocabulary:").count() >= 1, what="old encoder shown again")
+        # the tab's spatial-consistency knobs reach its session
+        page.get_by_text("Spatial consistency", exact=True).click()
+        wait_until(lambda: not tab.session.selection_config.enabled, what="consistency off")
+        page.get_by_text("Spatial consistency", exact=True).click()
+        wait_until(lambda: tab.session.selection_config.enabled, what="consistency on again")
+        set_slider(page, "Neighbourhood", 2.0)
+        wait_until(lambda: tab.session.selection_config.neighbourhood_weight == 2.0, what="neighbourhood weight")
         assert restarted.errors == []
     finally:
         restarted.stop()
