@@ -92,15 +92,17 @@ def refit_on_support(
     keep ``val``. Works in chunks of ``chunk`` rows so the ``[rows, J, J]`` systems stay small."""
     out = val.clone()
     J = idx.shape[1]
-    eye = torch.eye(J, dtype=torch.float64)
-    G = gram.double().cpu()
+    # solved where the accumulation lives (the GPU when registration ran there), written back on the CPU
+    dev = acc.device if isinstance(acc, torch.Tensor) else torch.device("cpu")
+    eye = torch.eye(J, dtype=torch.float64, device=dev)
+    G = gram.double().to(dev)
     for r0 in range(0, idx.shape[0], chunk):
         a = acc[r0 : r0 + chunk]
-        a = (torch.from_numpy(a) if isinstance(a, np.ndarray) else a.cpu()).double()
+        a = (torch.from_numpy(a) if isinstance(a, np.ndarray) else a).double()
         seen = a.abs().sum(1) > 0
         if not seen.any():
             continue
-        i = idx[r0 : r0 + chunk]
+        i = idx[r0 : r0 + chunk].to(dev)
         A = G[i[:, :, None], i[:, None, :]]  # [n, J, J]
         b = torch.gather(a @ G, 1, i)  # [n, J]
         # a tiny ridge keeps near-parallel basis entries solvable without moving the fit
@@ -109,7 +111,7 @@ def refit_on_support(
         total = v.sum(1, keepdim=True)
         length = torch.sqrt(((v[:, :, None] * A).sum(1) * v).sum(1, keepdim=True).clamp_min(1e-24))
         v = torch.where(total > 1e-6 * length, v / total, v / length)
-        out[r0 : r0 + chunk] = torch.where(seen[:, None], v.float(), val[r0 : r0 + chunk])
+        out[r0 : r0 + chunk] = torch.where(seen[:, None], v.float(), val[r0 : r0 + chunk].to(dev)).cpu()
     return out
 
 
