@@ -52,8 +52,8 @@ _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(1.0 / math.factorial(j)) for j in ran
 
 # Columns of the per-Gaussian record ``project`` writes and the later stages read (one cache line
 # for RGB: colours start at _COL, rows are padded to 16 floats).
-_U, _V, _CA, _CB, _CC, _OP, _EY, _SMAX, _DEPTH = range(9)
-_COL = 9
+_U, _V, _CA, _CB, _CC, _OP, _EX, _EY, _SMAX, _DEPTH = range(10)
+_COL = 10
 
 
 def record_width(channels: int) -> int:
@@ -102,7 +102,7 @@ def project(
 ):  # fmt: skip
     """Per-Gaussian EWA projection into ``rec`` (columns _U.._DEPTH); culled Gaussians get an empty tile rect.
 
-    ``_EY`` is the y half-width of the ellipse sigma <= smax in pixels plus one, ``_SMAX`` = ln(255 o).
+    ``_EX``/``_EY`` are the x/y half-widths of the ellipse sigma <= smax in pixels plus one, ``_SMAX`` = ln(255 o).
     """
     n = means.shape[0]
     lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
@@ -172,6 +172,7 @@ def project(
         rec[i, _CB] = -b / det
         rec[i, _CC] = a / det
         rec[i, _OP] = op
+        rec[i, _EX] = ex
         rec[i, _EY] = ey
         rec[i, _SMAX] = smax
         rec[i, _DEPTH] = tz
@@ -367,135 +368,242 @@ def gather_pairs(gids, pk, tpk):
             tpk[e, c] = pk[g, c]
 
 
+# Compositing state of one tile, in one float32 array of segments _SEG apart: LLVM then sees loads and
+# stores a constant distance apart and vectorises the lane loop without runtime alias checks (with
+# separate arrays it checked every pair of them before each Gaussian's loop).
+LANES = 8
+"""Columns per block: a tile is stored as T / 8 blocks of 8 columns, each row-major, so a Gaussian that
+spans few columns runs only over the blocks it reaches (one AVX2 vector per block row)."""
+_SEG = 32 * 32  # the largest tile's pixel count (a compile-time constant)
+_ST_T, _ST_0, _ST_1, _ST_2, _ST_D, _ST_W, _ST_X, _ST_Y = (np.uint64(i * _SEG) for i in range(8))
+_STATE_SIZE = 8 * _SEG
+
+
 @njit(parallel=True, cache=True)
 def rasterize(
     offsets, gids, todo, tpk, order, features,
-    width, height, tile_size, tiles_x,
-    out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
+    width, height, tile_size, tiles_x, background,
+    out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w, n_threads,
 ):  # fmt: skip
-    """Composite the tiles in ``todo`` front to back; outputs are written per pixel.
+    """Composite the tiles in ``todo`` front to back into the final images (colour over ``background``,
+    alpha, expected depth, features, top-K contributions).
 
     ``tpk`` holds each pair's record in tile order (``gather_pairs``); ``gids`` index the
     depth-ordered Gaussians and ``order`` maps those to scene ids (feature rows, contribution ids).
+    ``todo`` comes busiest first and thread k of ``n_threads`` takes tiles k, k + P, k + 2P, ...: the
+    contiguous split of numba's static prange schedule would give one thread all the heavy tiles.
     """
-    for ti in prange(todo.shape[0]):
-        _rasterize_tile(
-            todo[ti], offsets, gids, tpk, order, features,
-            width, height, tile_size, tiles_x, out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
-        )  # fmt: skip
+    n_parts = max(1, min(n_threads, todo.shape[0]))
+    n_col = out_rgb.shape[2]
+    npix = tile_size * tile_size
+    for part in prange(n_parts):
+        st = np.empty(_STATE_SIZE, np.float32)
+        extra = np.empty((max(n_col - 3, 0), npix), np.float32)
+        acc_feat = np.empty((npix, features.shape[1]), np.float32)
+        ids = np.empty((npix, out_ids.shape[2]), np.int64)
+        ws = np.empty((npix, out_ids.shape[2]), np.float32)
+        row_left = np.empty(tile_size * (tile_size // LANES), np.int64)
+        for ti in range(part, todo.shape[0], n_parts):
+            if n_col > 3 or features.shape[1] > 0 or out_ids.shape[2] > 0:
+                _rasterize_tile_full(
+                    todo[ti], offsets, gids, tpk, order, features,
+                    width, height, tile_size, tiles_x, background,
+                    out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
+                    st, extra, acc_feat, ids, ws, row_left,
+                )  # fmt: skip
+            else:
+                _rasterize_tile_rgb(
+                    todo[ti], offsets, gids, tpk, order, features,
+                    width, height, tile_size, tiles_x, background,
+                    out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
+                    st, extra, acc_feat, ids, ws, row_left,
+                )  # fmt: skip
 
 
-# A plain function per tile: numba compiles it far tighter than the same code inlined in a prange body.
+@njit(inline="always", fastmath=True)
+def _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, keep_w):
+    """Blend one Gaussian into pixels p0..p1 of the tile state; returns how many pixels saturated.
+
+    Branch-free over the pixels: every lane computes, masks decide (fVDB's rules, base.py). A pixel
+    that saturates keeps its transmittance negated, so ``t > 0`` is the live mask.
+    """
+    n_stop = _F0
+    for p in range(p0, p1):
+        dx = u - st[_ST_X + p]
+        dy = v - st[_ST_Y + p]
+        sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+        alpha = min(_ALPHA_MAX, op * exp_neg(max(sigma, _F0)))
+        t = st[_ST_T + p]
+        alpha = alpha if (sigma >= _F0) & (alpha >= _ALPHA_MIN) & (t > _F0) else _F0
+        t_next = t * (_F1 - alpha)
+        stop = (alpha > _F0) & (t_next <= _T_MIN)
+        w = _F0 if stop else alpha * t
+        st[_ST_T + p] = -t if stop else t_next
+        st[_ST_0 + p] += w * c0
+        st[_ST_1 + p] += w * c1
+        st[_ST_2 + p] += w * c2
+        st[_ST_D + p] += w * depth
+        if keep_w:
+            st[_ST_W + p] = w
+        n_stop += _F1 if stop else _F0
+    return n_stop
+
+
+# Plain functions per tile: numba compiles them far tighter than the same code inlined in a prange body.
 # fastmath is safe here: inputs are finite (culled Gaussians never reach a tile) and no test
 # depends on NaN/Inf semantics; it lets LLVM vectorise and fuse the per-pixel arithmetic.
+# Two builds of one body: even untaken, the second pass's code slowed the RGB lane loop by a third.
 @njit(cache=True, fastmath=True)
-def _rasterize_tile(
+def _rasterize_tile_rgb(
     tile, offsets, gids, tpk, order, features,
-    width, height, tile_size, tiles_x,
-    out_rgb, out_depth, out_trans, out_feat, out_ids, out_w,
+    width, height, tile_size, tiles_x, background,
+    out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
+    st, extra, acc_feat, ids, ws, row_left,
 ):  # fmt: skip
+    _tile_body(
+        tile, offsets, gids, tpk, order, features,
+        width, height, tile_size, tiles_x, background,
+        out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
+        st, extra, acc_feat, ids, ws, row_left, False,
+    )  # fmt: skip
+
+
+@njit(cache=True, fastmath=True)
+def _rasterize_tile_full(
+    tile, offsets, gids, tpk, order, features,
+    width, height, tile_size, tiles_x, background,
+    out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
+    st, extra, acc_feat, ids, ws, row_left,
+):  # fmt: skip
+    _tile_body(
+        tile, offsets, gids, tpk, order, features,
+        width, height, tile_size, tiles_x, background,
+        out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
+        st, extra, acc_feat, ids, ws, row_left, True,
+    )  # fmt: skip
+
+
+@njit(inline="always", fastmath=True)
+def _tile_body(
+    tile, offsets, gids, tpk, order, features,
+    width, height, tile_size, tiles_x, background,
+    out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
+    st, extra, acc_feat, ids, ws, row_left, second_pass,
+):  # fmt: skip
+    T = tile_size
     n_feat = features.shape[1]
     n_col = out_rgb.shape[2]
     top_k = out_ids.shape[2]
-    second_pass = n_col > 3 or n_feat > 0 or top_k > 0
     tx, ty = tile % tiles_x, tile // tiles_x
-    x0, y0 = tx * tile_size, ty * tile_size
-    x1, y1 = min(x0 + tile_size, width), min(y0 + tile_size, height)
+    x0, y0 = tx * T, ty * T
+    x1, y1 = min(x0 + T, width), min(y0 + T, height)
     tw, th = x1 - x0, y1 - y0
-    npix = tw * th
-    # Per-pixel state, row-major over the tile. A Gaussian's lane loop runs over whole rows of its
-    # row range (pixels outside its ellipse get alpha < 1/255 and are masked like any other), so the
-    # trip count is long enough for LLVM's vector body; per-row spans were slower (short loops).
-    trans = np.ones(npix, np.float32)
-    live = np.ones(npix, np.float32)  # 1 until the pixel saturates
-    wbuf = np.zeros(npix, np.float32)
-    acc = np.zeros((max(n_col, 3) + 1, npix), np.float32)  # colour channels, then depth
-    acc_feat = np.zeros((npix, n_feat), np.float32)
-    ids = np.full((npix, top_k), -1, np.int64)
-    ws = np.zeros((npix, top_k), np.float32)
-    xc = np.empty(npix, np.float32)  # pixel centres
-    yc = np.empty(npix, np.float32)
-    for p in range(npix):
-        xc[p] = np.float32(x0 + p % tw) + _HALF
-        yc[p] = np.float32(y0 + p // tw) + _HALF
-    row_left = np.full(th, tw, np.int64)  # unsaturated pixels per row
-    left = npix
-    acc0, acc1, acc2, accd = acc[0], acc[1], acc[2], acc[max(n_col, 3)]
+    n_blocks = T // LANES
+    block = T * LANES  # pixels per block
+    # pixel p = b * block + r * LANES + c holds column b * LANES + c of row r
+    for p in range(T * T):
+        b, r, c = p // block, (p % block) // LANES, p % LANES
+        col = b * LANES + c
+        st[_ST_T + p] = _F1 if (col < tw) & (r < th) else -_F1  # outside the image: never live
+        st[_ST_0 + p] = _F0
+        st[_ST_1 + p] = _F0
+        st[_ST_2 + p] = _F0
+        st[_ST_D + p] = _F0
+        st[_ST_X + p] = np.float32(x0 + col) + _HALF
+        st[_ST_Y + p] = np.float32(y0 + r) + _HALF
+    if second_pass:
+        extra[:] = _F0
+        acc_feat[:] = _F0
+        ids[:] = -1
+        ws[:] = _F0
+    for b in range(n_blocks):
+        for r in range(T):
+            row_left[b * T + r] = max(0, min(LANES, tw - b * LANES)) if r < th else 0
+    left = tw * th
     for e in range(offsets[tile], offsets[tile + 1]):
         u, v = tpk[e, _U], tpk[e, _V]
+        ex, ey = tpk[e, _EX], tpk[e, _EY]
+        # rows and columns whose pixel centres the ellipse (plus its one-pixel margin) can reach
+        ry0 = max(y0, int(math.ceil(v - ey - _HALF))) - y0
+        ry1 = min(y1 - 1, int(math.floor(v + ey - _HALF))) - y0
+        cx0 = max(x0, int(math.ceil(u - ex - _HALF))) - x0
+        cx1 = min(x1 - 1, int(math.floor(u + ex - _HALF))) - x0
+        if ry1 < ry0 or cx1 < cx0:
+            continue
         ca, cb, cc = tpk[e, _CA], tpk[e, _CB], tpk[e, _CC]
-        op = tpk[e, _OP]
-        ey = tpk[e, _EY]
-        depth = tpk[e, _DEPTH]
+        op, depth = tpk[e, _OP], tpk[e, _DEPTH]
         c0 = tpk[e, _COL]
         c1 = tpk[e, _COL + 1] if n_col > 1 else _F0
         c2 = tpk[e, _COL + 2] if n_col > 2 else _F0
-        py0 = max(y0, int(math.ceil(v - ey - 0.5)))
-        py1 = min(y1 - 1, int(math.floor(v + ey - 0.5)))
-        while py0 <= py1 and row_left[py0 - y0] == 0:
-            py0 += 1
-        while py1 >= py0 and row_left[py1 - y0] == 0:
-            py1 -= 1
-        if py1 < py0:
-            continue
-        # unsigned: numba then skips negative-index wraparound, which would block vectorisation
-        p0, p1 = np.uint64((py0 - y0) * tw), np.uint64((py1 - y0 + 1) * tw)
-        nstop = 0
-        # Branch-free over the pixels: every lane computes, masks decide (fVDB's rules, base.py).
-        for p in range(p0, p1):
-            dx = u - xc[p]
-            dy = v - yc[p]
-            sigma = _HALF * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-            alpha = min(_ALPHA_MAX, op * exp_neg(max(sigma, _F0)))
-            t = trans[p]
-            lv = live[p]
-            alpha = alpha * lv if (sigma >= _F0) & (alpha >= _ALPHA_MIN) else _F0
-            t_next = t * (_F1 - alpha)
-            stop = (alpha > _F0) & (t_next <= _T_MIN)
-            w = _F0 if stop else alpha * t
-            wbuf[p] = w
-            trans[p] = t if stop else t_next
-            live[p] = _F0 if stop else lv
-            acc0[p] += w * c0
-            acc1[p] += w * c1
-            acc2[p] += w * c2
-            accd[p] += w * depth
-            nstop += np.int64(stop)
-        if second_pass:
-            gid = order[gids[e]]
-            for p in range(p0, p1):
-                w = wbuf[p]
-                if w == _F0:
-                    continue
-                for ch in range(3, n_col):
-                    acc[ch, p] += w * tpk[e, _COL + ch]
-                for ch in range(n_feat):
-                    acc_feat[p, ch] += w * features[gid, ch]
-                if top_k > 0 and w > ws[p, top_k - 1]:
-                    k = top_k - 1
-                    while k > 0 and ws[p, k - 1] < w:
-                        ws[p, k] = ws[p, k - 1]
-                        ids[p, k] = ids[p, k - 1]
-                        k -= 1
-                    ws[p, k] = w
-                    ids[p, k] = gid
-        if nstop > 0:
-            left -= nstop
+        gid = order[gids[e]]
+        n_stop = _F0
+        for b in range(cx0 // LANES, cx1 // LANES + 1):
+            r0, r1 = ry0, ry1
+            while r0 <= r1 and row_left[b * T + r0] == 0:
+                r0 += 1
+            while r1 >= r0 and row_left[b * T + r1] == 0:
+                r1 -= 1
+            if r1 < r0:
+                continue
+            # unsigned: numba then skips negative-index wraparound, which would block vectorisation
+            p0 = np.uint64(b * block + r0 * LANES)
+            p1 = np.uint64(b * block + (r1 + 1) * LANES)
+            if second_pass:
+                stops = _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, True)
+                _blend_extra(st, p0, p1, e, gid, tpk, features, extra, acc_feat, ids, ws)
+            else:
+                stops = _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, False)
+            if stops > _F0:
+                n_stop += stops
+                for r in range(r0, r1 + 1):
+                    n_live = 0
+                    for j in range(LANES):
+                        n_live += np.int64(st[_ST_T + np.uint64(b * block + r * LANES + j)] > _F0)
+                    row_left[b * T + r] = n_live
+        if n_stop > _F0:
+            left -= np.int64(n_stop)
             if left == 0:
                 break
-            for r in range(py0 - y0, py1 - y0 + 1):
-                n_live = 0
-                for j in range(tw):
-                    n_live += np.int64(live[r * tw + j] > _F0)
-                row_left[r] = n_live
-    for p in range(npix):
-        yy, xx = y0 + p // tw, x0 + p % tw
-        for ch in range(n_col):
-            out_rgb[yy, xx, ch] = acc[ch, p]
-        out_depth[yy, xx] = accd[p]
-        out_trans[yy, xx] = trans[p]
-        for ch in range(n_feat):
-            out_feat[yy, xx, ch] = acc_feat[p, ch]
-        for k in range(top_k):
-            out_ids[yy, xx, k] = ids[p, k]
-            out_w[yy, xx, k] = ws[p, k]
+    for r in range(th):
+        for col in range(tw):
+            p = (col // LANES) * block + r * LANES + col % LANES
+            yy, xx = y0 + r, x0 + col
+            t = abs(st[_ST_T + np.uint64(p)])
+            alpha = _F1 - t
+            out_rgb[yy, xx, 0] = st[_ST_0 + np.uint64(p)] + t * background[0]
+            if n_col > 1:
+                out_rgb[yy, xx, 1] = st[_ST_1 + np.uint64(p)] + t * background[1]
+            if n_col > 2:
+                out_rgb[yy, xx, 2] = st[_ST_2 + np.uint64(p)] + t * background[2]
+            for ch in range(3, n_col):
+                out_rgb[yy, xx, ch] = extra[ch - 3, p] + t * background[ch]
+            out_alpha[yy, xx] = alpha
+            out_depth[yy, xx] = st[_ST_D + np.uint64(p)] / alpha if alpha > _F0 else _F0
+            for ch in range(n_feat):
+                out_feat[yy, xx, ch] = acc_feat[p, ch]
+            for k in range(top_k):
+                out_ids[yy, xx, k] = ids[p, k]
+                out_w[yy, xx, k] = ws[p, k]
+
+
+@njit(inline="always", fastmath=True)
+def _blend_extra(st, p0, p1, e, gid, tpk, features, extra, acc_feat, ids, ws):
+    """What the lane loop leaves out, for the pixels it gave weight: colour channels past the third,
+    features, and the top-K contributions (kept sorted by weight, first come first on ties)."""
+    top_k = ids.shape[1]
+    for p in range(p0, p1):
+        w = st[_ST_W + p]
+        if w == _F0:
+            continue
+        for ch in range(extra.shape[0]):
+            extra[ch, p] += w * tpk[e, _COL + 3 + ch]
+        for ch in range(features.shape[1]):
+            acc_feat[p, ch] += w * features[gid, ch]
+        if top_k > 0 and w > ws[p, top_k - 1]:
+            k = top_k - 1
+            while k > 0 and ws[p, k - 1] < w:
+                ws[p, k] = ws[p, k - 1]
+                ids[p, k] = ids[p, k - 1]
+                k -= 1
+            ws[p, k] = w
+            ids[p, k] = gid

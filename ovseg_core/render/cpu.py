@@ -82,7 +82,8 @@ class CpuRenderer:
         # numba already uses every core; the lock keeps concurrent callers off the shared buffers.
         self._lock = threading.Lock()
         self.last_timings: dict[str, float] = {}
-        """Seconds per stage of the last frame (project, sh_sort, bin, composite, finish)."""
+        """Seconds per stage of the last frame (project, sh_sort, bin, composite)."""
+        self._buffers: dict[str, np.ndarray] = {}
 
     def _scene_arrays(self, scene: GaussianScene) -> _SceneArrays:
         key = _scene_key(scene)
@@ -115,7 +116,10 @@ class CpuRenderer:
         )
         with self._lock:
             results = [self._render_one(arrays, cam, feats, top_k, tiles) for cam in cams]
-        stack = lambda i: torch.from_numpy(np.stack([r[i] for r in results]))  # noqa: E731
+        # one camera: a view with a leading axis, no copy
+        stack = lambda i: torch.from_numpy(
+            results[0][i][None] if len(results) == 1 else np.stack([r[i] for r in results])
+        )  # noqa: E731
         return RenderOutput(
             rgb=stack(0),
             alpha=stack(1),
@@ -128,18 +132,16 @@ class CpuRenderer:
     def pick(self, scene: GaussianScene, camera: Camera, pixel: tuple[float, float], k: int = 8) -> Pick:
         return pick_by_tile(self, scene, camera, pixel, k)
 
-    def _work_buffers(self, n: int, channels: int) -> tuple[np.ndarray, ...]:
-        """Per-Gaussian scratch arrays, reused across frames: fresh ones cost page faults every frame.
-        ``project`` and ``sh_colors`` write every entry a later stage reads, so they need no clearing."""
-        key = (n, channels)
-        if getattr(self, "_buffers_key", None) != key:
-            self._buffers = (
-                np.empty(n, np.float32),  # depths
-                np.empty((n, kernels.record_width(channels)), np.float32),  # records
-                np.empty((n, 4), np.int32),  # tile rects
-            )
-            self._buffers_key = key
-        return self._buffers
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """A scratch array kept across frames and grown when too small: fresh ones cost a page fault
+        per 4 KiB every frame, which was a third of a frame's time. Every stage writes all entries a
+        later stage reads, so none needs clearing. Returned arrays never alias these."""
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.dtype != dtype or buf.size < size:
+            buf = np.empty(max(size, int(size * 1.25) if buf is not None else size), dtype)
+            self._buffers[name] = buf
+        return buf[:size].reshape(shape)
 
     def _render_one(
         self,
@@ -151,10 +153,13 @@ class CpuRenderer:
     ) -> tuple[np.ndarray, ...]:
         s = self.settings
         n = a.means.shape[0]
+        n_col = a.sh0.shape[2]
         W, H, T = cam.width, cam.height, s.tile_size
         tiles_x, tiles_y = math.ceil(W / T), math.ceil(H / T)
         degree = a.sh_degree if s.sh_degree < 0 else min(s.sh_degree, a.sh_degree)
-        depths, rec, rects = self._work_buffers(n, a.sh0.shape[2])
+        width = kernels.record_width(n_col)
+        depths, rec = self._buffer("depths", (n,), np.float32), self._buffer("rec", (n, width), np.float32)
+        rects = self._buffer("rects", (n, 4), np.int32)
         K = cam.K
         clock = [time.perf_counter()]
         with _threads_for(n):
@@ -173,41 +178,39 @@ class CpuRenderer:
             # One depth sort; the survivors are packed in that order, so every later stage reads memory
             # front to back and a stable bin by tile leaves each tile's list depth-ordered.
             order = kernels.depth_order(visible, depths)
-            pk, prects = np.empty((m, rec.shape[1]), np.float32), np.empty((m, 4), np.int32)
+            pk, prects = self._buffer("pk", (m, width), np.float32), self._buffer("prects", (m, 4), np.int32)
             kernels.gather_sorted(order, rec, rects, pk, prects)
             clock.append(time.perf_counter())
-            starts = np.zeros(m + 1, np.int64)
+            starts = self._buffer("starts", (m + 1,), np.int64)
+            starts[0] = 0
             np.cumsum(kernels.count_tiles(pk, prects, T), out=starts[1:])
-            pair_tiles = np.empty(starts[-1], np.int32)
+            pair_tiles = self._buffer("pair_tiles", (int(starts[-1]),), np.int32)
             kernels.list_tiles(starts, pk, prects, T, tiles_x, pair_tiles)
         offsets, gids = kernels.bin_pairs(starts, pair_tiles, tiles_x * tiles_y)
         self._last_binning = {"pk": pk, "rects": prects, "starts": starts, "pair_tiles": pair_tiles}
         if tiles is None:
-            # Busiest tiles first, handed out one at a time: the threads finish together.
+            # Busiest tiles first, dealt out in turn to the threads (see ``kernels.rasterize``).
             todo = np.argsort(-np.diff(offsets), kind="stable")
         else:
             todo = np.array([ty * tiles_x + tx for tx, ty in tiles], dtype=np.int64)
-        tpk = np.empty((len(gids), pk.shape[1]), np.float32)
+        tpk = self._buffer("tpk", (len(gids), width), np.float32)
         with _threads_for(len(gids)):
             kernels.gather_pairs(gids, pk, tpk)
         clock.append(time.perf_counter())
-        rgb = np.zeros((H, W, a.sh0.shape[2]), np.float32)
-        depth = np.zeros((H, W), np.float32)
-        trans = np.ones((H, W), np.float32)
-        feat = np.zeros((H, W, feats.shape[1]), np.float32)
-        ids = np.full((H, W, top_k), -1, np.int64)
-        ws = np.zeros((H, W, top_k), np.float32)
-        with numba.parallel_chunksize(1):
-            kernels.rasterize(
-                offsets, gids, todo, tpk, order, feats,
-                W, H, T, tiles_x, rgb, depth, trans, feat, ids, ws,
-            )  # fmt: skip
+        background = np.broadcast_to(np.asarray(s.background, np.float32), (n_col,)).copy()
+        # Every pixel of a rendered tile is written; only a render limited to some tiles needs the rest set.
+        blank = np.zeros if tiles is not None else np.empty
+        rgb, alpha, depth = blank((H, W, n_col), np.float32), blank((H, W, 1), np.float32), blank((H, W, 1), np.float32)
+        if tiles is not None:
+            rgb[:] = background
+        feat = blank((H, W, feats.shape[1]), np.float32)
+        ids = np.full((H, W, top_k), -1, np.int64) if tiles is not None else np.empty((H, W, top_k), np.int64)
+        ws = blank((H, W, top_k), np.float32)
+        kernels.rasterize(
+            offsets, gids, todo, tpk, order, feats,
+            W, H, T, tiles_x, background, rgb, alpha[..., 0], depth[..., 0], feat, ids, ws, numba.get_num_threads(),
+        )  # fmt: skip
         clock.append(time.perf_counter())
-        alpha = 1.0 - trans
-        rgb += trans[..., None] * np.asarray(s.background, np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            exp_depth = np.where(alpha > 0, depth / np.maximum(alpha, 1e-12), 0.0).astype(np.float32)
-        clock.append(time.perf_counter())
-        stages = ("project", "sh_sort", "bin", "composite", "finish")
+        stages = ("project", "sh_sort", "bin", "composite")
         self.last_timings = {k: clock[i + 1] - clock[i] for i, k in enumerate(stages)}
-        return rgb, alpha[..., None], exp_depth[..., None], feat, ids, ws
+        return rgb, alpha, depth, feat, ids, ws
