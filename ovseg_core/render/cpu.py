@@ -116,10 +116,10 @@ class CpuRenderer:
         )
         with self._lock:
             results = [self._render_one(arrays, cam, feats, top_k, tiles) for cam in cams]
-        # one camera: a view with a leading axis, no copy
-        stack = lambda i: torch.from_numpy(
-            results[0][i][None] if len(results) == 1 else np.stack([r[i] for r in results])
-        )  # noqa: E731
+
+        def stack(i: int) -> torch.Tensor:  # one camera: a view with a leading axis, no copy
+            return torch.from_numpy(results[0][i][None] if len(results) == 1 else np.stack([r[i] for r in results]))
+
         return RenderOutput(
             rgb=stack(0),
             alpha=stack(1),
