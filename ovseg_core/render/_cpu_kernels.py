@@ -4,12 +4,15 @@ Speed comes from shortcuts that change no pixel beyond float32 rounding:
 - a Gaussian only reaches pixels where opacity * exp(-sigma) >= 1/255, i.e. sigma <= ln(255 o);
   it is binned only into tiles that this ellipse (widened by half a pixel) really crosses, intersected
   with fVDB's 3.33-sigma tile rule, and visits only the tile rows the ellipse spans;
-- one global depth sort (LSD radix on the float bits) and a stable counting sort by tile give every
+- one global depth sort (LSD radix on the float bits, parallel over chunks) and a stable counting sort
+  by tile (also parallel over chunks, copying each pair's record into tile order as it goes) give every
   tile its Gaussians already in depth order, ties by id as the reference's stable sort;
-- the compositing loop is branch-free over a tile row, with an exp that vectorises
-  (``exp_neg``: range reduction and a polynomial), so LLVM runs it 8 or 16 pixels a step;
+- the compositing loop is branch-free over blocks of 8 columns of a tile row, with an exp that
+  vectorises (``exp_neg``: range reduction and a polynomial), and keeps a tile's whole state in one
+  array (no runtime alias checks); a Gaussian runs only over the blocks and rows it reaches;
 - a row, then a tile, stops once every pixel in it has saturated;
-- tiles are handed to threads busiest first, one at a time (see ``CpuRenderer``).
+- tiles are dealt to threads busiest first, in turn (see ``rasterize``); RGB-only frames use a build of
+  the tile kernel without the second pass (features, extra channels, top-K).
 """
 
 from __future__ import annotations
@@ -187,10 +190,48 @@ def project(
         rects[i, 3] = min(max(y1, 0), tiles_y)
 
 
+@njit(parallel=True, cache=True)
+def depth_order(ids, depths, n_chunks):
+    """``ids`` sorted by ``depths[ids]`` (all > 0), stable: LSD radix sort on the float bits, 3 x 11 bits,
+    parallel over ``n_chunks`` contiguous runs (each counts its digits, then scatters from its own
+    cursors; chunk order is kept, so every pass stays stable)."""
+    n = ids.shape[0]
+    step = (n + n_chunks - 1) // n_chunks
+    src_k, src_i = np.empty(n, np.uint32), np.empty(n, ids.dtype)
+    dst_k, dst_i = np.empty(n, np.uint32), np.empty(n, ids.dtype)
+    bits = depths.view(np.uint32)
+    for j in prange(n):
+        src_k[j] = bits[ids[j]]
+        src_i[j] = ids[j]
+    hist = np.empty((n_chunks, 2048), np.int64)
+    for shift in (0, 11, 22):
+        for c in prange(n_chunks):
+            hist[c, :] = 0
+            for j in range(c * step, min((c + 1) * step, n)):
+                hist[c, (src_k[j] >> shift) & 2047] += 1
+        run = 0
+        for d in range(2048):
+            for c in range(n_chunks):
+                count = hist[c, d]
+                hist[c, d] = run
+                run += count
+        for c in prange(n_chunks):
+            for j in range(c * step, min((c + 1) * step, n)):
+                d = (src_k[j] >> shift) & 2047
+                e = hist[c, d]
+                hist[c, d] = e + 1
+                dst_k[e] = src_k[j]
+                dst_i[e] = src_i[j]
+        src_k, dst_k = dst_k, src_k
+        src_i, dst_i = dst_i, src_i
+    return src_i
+
+
 @njit(parallel=True, cache=True, fastmath=True)
 def sh_colors(ids, means, sh0, shN, degree, cam_pos, rec):
     """SH colour C0 sh0 + higher bands + 0.5 into ``rec[:, _COL:]``, for the Gaussians ``ids`` only
-    (those that survived culling; ascending ids read the coefficients front to back)."""
+    (those that survived culling; ascending ids read the coefficients front to back: the same reads
+    in depth order cost several times more)."""
     n_ch = sh0.shape[2]
     for j in prange(ids.shape[0]):
         i = ids[j]
@@ -222,38 +263,12 @@ def sh_colors(ids, means, sh0, shN, degree, cam_pos, rec):
             rec[i, _COL + ch] += col
 
 
-@njit(cache=True)
-def depth_order(ids, depths):
-    """``ids`` sorted by ``depths[ids]`` (all > 0), stable: LSD radix sort on the float bits, 3 x 11 bits."""
-    n = ids.shape[0]
-    keys = np.empty(n, np.uint32)
-    bits = depths.view(np.uint32)
-    for j in range(n):
-        keys[j] = bits[ids[j]]
-    src_k, src_i = keys, ids.copy()
-    dst_k, dst_i = np.empty(n, np.uint32), np.empty(n, ids.dtype)
-    for shift in (0, 11, 22):
-        counts = np.zeros(2049, np.int64)
-        for j in range(n):
-            counts[((src_k[j] >> shift) & 2047) + 1] += 1
-        for d in range(2048):
-            counts[d + 1] += counts[d]
-        for j in range(n):
-            d = (src_k[j] >> shift) & 2047
-            dst_k[counts[d]] = src_k[j]
-            dst_i[counts[d]] = src_i[j]
-            counts[d] += 1
-        src_k, dst_k = dst_k, src_k
-        src_i, dst_i = dst_i, src_i
-    return src_i
-
-
 @njit(parallel=True, cache=True)
 def gather_sorted(order, rec, rects, pk, prects):
     """Pack the records of ``order`` (depth order) contiguously: the random reads happen once, here."""
     for j in prange(order.shape[0]):
         g = order[j]
-        for c in range(rec.shape[1]):
+        for c in range(pk.shape[1]):
             pk[j, c] = rec[g, c]
         for c in range(4):
             prects[j, c] = rects[g, c]
@@ -337,35 +352,44 @@ def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles):
                 p += 1
 
 
-@njit(cache=True)
-def bin_pairs(starts, pair_tiles, num_tiles):
-    """Stable counting sort of (tile, Gaussian) pairs by tile. Gaussian g owns the pairs
+@njit(parallel=True, cache=True)
+def bin_pairs(starts, pair_tiles, num_tiles, n_chunks, pk, tpk):
+    """Stable counting sort of (tile, Gaussian) pairs by tile, copying each pair's record into tile
+    order on the way (``tpk``), so compositing streams through memory. Gaussian g owns the pairs
     ``starts[g]:starts[g + 1]`` and Gaussians come in depth order, so each tile's list is depth-ordered.
+
+    Parallel over ``n_chunks`` contiguous runs of Gaussians: each counts its pairs per tile, then
+    scatters them from its own cursor per tile (chunk order is kept, so the sort stays stable).
+    Reads of ``pk`` go front to back; writes go to one stream per tile.
 
     Returns (offsets ``[T+1]``, Gaussian indices ``[num_pairs]``).
     """
-    counts = np.zeros(num_tiles + 1, np.int64)
-    for p in range(pair_tiles.shape[0]):
-        counts[pair_tiles[p] + 1] += 1
-    offsets = np.cumsum(counts)
-    cursor = offsets[:-1].copy()
+    m = starts.shape[0] - 1
+    step = (m + n_chunks - 1) // n_chunks
+    hist = np.zeros((n_chunks, num_tiles), np.int64)
+    for c in prange(n_chunks):
+        for p in range(starts[min(c * step, m)], starts[min((c + 1) * step, m)]):
+            hist[c, pair_tiles[p]] += 1
+    offsets = np.zeros(num_tiles + 1, np.int64)
+    for tile in range(num_tiles):
+        run = offsets[tile]
+        for c in range(n_chunks):
+            count = hist[c, tile]
+            hist[c, tile] = run  # becomes chunk c's cursor into this tile
+            run += count
+        offsets[tile + 1] = run
     gids = np.empty(pair_tiles.shape[0], np.int32)
-    for g in range(starts.shape[0] - 1):
-        for p in range(starts[g], starts[g + 1]):
-            tile = pair_tiles[p]
-            gids[cursor[tile]] = g
-            cursor[tile] += 1
+    width = pk.shape[1]
+    for c in prange(n_chunks):
+        for g in range(min(c * step, m), min((c + 1) * step, m)):
+            for p in range(starts[g], starts[g + 1]):
+                tile = pair_tiles[p]
+                e = hist[c, tile]
+                hist[c, tile] = e + 1
+                gids[e] = g
+                for k in range(width):
+                    tpk[e, k] = pk[g, k]
     return offsets, gids
-
-
-@njit(parallel=True, cache=True)
-def gather_pairs(gids, pk, tpk):
-    """Copy each (tile, Gaussian) pair's record into tile order, so compositing streams through memory
-    (independent loads here overlap; the same loads inside the compositing loop would each stall)."""
-    for e in prange(gids.shape[0]):
-        g = gids[e]
-        for c in range(pk.shape[1]):
-            tpk[e, c] = pk[g, c]
 
 
 # Compositing state of one tile, in one float32 array of segments _SEG apart: LLVM then sees loads and
@@ -388,7 +412,7 @@ def rasterize(
     """Composite the tiles in ``todo`` front to back into the final images (colour over ``background``,
     alpha, expected depth, features, top-K contributions).
 
-    ``tpk`` holds each pair's record in tile order (``gather_pairs``); ``gids`` index the
+    ``tpk`` holds each pair's record in tile order (``bin_pairs``); ``gids`` index the
     depth-ordered Gaussians and ``order`` maps those to scene ids (feature rows, contribution ids).
     ``todo`` comes busiest first and thread k of ``n_threads`` takes tiles k, k + P, k + 2P, ...: the
     contiguous split of numba's static prange schedule would give one thread all the heavy tiles.

@@ -82,7 +82,7 @@ class CpuRenderer:
         # numba already uses every core; the lock keeps concurrent callers off the shared buffers.
         self._lock = threading.Lock()
         self.last_timings: dict[str, float] = {}
-        """Seconds per stage of the last frame (project, sh_sort, bin, composite)."""
+        """Seconds per stage of the last frame (project, sh_sort, gather, list_tiles, bin, composite)."""
         self._buffers: dict[str, np.ndarray] = {}
 
     def _scene_arrays(self, scene: GaussianScene) -> _SceneArrays:
@@ -174,10 +174,11 @@ class CpuRenderer:
         clock.append(time.perf_counter())
         m = len(visible)
         with _threads_for(m):
-            kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
             # One depth sort; the survivors are packed in that order, so every later stage reads memory
             # front to back and a stable bin by tile leaves each tile's list depth-ordered.
-            order = kernels.depth_order(visible, depths)
+            kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
+            order = kernels.depth_order(visible, depths, 2 * numba.get_num_threads())
+            clock.append(time.perf_counter())
             pk, prects = self._buffer("pk", (m, width), np.float32), self._buffer("prects", (m, 4), np.int32)
             kernels.gather_sorted(order, rec, rects, pk, prects)
             clock.append(time.perf_counter())
@@ -186,16 +187,19 @@ class CpuRenderer:
             np.cumsum(kernels.count_tiles(pk, prects, T), out=starts[1:])
             pair_tiles = self._buffer("pair_tiles", (int(starts[-1]),), np.int32)
             kernels.list_tiles(starts, pk, prects, T, tiles_x, pair_tiles)
-        offsets, gids = kernels.bin_pairs(starts, pair_tiles, tiles_x * tiles_y)
+            clock.append(time.perf_counter())
+        n_pairs = int(starts[-1])
+        tpk = self._buffer("tpk", (n_pairs, width), np.float32)
+        with _threads_for(n_pairs):
+            offsets, gids = kernels.bin_pairs(
+                starts, pair_tiles, tiles_x * tiles_y, 4 * numba.get_num_threads(), pk, tpk
+            )
         self._last_binning = {"pk": pk, "rects": prects, "starts": starts, "pair_tiles": pair_tiles}
         if tiles is None:
             # Busiest tiles first, dealt out in turn to the threads (see ``kernels.rasterize``).
             todo = np.argsort(-np.diff(offsets), kind="stable")
         else:
             todo = np.array([ty * tiles_x + tx for tx, ty in tiles], dtype=np.int64)
-        tpk = self._buffer("tpk", (len(gids), width), np.float32)
-        with _threads_for(len(gids)):
-            kernels.gather_pairs(gids, pk, tpk)
         clock.append(time.perf_counter())
         background = np.broadcast_to(np.asarray(s.background, np.float32), (n_col,)).copy()
         # Every pixel of a rendered tile is written; only a render limited to some tiles needs the rest set.
@@ -211,6 +215,6 @@ class CpuRenderer:
             W, H, T, tiles_x, background, rgb, alpha[..., 0], depth[..., 0], feat, ids, ws, numba.get_num_threads(),
         )  # fmt: skip
         clock.append(time.perf_counter())
-        stages = ("project", "sh_sort", "bin", "composite")
+        stages = ("project", "sh_sort", "gather", "list_tiles", "bin", "composite")
         self.last_timings = {k: clock[i + 1] - clock[i] for i, k in enumerate(stages)}
         return rgb, alpha, depth, feat, ids, ws

@@ -1,0 +1,36 @@
+"""The CPU rasteriser's parallel sorts against numpy's stable sorts (their slow twins)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ovseg_core.render import _cpu_kernels as kernels
+
+
+@pytest.mark.parametrize("n_chunks", [1, 3, 8])
+def test_depth_order_is_numpys_stable_argsort(n_chunks):
+    rng = np.random.default_rng(0)
+    depths = rng.uniform(0.1, 50.0, 5000).astype(np.float32)
+    depths[rng.integers(0, 5000, 1500)] = np.float32(7.25)  # many ties: order by id must survive
+    ids = np.sort(rng.choice(5000, 3001, replace=False)).astype(np.int32)
+    order = kernels.depth_order(ids, depths, n_chunks)
+    expected = ids[np.argsort(depths[ids], kind="stable")]
+    np.testing.assert_array_equal(order, expected)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 4, 7])
+def test_bin_pairs_is_a_stable_sort_by_tile_with_records_in_tile_order(n_chunks):
+    rng = np.random.default_rng(1)
+    m, num_tiles, width = 997, 37, 16
+    counts = rng.integers(0, 6, m)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    pair_tiles = rng.integers(0, num_tiles, int(starts[-1])).astype(np.int32)
+    pk = rng.standard_normal((m, width)).astype(np.float32)
+    tpk = np.empty((int(starts[-1]), width), np.float32)
+    offsets, gids = kernels.bin_pairs(starts, pair_tiles, num_tiles, n_chunks, pk, tpk)
+    owner = np.repeat(np.arange(m), counts)
+    perm = np.argsort(pair_tiles, kind="stable")
+    np.testing.assert_array_equal(gids, owner[perm])
+    np.testing.assert_array_equal(offsets, np.concatenate([[0], np.cumsum(np.bincount(pair_tiles, minlength=num_tiles))]))
+    np.testing.assert_array_equal(tpk, pk[owner[perm]])
