@@ -308,31 +308,13 @@ def _needs_ellipse_test(rects, g):
 
 
 @njit(parallel=True, cache=True)
-def count_tiles(pk, rects, tile_size):
-    """Number of tiles each Gaussian really crosses (exact ellipse-tile test).
+def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles, counts):
+    """Write the tiles each Gaussian really crosses (exact ellipse-tile test) from ``starts[g]`` on and
+    their number into ``counts[g]``. ``starts`` leaves each Gaussian room for its whole tile rect, so
+    one pass both counts and lists (a count pass first would repeat the ellipse work).
 
     A tile's band is its pixel centres widened by half a pixel, so float rounding never drops a pixel.
     """
-    cnt = np.zeros(pk.shape[0], np.int64)
-    for g in prange(pk.shape[0]):
-        if not _needs_ellipse_test(rects, g):
-            cnt[g] = (rects[g, 2] - rects[g, 0]) * (rects[g, 3] - rects[g, 1])
-            continue
-        ca, cb = np.float64(pk[g, _CA]), np.float64(pk[g, _CB])
-        r2, det, hy, ystar = _ellipse_frame(ca, cb, np.float64(pk[g, _CC]), np.float64(pk[g, _SMAX]))
-        c = 0
-        for ty in range(rects[g, 1], rects[g, 3]):
-            t0, t1 = _row_tile_span(
-                pk[g, _U], pk[g, _V], ca, cb, r2, det, hy, ystar, ty * tile_size, (ty + 1) * tile_size, tile_size
-            )
-            c += max(0, min(t1 + 1, rects[g, 2]) - max(t0, rects[g, 0]))
-        cnt[g] = c
-    return cnt
-
-
-@njit(parallel=True, cache=True)
-def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles):
-    """Write each Gaussian's tiles (same test as ``count_tiles``) from ``starts[g]`` on."""
     for g in prange(pk.shape[0]):
         p = starts[g]
         if not _needs_ellipse_test(rects, g):
@@ -340,6 +322,7 @@ def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles):
                 for tx in range(rects[g, 0], rects[g, 2]):
                     pair_tiles[p] = ty * tiles_x + tx
                     p += 1
+            counts[g] = p - starts[g]
             continue
         ca, cb = np.float64(pk[g, _CA]), np.float64(pk[g, _CB])
         r2, det, hy, ystar = _ellipse_frame(ca, cb, np.float64(pk[g, _CC]), np.float64(pk[g, _SMAX]))
@@ -350,13 +333,14 @@ def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles):
             for tx in range(max(t0, rects[g, 0]), min(t1 + 1, rects[g, 2])):
                 pair_tiles[p] = ty * tiles_x + tx
                 p += 1
+        counts[g] = p - starts[g]
 
 
 @njit(parallel=True, cache=True)
-def bin_pairs(starts, pair_tiles, num_tiles, n_chunks, pk, tpk):
+def bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks, pk, tpk):
     """Stable counting sort of (tile, Gaussian) pairs by tile, copying each pair's record into tile
     order on the way (``tpk``), so compositing streams through memory. Gaussian g owns the pairs
-    ``starts[g]:starts[g + 1]`` and Gaussians come in depth order, so each tile's list is depth-ordered.
+    ``starts[g]:starts[g] + counts[g]`` and Gaussians come in depth order, so each tile's list is depth-ordered.
 
     Parallel over ``n_chunks`` contiguous runs of Gaussians: each counts its pairs per tile, then
     scatters them from its own cursor per tile (chunk order is kept, so the sort stays stable).
@@ -364,12 +348,13 @@ def bin_pairs(starts, pair_tiles, num_tiles, n_chunks, pk, tpk):
 
     Returns (offsets ``[T+1]``, Gaussian indices ``[num_pairs]``).
     """
-    m = starts.shape[0] - 1
+    m = counts.shape[0]
     step = (m + n_chunks - 1) // n_chunks
     hist = np.zeros((n_chunks, num_tiles), np.int64)
     for c in prange(n_chunks):
-        for p in range(starts[min(c * step, m)], starts[min((c + 1) * step, m)]):
-            hist[c, pair_tiles[p]] += 1
+        for g in range(min(c * step, m), min((c + 1) * step, m)):
+            for p in range(starts[g], starts[g] + counts[g]):
+                hist[c, pair_tiles[p]] += 1
     offsets = np.zeros(num_tiles + 1, np.int64)
     for tile in range(num_tiles):
         run = offsets[tile]
@@ -378,11 +363,11 @@ def bin_pairs(starts, pair_tiles, num_tiles, n_chunks, pk, tpk):
             hist[c, tile] = run  # becomes chunk c's cursor into this tile
             run += count
         offsets[tile + 1] = run
-    gids = np.empty(pair_tiles.shape[0], np.int32)
+    gids = np.empty(tpk.shape[0], np.int32)
     width = pk.shape[1]
     for c in prange(n_chunks):
         for g in range(min(c * step, m), min((c + 1) * step, m)):
-            for p in range(starts[g], starts[g + 1]):
+            for p in range(starts[g], starts[g] + counts[g]):
                 tile = pair_tiles[p]
                 e = hist[c, tile]
                 hist[c, tile] = e + 1

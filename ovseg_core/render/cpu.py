@@ -182,19 +182,21 @@ class CpuRenderer:
             pk, prects = self._buffer("pk", (m, width), np.float32), self._buffer("prects", (m, 4), np.int32)
             kernels.gather_sorted(order, rec, rects, pk, prects)
             clock.append(time.perf_counter())
+            # room for each Gaussian's whole tile rect; list_tiles writes how many it really crosses
             starts = self._buffer("starts", (m + 1,), np.int64)
             starts[0] = 0
-            np.cumsum(kernels.count_tiles(pk, prects, T), out=starts[1:])
+            np.cumsum((prects[:, 2] - prects[:, 0]) * (prects[:, 3] - prects[:, 1]), out=starts[1:])
             pair_tiles = self._buffer("pair_tiles", (int(starts[-1]),), np.int32)
-            kernels.list_tiles(starts, pk, prects, T, tiles_x, pair_tiles)
+            counts = self._buffer("counts", (m,), np.int64)
+            kernels.list_tiles(starts, pk, prects, T, tiles_x, pair_tiles, counts)
             clock.append(time.perf_counter())
-        n_pairs = int(starts[-1])
+        n_pairs = int(counts.sum())
         tpk = self._buffer("tpk", (n_pairs, width), np.float32)
         with _threads_for(n_pairs):
             offsets, gids = kernels.bin_pairs(
-                starts, pair_tiles, tiles_x * tiles_y, 4 * numba.get_num_threads(), pk, tpk
+                starts, counts, pair_tiles, tiles_x * tiles_y, 4 * numba.get_num_threads(), pk, tpk
             )
-        self._last_binning = {"pk": pk, "rects": prects, "starts": starts, "pair_tiles": pair_tiles}
+        self._last_binning = {"pk": pk, "rects": prects, "starts": starts, "counts": counts, "pair_tiles": pair_tiles}
         if tiles is None:
             # Busiest tiles first, dealt out in turn to the threads (see ``kernels.rasterize``).
             todo = np.argsort(-np.diff(offsets), kind="stable")

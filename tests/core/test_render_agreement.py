@@ -215,7 +215,8 @@ def test_exact_binning_keeps_every_contributing_pair():
     r = CpuRenderer()
     r.render(scene, cam)
     pk, rects = r._last_binning["pk"], r._last_binning["rects"]
-    starts, pair_tiles = r._last_binning["starts"], r._last_binning["pair_tiles"]
+    starts, counts = r._last_binning["starts"], r._last_binning["counts"]
+    pair_tiles = r._last_binning["pair_tiles"]
     T, W, H = r.settings.tile_size, cam.width, cam.height
     tiles_x = math.ceil(W / T)
     ys, xs = np.mgrid[0:H, 0:W] + 0.5
@@ -226,7 +227,7 @@ def test_exact_binning_keeps_every_contributing_pair():
         sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
         hit = (sigma >= 0) & (op * np.exp(-sigma) >= 1 / 255)
         needed = set(np.unique((ys[hit] // T).astype(int) * tiles_x + (xs[hit] // T).astype(int)).tolist())
-        binned = set(pair_tiles[starts[g] : starts[g + 1]].tolist())
+        binned = set(pair_tiles[starts[g] : starts[g] + counts[g]].tolist())
         assert needed <= binned
         x0, y0, x1, y1 = rects[g]
         dropped += (x1 - x0) * (y1 - y0) - len(binned)
