@@ -57,6 +57,8 @@ _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(1.0 / math.factorial(j)) for j in ran
 # for RGB: colours start at _COL, rows are padded to 16 floats).
 _U, _V, _CA, _CB, _CC, _OP, _EX, _EY, _SMAX, _DEPTH = range(10)
 _COL = 10
+_EXTENT_SLACK = 1.0 + 1e-4
+_EXTENT_PAD = 1e-3
 
 
 def record_width(channels: int) -> int:
@@ -105,7 +107,8 @@ def project(
 ):  # fmt: skip
     """Per-Gaussian EWA projection into ``rec`` (columns _U.._DEPTH); culled Gaussians get an empty tile rect.
 
-    ``_EX``/``_EY`` are the x/y half-widths of the ellipse sigma <= smax in pixels plus one, ``_SMAX`` = ln(255 o).
+    ``_EX``/``_EY`` are the x/y half-widths of the ellipse sigma <= smax in pixels (with a rounding margin),
+    ``_SMAX`` = ln(255 o).
     """
     n = means.shape[0]
     lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
@@ -167,8 +170,11 @@ def project(
         if not op * 255.0 >= 1.0:
             continue
         smax = _LN255 + math.log(op)
-        ex = math.sqrt(2.0 * smax * a) + 1.0
-        ey = math.sqrt(2.0 * smax * c) + 1.0
+        # min over dx of sigma is dy^2 / (2 c) (and dx^2 / (2 a)): no pixel beyond these half-widths
+        # reaches alpha 1/255. The margin covers float32 rounding of the conic, sigma and exp (each
+        # ~1e-7 relative) a thousand times over; a whole pixel of margin cost a third more lanes.
+        ex = math.sqrt(2.0 * smax * a) * _EXTENT_SLACK + _EXTENT_PAD
+        ey = math.sqrt(2.0 * smax * c) * _EXTENT_SLACK + _EXTENT_PAD
         rec[i, _U] = u
         rec[i, _V] = v
         rec[i, _CA] = c / det
