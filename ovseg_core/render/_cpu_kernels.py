@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 _C0 = 0.28209479177387814
 _C1 = 0.4886025119029199
@@ -48,7 +50,6 @@ EXP_ARG_MAX = np.float32(16.0)
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)  # 8 significant bits: k * _LN2_HI is exact
 _LN2_LO = np.float32(-2.12194440e-4)
-_TWO_M24 = np.float32(2.0**-24)
 # Taylor coefficients 1/j!; the degree-7 remainder on |r| <= ln2/2 is < 5.3e-9, below float32 rounding.
 _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(1.0 / math.factorial(j)) for j in range(2, 8))
 
@@ -85,8 +86,23 @@ def exp_neg(s):
     p = p * r + _E2
     p = p * r + _F1
     p = p * r + _F1
-    # 2^-k exactly, from an integer shift (k <= 23 here)
-    return p * (np.float32(np.int32(1) << (np.int32(24) - k)) * _TWO_M24)
+    return p * _pow2_neg(k)
+
+
+@intrinsic
+def _pow2_neg(typingctx, k):
+    """2^-k as float32 for int32 0 <= k <= 126, from its bits ((127 - k) << 23), in 32-bit lanes: numba's
+    own integer arithmetic widens to 64 bits (four 512-bit ops per 8 pixels; compositing took 13-30%
+    longer in alternating A/B runs)."""
+    if k != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.sub(ir.Constant(i32, 127), args[0]), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(k), codegen
 
 
 @njit(cache=True)
