@@ -5,8 +5,8 @@ Speed comes from shortcuts that change no pixel beyond float32 rounding:
   it is binned only into tiles that this ellipse (widened by half a pixel) really crosses, intersected
   with fVDB's 3.33-sigma tile rule, and visits only the tile rows the ellipse spans;
 - one global depth sort (LSD radix on the float bits, parallel over chunks) and a stable counting sort
-  by tile (also parallel over chunks, copying each pair's record into tile order as it goes) give every
-  tile its Gaussians already in depth order, ties by id as the reference's stable sort;
+  of indices by tile (also parallel over chunks) give every tile its Gaussians already in depth order,
+  ties by id as the reference's stable sort; compositing prefetches the record 8 pairs ahead;
 - the compositing loop is branch-free over blocks of 8 columns of a tile row, with an exp that
   vectorises (``exp_neg``: range reduction and a polynomial), and keeps a tile's whole state in one
   array (no runtime alias checks); a Gaussian runs only over the blocks and rows it reaches;
@@ -22,6 +22,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 _C0 = 0.28209479177387814
@@ -52,6 +53,30 @@ _LN2_HI = np.float32(0.693359375)  # 8 significant bits: k * _LN2_HI is exact
 _LN2_LO = np.float32(-2.12194440e-4)
 # Taylor coefficients 1/j!; the degree-7 remainder on |r| <= ln2/2 is < 5.3e-9, below float32 rounding.
 _E2, _E3, _E4, _E5, _E6, _E7 = (np.float32(1.0 / math.factorial(j)) for j in range(2, 8))
+
+
+_PREFETCH = 8
+"""Pairs ahead whose record compositing asks the CPU to fetch (about one Gaussian's work covers a miss)."""
+
+
+@intrinsic
+def _prefetch_row(typingctx, arr, row):
+    """Hint the CPU to fetch ``arr[row, 0]`` into cache (LLVM's prefetch: read, high locality)."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 2 and isinstance(row, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        row_i = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], ary, [row_i, zero], wraparound=False)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, row), codegen
 
 
 # Columns of the per-Gaussian record ``project`` writes and the later stages read (one cache line
@@ -359,14 +384,14 @@ def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles, counts):
 
 
 @njit(parallel=True, cache=True)
-def bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks, pk, tpk):
-    """Stable counting sort of (tile, Gaussian) pairs by tile, copying each pair's record into tile
-    order on the way (``tpk``), so compositing streams through memory. Gaussian g owns the pairs
-    ``starts[g]:starts[g] + counts[g]`` and Gaussians come in depth order, so each tile's list is depth-ordered.
+def bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks):
+    """Stable counting sort of (tile, Gaussian) pairs by tile. Gaussian g owns the pairs
+    ``starts[g]:starts[g] + counts[g]`` and Gaussians come in depth order, so each tile's list is
+    depth-ordered. Only indices move: compositing reads records through them with a prefetch ahead
+    (copying the 64-byte records into tile order cost more than the cache misses it saved).
 
     Parallel over ``n_chunks`` contiguous runs of Gaussians: each counts its pairs per tile, then
     scatters them from its own cursor per tile (chunk order is kept, so the sort stays stable).
-    Reads of ``pk`` go front to back; writes go to one stream per tile.
 
     Returns (offsets ``[T+1]``, Gaussian indices ``[num_pairs]``).
     """
@@ -385,8 +410,7 @@ def bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks, pk, tpk):
             hist[c, tile] = run  # becomes chunk c's cursor into this tile
             run += count
         offsets[tile + 1] = run
-    gids = np.empty(tpk.shape[0], np.int32)
-    width = pk.shape[1]
+    gids = np.empty(offsets[num_tiles], np.int32)
     for c in prange(n_chunks):
         for g in range(min(c * step, m), min((c + 1) * step, m)):
             for p in range(starts[g], starts[g] + counts[g]):
@@ -394,8 +418,6 @@ def bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks, pk, tpk):
                 e = hist[c, tile]
                 hist[c, tile] = e + 1
                 gids[e] = g
-                for k in range(width):
-                    tpk[e, k] = pk[g, k]
     return offsets, gids
 
 
@@ -412,15 +434,15 @@ _STATE_SIZE = 8 * _SEG
 
 @njit(parallel=True, cache=True)
 def rasterize(
-    offsets, gids, todo, tpk, order, features,
+    offsets, gids, todo, pk, order, features,
     width, height, tile_size, tiles_x, background,
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w, n_threads,
 ):  # fmt: skip
     """Composite the tiles in ``todo`` front to back into the final images (colour over ``background``,
     alpha, expected depth, features, top-K contributions).
 
-    ``tpk`` holds each pair's record in tile order (``bin_pairs``); ``gids`` index the
-    depth-ordered Gaussians and ``order`` maps those to scene ids (feature rows, contribution ids).
+    Tile t's pairs are ``gids[offsets[t]:offsets[t + 1]]`` (``bin_pairs``): rows of ``pk``, the records of
+    the depth-ordered Gaussians, and ``order`` maps those rows to scene ids (feature rows, contribution ids).
     ``todo`` comes busiest first and thread k of ``n_threads`` takes tiles k, k + P, k + 2P, ...: the
     contiguous split of numba's static prange schedule would give one thread all the heavy tiles.
     """
@@ -437,14 +459,14 @@ def rasterize(
         for ti in range(part, todo.shape[0], n_parts):
             if n_col > 3 or features.shape[1] > 0 or out_ids.shape[2] > 0:
                 _rasterize_tile_full(
-                    todo[ti], offsets, gids, tpk, order, features,
+                    todo[ti], offsets, gids, pk, order, features,
                     width, height, tile_size, tiles_x, background,
                     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
                     st, extra, acc_feat, ids, ws, row_left,
                 )  # fmt: skip
             else:
                 _rasterize_tile_rgb(
-                    todo[ti], offsets, gids, tpk, order, features,
+                    todo[ti], offsets, gids, pk, order, features,
                     width, height, tile_size, tiles_x, background,
                     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
                     st, extra, acc_feat, ids, ws, row_left,
@@ -486,13 +508,13 @@ def _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, keep_w
 # Two builds of one body: even untaken, the second pass's code slowed the RGB lane loop by a third.
 @njit(cache=True, fastmath=True)
 def _rasterize_tile_rgb(
-    tile, offsets, gids, tpk, order, features,
+    tile, offsets, gids, pk, order, features,
     width, height, tile_size, tiles_x, background,
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
     st, extra, acc_feat, ids, ws, row_left,
 ):  # fmt: skip
     _tile_body(
-        tile, offsets, gids, tpk, order, features,
+        tile, offsets, gids, pk, order, features,
         width, height, tile_size, tiles_x, background,
         out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
         st, extra, acc_feat, ids, ws, row_left, False,
@@ -501,13 +523,13 @@ def _rasterize_tile_rgb(
 
 @njit(cache=True, fastmath=True)
 def _rasterize_tile_full(
-    tile, offsets, gids, tpk, order, features,
+    tile, offsets, gids, pk, order, features,
     width, height, tile_size, tiles_x, background,
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
     st, extra, acc_feat, ids, ws, row_left,
 ):  # fmt: skip
     _tile_body(
-        tile, offsets, gids, tpk, order, features,
+        tile, offsets, gids, pk, order, features,
         width, height, tile_size, tiles_x, background,
         out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
         st, extra, acc_feat, ids, ws, row_left, True,
@@ -516,7 +538,7 @@ def _rasterize_tile_full(
 
 @njit(inline="always", fastmath=True)
 def _tile_body(
-    tile, offsets, gids, tpk, order, features,
+    tile, offsets, gids, pk, order, features,
     width, height, tile_size, tiles_x, background,
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
     st, extra, acc_feat, ids, ws, row_left, second_pass,
@@ -551,9 +573,12 @@ def _tile_body(
         for r in range(T):
             row_left[b * T + r] = max(0, min(LANES, tw - b * LANES)) if r < th else 0
     left = tw * th
+    last = offsets[tile + 1] - 1
     for e in range(offsets[tile], offsets[tile + 1]):
-        u, v = tpk[e, _U], tpk[e, _V]
-        ex, ey = tpk[e, _EX], tpk[e, _EY]
+        ge = gids[e]
+        _prefetch_row(pk, gids[min(e + _PREFETCH, last)])  # records are read in random order
+        u, v = pk[ge, _U], pk[ge, _V]
+        ex, ey = pk[ge, _EX], pk[ge, _EY]
         # rows and columns whose pixel centres the ellipse (plus its one-pixel margin) can reach
         ry0 = max(y0, int(math.ceil(v - ey - _HALF))) - y0
         ry1 = min(y1 - 1, int(math.floor(v + ey - _HALF))) - y0
@@ -561,11 +586,11 @@ def _tile_body(
         cx1 = min(x1 - 1, int(math.floor(u + ex - _HALF))) - x0
         if ry1 < ry0 or cx1 < cx0:
             continue
-        ca, cb, cc = tpk[e, _CA], tpk[e, _CB], tpk[e, _CC]
-        op, depth = tpk[e, _OP], tpk[e, _DEPTH]
-        c0 = tpk[e, _COL]
-        c1 = tpk[e, _COL + 1] if n_col > 1 else _F0
-        c2 = tpk[e, _COL + 2] if n_col > 2 else _F0
+        ca, cb, cc = pk[ge, _CA], pk[ge, _CB], pk[ge, _CC]
+        op, depth = pk[ge, _OP], pk[ge, _DEPTH]
+        c0 = pk[ge, _COL]
+        c1 = pk[ge, _COL + 1] if n_col > 1 else _F0
+        c2 = pk[ge, _COL + 2] if n_col > 2 else _F0
         gid = order[gids[e]]
         n_stop = _F0
         for b in range(cx0 // LANES, cx1 // LANES + 1):
@@ -581,7 +606,7 @@ def _tile_body(
             p1 = np.uint64(b * block + (r1 + 1) * LANES)
             if second_pass:
                 stops = _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, True)
-                _blend_extra(st, p0, p1, e, gid, tpk, features, extra, acc_feat, ids, ws)
+                _blend_extra(st, p0, p1, ge, gid, pk, features, extra, acc_feat, ids, ws)
             else:
                 stops = _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, False)
             if stops > _F0:
@@ -618,7 +643,7 @@ def _tile_body(
 
 
 @njit(inline="always", fastmath=True)
-def _blend_extra(st, p0, p1, e, gid, tpk, features, extra, acc_feat, ids, ws):
+def _blend_extra(st, p0, p1, ge, gid, pk, features, extra, acc_feat, ids, ws):
     """What the lane loop leaves out, for the pixels it gave weight: colour channels past the third,
     features, and the top-K contributions (kept sorted by weight, first come first on ties)."""
     top_k = ids.shape[1]
@@ -627,7 +652,7 @@ def _blend_extra(st, p0, p1, e, gid, tpk, features, extra, acc_feat, ids, ws):
         if w == _F0:
             continue
         for ch in range(extra.shape[0]):
-            extra[ch, p] += w * tpk[e, _COL + 3 + ch]
+            extra[ch, p] += w * pk[ge, _COL + 3 + ch]
         for ch in range(features.shape[1]):
             acc_feat[p, ch] += w * features[gid, ch]
         if top_k > 0 and w > ws[p, top_k - 1]:

@@ -43,6 +43,15 @@ def _threads_for(n_items: int):
         numba.set_num_threads(previous)
 
 
+def _cache_aligned_empty(size: int, dtype: type) -> np.ndarray:
+    """A 1D array starting on a 64-byte cache line: numpy's large arrays start 16 bytes past one, so
+    every 64-byte record spanned two lines, and the stages that read records at random fetched both."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.empty(size * itemsize + 64, np.uint8)
+    skip = -raw.ctypes.data % 64
+    return raw[skip : skip + size * itemsize].view(dtype)
+
+
 class _SceneArrays:
     """float32 contiguous numpy arrays of a scene, cached per scene object and parameter version.
 
@@ -139,7 +148,7 @@ class CpuRenderer:
         size = math.prod(shape)
         buf = self._buffers.get(name)
         if buf is None or buf.dtype != dtype or buf.size < size:
-            buf = np.empty(max(size, int(size * 1.25) if buf is not None else size), dtype)
+            buf = _cache_aligned_empty(max(size, int(size * 1.25) if buf is not None else size), dtype)
             self._buffers[name] = buf
         return buf[:size].reshape(shape)
 
@@ -191,10 +200,9 @@ class CpuRenderer:
             kernels.list_tiles(starts, pk, prects, T, tiles_x, pair_tiles, counts)
             clock.append(time.perf_counter())
         n_pairs = int(counts.sum())
-        tpk = self._buffer("tpk", (n_pairs, width), np.float32)
         with _threads_for(n_pairs):
             offsets, gids = kernels.bin_pairs(
-                starts, counts, pair_tiles, tiles_x * tiles_y, 4 * numba.get_num_threads(), pk, tpk
+                starts, counts, pair_tiles, tiles_x * tiles_y, 4 * numba.get_num_threads()
             )
         self._last_binning = {"pk": pk, "rects": prects, "starts": starts, "counts": counts, "pair_tiles": pair_tiles}
         if tiles is None:
@@ -213,7 +221,7 @@ class CpuRenderer:
         ids = np.full((H, W, top_k), -1, np.int64) if tiles is not None else np.empty((H, W, top_k), np.int64)
         ws = blank((H, W, top_k), np.float32)
         kernels.rasterize(
-            offsets, gids, todo, tpk, order, feats,
+            offsets, gids, todo, pk, order, feats,
             W, H, T, tiles_x, background, rgb, alpha[..., 0], depth[..., 0], feat, ids, ws, numba.get_num_threads(),
         )  # fmt: skip
         clock.append(time.perf_counter())
