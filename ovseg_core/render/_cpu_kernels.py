@@ -311,12 +311,11 @@ def sh_colors(ids, means, sh0, shN, degree, cam_pos, rec):
 
 
 @njit(parallel=True, cache=True)
-def gather_sorted(order, rec, rects, pk, prects):
-    """Pack the records of ``order`` (depth order) contiguously: the random reads happen once, here."""
+def gather_rects(order, rects, prects):
+    """Tile rects ``[m, 4]`` in depth order (``order``): the prefix sum of their areas places each
+    Gaussian's tile slots in depth order. The 64-byte records stay where ``project`` wrote them."""
     for j in prange(order.shape[0]):
         g = order[j]
-        for c in range(pk.shape[1]):
-            pk[j, c] = rec[g, c]
         for c in range(4):
             prects[j, c] = rects[g, c]
 
@@ -355,14 +354,16 @@ def _needs_ellipse_test(rects, g):
 
 
 @njit(parallel=True, cache=True)
-def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles, counts):
-    """Write the tiles each Gaussian really crosses (exact ellipse-tile test) from ``starts[g]`` on and
-    their number into ``counts[g]``. ``starts`` leaves each Gaussian room for its whole tile rect, so
+def list_tiles(starts, order, rec, rects, tile_size, tiles_x, pair_tiles, counts):
+    """Write the tiles the j-th Gaussian in depth order (record ``rec[order[j]]``, tile rect ``rects[j]``)
+    really crosses (exact ellipse-tile test) from ``starts[j]`` on and their number into ``counts[j]``. ``starts`` leaves each Gaussian room for its whole tile rect, so
     one pass both counts and lists (a count pass first would repeat the ellipse work).
 
     A tile's band is its pixel centres widened by half a pixel, so float rounding never drops a pixel.
     """
-    for g in prange(pk.shape[0]):
+    m = order.shape[0]
+    for g in prange(m):
+        _prefetch_row(rec, order[min(g + _PREFETCH, m - 1)])  # records are read in depth order
         p = starts[g]
         if not _needs_ellipse_test(rects, g):
             for ty in range(rects[g, 1], rects[g, 3]):
@@ -371,11 +372,12 @@ def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles, counts):
                     p += 1
             counts[g] = p - starts[g]
             continue
-        ca, cb = np.float64(pk[g, _CA]), np.float64(pk[g, _CB])
-        r2, det, hy, ystar = _ellipse_frame(ca, cb, np.float64(pk[g, _CC]), np.float64(pk[g, _SMAX]))
+        r = order[g]
+        ca, cb = np.float64(rec[r, _CA]), np.float64(rec[r, _CB])
+        r2, det, hy, ystar = _ellipse_frame(ca, cb, np.float64(rec[r, _CC]), np.float64(rec[r, _SMAX]))
         for ty in range(rects[g, 1], rects[g, 3]):
             t0, t1 = _row_tile_span(
-                pk[g, _U], pk[g, _V], ca, cb, r2, det, hy, ystar, ty * tile_size, (ty + 1) * tile_size, tile_size
+                rec[r, _U], rec[r, _V], ca, cb, r2, det, hy, ystar, ty * tile_size, (ty + 1) * tile_size, tile_size
             )
             for tx in range(max(t0, rects[g, 0]), min(t1 + 1, rects[g, 2])):
                 pair_tiles[p] = ty * tiles_x + tx
@@ -384,16 +386,16 @@ def list_tiles(starts, pk, rects, tile_size, tiles_x, pair_tiles, counts):
 
 
 @njit(parallel=True, cache=True)
-def bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks):
-    """Stable counting sort of (tile, Gaussian) pairs by tile. Gaussian g owns the pairs
-    ``starts[g]:starts[g] + counts[g]`` and Gaussians come in depth order, so each tile's list is
-    depth-ordered. Only indices move: compositing reads records through them with a prefetch ahead
+def bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks, order):
+    """Stable counting sort of (tile, Gaussian) pairs by tile. The j-th Gaussian in depth order (scene
+    row ``order[j]``) owns the pairs ``starts[j]:starts[j] + counts[j]``, so each tile's list is
+    depth-ordered. Only scene rows move: compositing reads records through them with a prefetch ahead
     (copying the 64-byte records into tile order cost more than the cache misses it saved).
 
     Parallel over ``n_chunks`` contiguous runs of Gaussians: each counts its pairs per tile, then
     scatters them from its own cursor per tile (chunk order is kept, so the sort stays stable).
 
-    Returns (offsets ``[T+1]``, Gaussian indices ``[num_pairs]``).
+    Returns (offsets ``[T+1]``, scene rows ``[num_pairs]``).
     """
     m = counts.shape[0]
     step = (m + n_chunks - 1) // n_chunks
@@ -417,7 +419,7 @@ def bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks):
                 tile = pair_tiles[p]
                 e = hist[c, tile]
                 hist[c, tile] = e + 1
-                gids[e] = g
+                gids[e] = order[g]
     return offsets, gids
 
 
@@ -434,15 +436,15 @@ _STATE_SIZE = 8 * _SEG
 
 @njit(parallel=True, cache=True)
 def rasterize(
-    offsets, gids, todo, pk, order, features,
+    offsets, gids, todo, rec, features,
     width, height, tile_size, tiles_x, background,
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w, n_threads,
 ):  # fmt: skip
     """Composite the tiles in ``todo`` front to back into the final images (colour over ``background``,
     alpha, expected depth, features, top-K contributions).
 
-    Tile t's pairs are ``gids[offsets[t]:offsets[t + 1]]`` (``bin_pairs``): rows of ``pk``, the records of
-    the depth-ordered Gaussians, and ``order`` maps those rows to scene ids (feature rows, contribution ids).
+    Tile t's pairs are ``gids[offsets[t]:offsets[t + 1]]`` (``bin_pairs``): scene rows, in depth order, of
+    ``rec`` (the records ``project`` wrote), ``features`` and the contribution ids.
     ``todo`` comes busiest first and thread k of ``n_threads`` takes tiles k, k + P, k + 2P, ...: the
     contiguous split of numba's static prange schedule would give one thread all the heavy tiles.
     """
@@ -459,14 +461,14 @@ def rasterize(
         for ti in range(part, todo.shape[0], n_parts):
             if n_col > 3 or features.shape[1] > 0 or out_ids.shape[2] > 0:
                 _rasterize_tile_full(
-                    todo[ti], offsets, gids, pk, order, features,
+                    todo[ti], offsets, gids, rec, features,
                     width, height, tile_size, tiles_x, background,
                     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
                     st, extra, acc_feat, ids, ws, row_left,
                 )  # fmt: skip
             else:
                 _rasterize_tile_rgb(
-                    todo[ti], offsets, gids, pk, order, features,
+                    todo[ti], offsets, gids, rec, features,
                     width, height, tile_size, tiles_x, background,
                     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
                     st, extra, acc_feat, ids, ws, row_left,
@@ -508,13 +510,13 @@ def _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, keep_w
 # Two builds of one body: even untaken, the second pass's code slowed the RGB lane loop by a third.
 @njit(cache=True, fastmath=True)
 def _rasterize_tile_rgb(
-    tile, offsets, gids, pk, order, features,
+    tile, offsets, gids, rec, features,
     width, height, tile_size, tiles_x, background,
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
     st, extra, acc_feat, ids, ws, row_left,
 ):  # fmt: skip
     _tile_body(
-        tile, offsets, gids, pk, order, features,
+        tile, offsets, gids, rec, features,
         width, height, tile_size, tiles_x, background,
         out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
         st, extra, acc_feat, ids, ws, row_left, False,
@@ -523,13 +525,13 @@ def _rasterize_tile_rgb(
 
 @njit(cache=True, fastmath=True)
 def _rasterize_tile_full(
-    tile, offsets, gids, pk, order, features,
+    tile, offsets, gids, rec, features,
     width, height, tile_size, tiles_x, background,
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
     st, extra, acc_feat, ids, ws, row_left,
 ):  # fmt: skip
     _tile_body(
-        tile, offsets, gids, pk, order, features,
+        tile, offsets, gids, rec, features,
         width, height, tile_size, tiles_x, background,
         out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
         st, extra, acc_feat, ids, ws, row_left, True,
@@ -538,7 +540,7 @@ def _rasterize_tile_full(
 
 @njit(inline="always", fastmath=True)
 def _tile_body(
-    tile, offsets, gids, pk, order, features,
+    tile, offsets, gids, rec, features,
     width, height, tile_size, tiles_x, background,
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
     st, extra, acc_feat, ids, ws, row_left, second_pass,
@@ -576,9 +578,9 @@ def _tile_body(
     last = offsets[tile + 1] - 1
     for e in range(offsets[tile], offsets[tile + 1]):
         ge = gids[e]
-        _prefetch_row(pk, gids[min(e + _PREFETCH, last)])  # records are read in random order
-        u, v = pk[ge, _U], pk[ge, _V]
-        ex, ey = pk[ge, _EX], pk[ge, _EY]
+        _prefetch_row(rec, gids[min(e + _PREFETCH, last)])  # records are read in random order
+        u, v = rec[ge, _U], rec[ge, _V]
+        ex, ey = rec[ge, _EX], rec[ge, _EY]
         # rows and columns whose pixel centres the ellipse (plus its one-pixel margin) can reach
         ry0 = max(y0, int(math.ceil(v - ey - _HALF))) - y0
         ry1 = min(y1 - 1, int(math.floor(v + ey - _HALF))) - y0
@@ -586,12 +588,11 @@ def _tile_body(
         cx1 = min(x1 - 1, int(math.floor(u + ex - _HALF))) - x0
         if ry1 < ry0 or cx1 < cx0:
             continue
-        ca, cb, cc = pk[ge, _CA], pk[ge, _CB], pk[ge, _CC]
-        op, depth = pk[ge, _OP], pk[ge, _DEPTH]
-        c0 = pk[ge, _COL]
-        c1 = pk[ge, _COL + 1] if n_col > 1 else _F0
-        c2 = pk[ge, _COL + 2] if n_col > 2 else _F0
-        gid = order[gids[e]]
+        ca, cb, cc = rec[ge, _CA], rec[ge, _CB], rec[ge, _CC]
+        op, depth = rec[ge, _OP], rec[ge, _DEPTH]
+        c0 = rec[ge, _COL]
+        c1 = rec[ge, _COL + 1] if n_col > 1 else _F0
+        c2 = rec[ge, _COL + 2] if n_col > 2 else _F0
         n_stop = _F0
         for b in range(cx0 // LANES, cx1 // LANES + 1):
             r0, r1 = ry0, ry1
@@ -606,7 +607,7 @@ def _tile_body(
             p1 = np.uint64(b * block + (r1 + 1) * LANES)
             if second_pass:
                 stops = _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, True)
-                _blend_extra(st, p0, p1, ge, gid, pk, features, extra, acc_feat, ids, ws)
+                _blend_extra(st, p0, p1, ge, rec, features, extra, acc_feat, ids, ws)
             else:
                 stops = _composite_lanes(st, p0, p1, u, v, ca, cb, cc, op, c0, c1, c2, depth, False)
             if stops > _F0:
@@ -643,7 +644,7 @@ def _tile_body(
 
 
 @njit(inline="always", fastmath=True)
-def _blend_extra(st, p0, p1, ge, gid, pk, features, extra, acc_feat, ids, ws):
+def _blend_extra(st, p0, p1, ge, rec, features, extra, acc_feat, ids, ws):
     """What the lane loop leaves out, for the pixels it gave weight: colour channels past the third,
     features, and the top-K contributions (kept sorted by weight, first come first on ties)."""
     top_k = ids.shape[1]
@@ -652,9 +653,9 @@ def _blend_extra(st, p0, p1, ge, gid, pk, features, extra, acc_feat, ids, ws):
         if w == _F0:
             continue
         for ch in range(extra.shape[0]):
-            extra[ch, p] += w * pk[ge, _COL + 3 + ch]
+            extra[ch, p] += w * rec[ge, _COL + 3 + ch]
         for ch in range(features.shape[1]):
-            acc_feat[p, ch] += w * features[gid, ch]
+            acc_feat[p, ch] += w * features[ge, ch]
         if top_k > 0 and w > ws[p, top_k - 1]:
             k = top_k - 1
             while k > 0 and ws[p, k - 1] < w:
@@ -662,4 +663,4 @@ def _blend_extra(st, p0, p1, ge, gid, pk, features, extra, acc_feat, ids, ws):
                 ids[p, k] = ids[p, k - 1]
                 k -= 1
             ws[p, k] = w
-            ids[p, k] = gid
+            ids[p, k] = ge

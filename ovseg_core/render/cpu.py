@@ -183,13 +183,13 @@ class CpuRenderer:
         clock.append(time.perf_counter())
         m = len(visible)
         with _threads_for(m):
-            # One depth sort; the survivors are packed in that order, so every later stage reads memory
-            # front to back and a stable bin by tile leaves each tile's list depth-ordered.
+            # One depth sort: tile lists are made in that order, so a stable bin by tile leaves each
+            # tile's list depth-ordered. Records stay in scene order and are read through indices.
             kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
             order = kernels.depth_order(visible, depths, 2 * numba.get_num_threads())
             clock.append(time.perf_counter())
-            pk, prects = self._buffer("pk", (m, width), np.float32), self._buffer("prects", (m, 4), np.int32)
-            kernels.gather_sorted(order, rec, rects, pk, prects)
+            prects = self._buffer("prects", (m, 4), np.int32)
+            kernels.gather_rects(order, rects, prects)
             clock.append(time.perf_counter())
             # room for each Gaussian's whole tile rect; list_tiles writes how many it really crosses
             starts = self._buffer("starts", (m + 1,), np.int64)
@@ -197,14 +197,21 @@ class CpuRenderer:
             np.cumsum((prects[:, 2] - prects[:, 0]) * (prects[:, 3] - prects[:, 1]), out=starts[1:])
             pair_tiles = self._buffer("pair_tiles", (int(starts[-1]),), np.int32)
             counts = self._buffer("counts", (m,), np.int64)
-            kernels.list_tiles(starts, pk, prects, T, tiles_x, pair_tiles, counts)
+            kernels.list_tiles(starts, order, rec, prects, T, tiles_x, pair_tiles, counts)
             clock.append(time.perf_counter())
         n_pairs = int(counts.sum())
         with _threads_for(n_pairs):
             offsets, gids = kernels.bin_pairs(
-                starts, counts, pair_tiles, tiles_x * tiles_y, 4 * numba.get_num_threads()
+                starts, counts, pair_tiles, tiles_x * tiles_y, 4 * numba.get_num_threads(), order
             )
-        self._last_binning = {"pk": pk, "rects": prects, "starts": starts, "counts": counts, "pair_tiles": pair_tiles}
+        self._last_binning = {
+            "rec": rec,
+            "order": order,
+            "rects": prects,
+            "starts": starts,
+            "counts": counts,
+            "pair_tiles": pair_tiles,
+        }
         if tiles is None:
             # Busiest tiles first, dealt out in turn to the threads (see ``kernels.rasterize``).
             todo = np.argsort(-np.diff(offsets), kind="stable")
@@ -221,7 +228,7 @@ class CpuRenderer:
         ids = np.full((H, W, top_k), -1, np.int64) if tiles is not None else np.empty((H, W, top_k), np.int64)
         ws = blank((H, W, top_k), np.float32)
         kernels.rasterize(
-            offsets, gids, todo, pk, order, feats,
+            offsets, gids, todo, rec, feats,
             W, H, T, tiles_x, background, rgb, alpha[..., 0], depth[..., 0], feat, ids, ws, numba.get_num_threads(),
         )  # fmt: skip
         clock.append(time.perf_counter())

@@ -28,11 +28,12 @@ def test_bin_pairs_is_a_stable_sort_by_tile(n_chunks):
     # each Gaussian's slot has room to spare, as list_tiles leaves it
     starts = np.concatenate([[0], np.cumsum(counts + 2)]).astype(np.int64)
     pair_tiles = rng.integers(0, num_tiles, int(starts[-1])).astype(np.int32)
-    offsets, gids = kernels.bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks)
+    order = rng.permutation(5 * m)[:m].astype(np.int32)  # depth rank -> scene row
+    offsets, gids = kernels.bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks, order)
     owner = np.repeat(np.arange(m), counts)
     tiles = np.concatenate([pair_tiles[starts[g] : starts[g] + counts[g]] for g in range(m)])
     perm = np.argsort(tiles, kind="stable")
-    np.testing.assert_array_equal(gids, owner[perm])
+    np.testing.assert_array_equal(gids, order[owner[perm]])
     np.testing.assert_array_equal(offsets, np.concatenate([[0], np.cumsum(np.bincount(tiles, minlength=num_tiles))]))
 
 

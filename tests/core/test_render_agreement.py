@@ -214,7 +214,8 @@ def test_exact_binning_keeps_every_contributing_pair():
     cam = CAMS[0]
     r = CpuRenderer()
     r.render(scene, cam)
-    pk, rects = r._last_binning["pk"], r._last_binning["rects"]
+    pk = r._last_binning["rec"][r._last_binning["order"]]  # records in depth order, as rects and slots are
+    rects = r._last_binning["rects"]
     starts, counts = r._last_binning["starts"], r._last_binning["counts"]
     pair_tiles = r._last_binning["pair_tiles"]
     T, W, H = r.settings.tile_size, cam.width, cam.height
