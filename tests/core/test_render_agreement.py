@@ -9,6 +9,7 @@ import torch
 from ovseg_core.camera import Camera
 from ovseg_core.render import RenderSettings, make_renderer
 from ovseg_core.render.projection import covariances, project_gaussians, sh_colors
+from ovseg_core.scene import make_scene
 from ovseg_core.synthetic import random_scene
 
 CAMS = [
@@ -36,7 +37,7 @@ def test_cpu_matches_torch_rgb(sh_degree):
     assert (a.depth - b.depth).abs()[covered].max().item() <= 1e-3
 
 
-@pytest.mark.parametrize("dims", [3, 64])
+@pytest.mark.parametrize("dims", [1, 3, 31, 32, 64])  # both accumulator layouts and their boundary
 def test_cpu_matches_torch_features(dims):
     scene = random_scene(1200, seed=7)
     feats = torch.randn(scene.num_gaussians, dims, generator=torch.Generator().manual_seed(dims))
@@ -45,6 +46,24 @@ def test_cpu_matches_torch_features(dims):
     assert a.features.shape == (2, 56, 72, dims)
     assert (a.features - b.features).abs().max().item() <= 2e-3
     assert psnr(a.features / 10, b.features / 10) >= 50
+
+
+def test_colour_channels_past_the_third_blend_like_the_first_three():
+    """Channels past the third take the second pass's own accumulator (the torch twin renders three):
+    copies of channels 0 and 1 there must come out as channels 0 and 1 do."""
+    base = random_scene(1200, seed=11)
+    sh0 = torch.cat([base.sh0, base.sh0[..., :2]], dim=-1)  # [N, 1, 5]
+    scene = make_scene(base.means, base.quats, base.log_scales, base.logit_opacities, sh0)
+    settings = RenderSettings(background=(0.1, 0.2, 0.3, 0.1, 0.2))
+    a = make_renderer("cpu", settings).render(scene, CAMS, top_k=3)
+    assert a.rgb.shape == (2, 56, 72, 5)
+    torch.testing.assert_close(a.rgb[..., 3:], a.rgb[..., :2], atol=1e-5, rtol=0)
+    rgb_settings = RenderSettings(background=(0.1, 0.2, 0.3))
+    b = make_renderer("torch", rgb_settings).render(base, CAMS, top_k=3)
+    assert (a.rgb[..., :3] - b.rgb).abs().max().item() <= 2e-3
+    strong = b.contrib_weights > 1e-3
+    assert strong.any()
+    assert torch.equal(a.contrib_ids[strong], b.contrib_ids[strong])
 
 
 def test_features_are_weighted_sums_of_constant_features():
