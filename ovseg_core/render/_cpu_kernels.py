@@ -5,14 +5,16 @@ Speed comes from shortcuts that change no pixel beyond float32 rounding:
   it is binned only into tiles that this ellipse (widened by half a pixel) really crosses, intersected
   with fVDB's 3.33-sigma tile rule, and visits only the tile rows the ellipse spans;
 - one global depth sort (LSD radix on the float bits, parallel over chunks) and a stable counting sort
-  of indices by tile (also parallel over chunks) give every tile its Gaussians already in depth order,
-  ties by id as the reference's stable sort; compositing prefetches the record 8 pairs ahead;
+  of scene rows by tile (also parallel over chunks) give every tile its Gaussians already in depth
+  order, ties by id as the reference's stable sort; records stay where ``project`` wrote them and the
+  stages that read them through the order prefetch 8 ahead;
 - the compositing loop is branch-free over blocks of 8 columns of a tile row, with an exp that
   vectorises (``exp_neg``: range reduction and a polynomial), and keeps a tile's whole state in one
   array (no runtime alias checks); a Gaussian runs only over the blocks and rows it reaches;
 - a row, then a tile, stops once every pixel in it has saturated;
 - tiles are dealt to threads busiest first, in turn (see ``rasterize``); RGB-only frames use a build of
-  the tile kernel without the second pass (features, extra channels, top-K).
+  the tile kernel without the second pass (features, extra channels, top-K), and frames with
+  ``_FEAT_PIXEL_MAJOR`` or more feature channels one with a pixel-major feature accumulator.
 """
 
 from __future__ import annotations
@@ -355,9 +357,10 @@ def _needs_ellipse_test(rects, g):
 
 @njit(parallel=True, cache=True)
 def list_tiles(starts, order, rec, rects, tile_size, tiles_x, pair_tiles, counts):
-    """Write the tiles the j-th Gaussian in depth order (record ``rec[order[j]]``, tile rect ``rects[j]``)
-    really crosses (exact ellipse-tile test) from ``starts[j]`` on and their number into ``counts[j]``. ``starts`` leaves each Gaussian room for its whole tile rect, so
-    one pass both counts and lists (a count pass first would repeat the ellipse work).
+    """Write the tiles the j-th Gaussian in depth order (record ``rec[order[j]]``, tile rect
+    ``rects[j]``) really crosses (exact ellipse-tile test) from ``starts[j]`` on and their number into
+    ``counts[j]``. ``starts`` leaves each Gaussian room for its whole tile rect, so one pass both
+    counts and lists (a count pass first would repeat the ellipse work).
 
     A tile's band is its pixel centres widened by half a pixel, so float rounding never drops a pixel.
     """
@@ -543,31 +546,11 @@ def _rasterize_tile_full(
     st, extra, acc_feat, ids, ws, row_left,
 ):  # fmt: skip
     _tile_body(
-        tile,
-        offsets,
-        gids,
-        rec,
-        features,
-        width,
-        height,
-        tile_size,
-        tiles_x,
-        background,
-        out_rgb,
-        out_alpha,
-        out_depth,
-        out_feat,
-        out_ids,
-        out_w,
-        st,
-        extra,
-        acc_feat,
-        ids,
-        ws,
-        row_left,
-        True,
-        False,
-    )
+        tile, offsets, gids, rec, features,
+        width, height, tile_size, tiles_x, background,
+        out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
+        st, extra, acc_feat, ids, ws, row_left, True, False,
+    )  # fmt: skip
 
 
 @njit(cache=True, fastmath=True)
