@@ -39,10 +39,14 @@ _C2_0, _C2_1, _C2_2, _C2_3, _C2_4 = (
 _C3_0, _C3_1, _C3_2, _C3_3 = -0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154
 _C3_4, _C3_5, _C3_6 = -0.4570457994644658, 1.445305721320277, -0.5900435899266435
 _LN255 = math.log(255.0)
+_F_C0, _F_C1 = np.float32(_C0), np.float32(_C1)
+_F_C2 = tuple(np.float32(c) for c in (_C2_0, _C2_1, _C2_2, _C2_3, _C2_4))
+_F_C3 = tuple(np.float32(c) for c in (_C3_0, _C3_1, _C3_2, _C3_3, _C3_4, _C3_5, _C3_6))
 
 # float32 constants: a Python float would promote the per-pixel arithmetic to float64.
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
+_F2, _F3, _F4 = np.float32(2.0), np.float32(3.0), np.float32(4.0)
 _HALF = np.float32(0.5)
 _ALPHA_MAX = np.float32(0.99)
 _ALPHA_MIN = np.float32(1.0 / 255.0)
@@ -87,6 +91,11 @@ _U, _V, _CA, _CB, _CC, _OP, _EX, _EY, _SMAX, _DEPTH = range(10)
 _COL = 10
 _EXTENT_SLACK = 1.0 + 1e-4
 _EXTENT_PAD = 1e-3
+
+
+def alpha_extent_sigma(opacities: np.ndarray) -> np.ndarray:
+    """ln(255 o) ``[N]`` float64: the sigma beyond which a Gaussian of opacity o gives alpha < 1/255."""
+    return _LN255 + np.log(np.maximum(opacities.astype(np.float64), 1e-30))
 
 
 def record_width(channels: int) -> int:
@@ -143,7 +152,7 @@ def exp_neg_array(s):
 
 @njit(parallel=True, cache=True, fastmath=True)
 def project(
-    means, cov3d, opacities_in,  # scene: [N, 3], [N, 6] (xx, xy, xz, yy, yz, zz), [N]
+    means, cov3d, opacities_in, smax_in,  # scene: [N, 3], [N, 6] (xx, xy, xz, yy, yz, zz), [N], [N]
     R, t, fx, fy, cx, cy, width, height,  # camera
     near, far, eps2d, tile_size, tiles_x, tiles_y,  # settings
     depths, rec, rects,  # outputs
@@ -151,7 +160,8 @@ def project(
     """Per-Gaussian EWA projection into ``rec`` (columns _U.._DEPTH); culled Gaussians get an empty tile rect.
 
     ``_EX``/``_EY`` are the x/y half-widths of the ellipse sigma <= smax in pixels (with a rounding margin),
-    ``_SMAX`` = ln(255 o).
+    ``_SMAX`` = ln(255 o), given per Gaussian in ``smax_in`` (``alpha_extent_sigma``: a log per Gaussian
+    was a sixth of this kernel).
     """
     n = means.shape[0]
     lim_x_pos = (width - cx) / fx + 0.3 * (0.5 * width / fx)
@@ -164,12 +174,15 @@ def project(
         rects[i, 2] = 0
         rects[i, 3] = 0
         mx, my, mz = means[i, 0], means[i, 1], means[i, 2]
-        tx = R[0, 0] * mx + R[0, 1] * my + R[0, 2] * mz + t[0]
-        ty = R[1, 0] * mx + R[1, 1] * my + R[1, 2] * mz + t[1]
         tz = R[2, 0] * mx + R[2, 1] * my + R[2, 2] * mz + t[2]
         depths[i] = tz
-        if not (tz > near and tz < far):
+        op = opacities_in[i]
+        # Where alpha can reach 1/255: sigma <= ln(255 op); nothing outside is ever composited (and a
+        # Gaussian fainter than 1/255 nowhere: real captures hold many).
+        if not (tz > near and tz < far and op * 255.0 >= 1.0):
             continue
+        tx = R[0, 0] * mx + R[0, 1] * my + R[0, 2] * mz + t[0]
+        ty = R[1, 0] * mx + R[1, 1] * my + R[1, 2] * mz + t[1]
         # C_cam = R C R^T
         c00, c01, c02 = cov3d[i, 0], cov3d[i, 1], cov3d[i, 2]
         c11, c12, c22 = cov3d[i, 3], cov3d[i, 4], cov3d[i, 5]
@@ -208,11 +221,7 @@ def project(
         ry = math.ceil(3.33 * math.sqrt(c))
         if u + rx <= 0 or u - rx >= width or v + ry <= 0 or v - ry >= height:
             continue
-        op = opacities_in[i]
-        # Where alpha can reach 1/255: sigma <= ln(255 op); nothing outside is ever composited.
-        if not op * 255.0 >= 1.0:
-            continue
-        smax = _LN255 + math.log(op)
+        smax = smax_in[i]
         # min over dx of sigma is dy^2 / (2 c) (and dx^2 / (2 a)): no pixel beyond these half-widths
         # reaches alpha 1/255. The margin covers float32 rounding of the conic, sigma and exp (each
         # ~1e-7 relative) a thousand times over; a whole pixel of margin cost a third more lanes.
@@ -276,40 +285,58 @@ def depth_order(ids, depths, n_chunks):
     return src_i
 
 
+@njit(inline="always", fastmath=True)
+def _sh_basis(dx, dy, dz):
+    """The 15 real SH basis values of bands 1-3 for the unit direction (dx, dy, dz), in float32."""
+    xx, yy, zz = dx * dx, dy * dy, dz * dz
+    xy, yz, xz = dx * dy, dy * dz, dx * dz
+    return (
+        -_F_C1 * dy, _F_C1 * dz, -_F_C1 * dx,
+        _F_C2[0] * xy, _F_C2[1] * yz, _F_C2[2] * (_F2 * zz - xx - yy), _F_C2[3] * xz, _F_C2[4] * (xx - yy),
+        _F_C3[0] * dy * (_F3 * xx - yy), _F_C3[1] * xy * dz, _F_C3[2] * dy * (_F4 * zz - xx - yy),
+        _F_C3[3] * dz * (_F2 * zz - _F3 * xx - _F3 * yy), _F_C3[4] * dx * (_F4 * zz - xx - yy),
+        _F_C3[5] * dz * (xx - yy), _F_C3[6] * dx * (xx - _F3 * yy),
+    )  # fmt: skip
+
+
 @njit(parallel=True, cache=True, fastmath=True)
 def sh_colors(ids, means, sh0, shN, degree, cam_pos, rec):
     """SH colour C0 sh0 + higher bands + 0.5 into ``rec[:, _COL:]``, for the Gaussians ``ids`` only
     (those that survived culling; ascending ids read the coefficients front to back: the same reads
-    in depth order cost several times more)."""
+    in depth order cost several times more).
+
+    float32 throughout, as the torch reference: float64 constants made it twice as slow. RGB at degree
+    3 (what real captures carry) has its own unrolled loop, a third faster than the general one.
+    """
     n_ch = sh0.shape[2]
+    px, py, pz = np.float32(cam_pos[0]), np.float32(cam_pos[1]), np.float32(cam_pos[2])
+    rgb3 = n_ch == 3 and degree == 3
     for j in prange(ids.shape[0]):
         i = ids[j]
-        for ch in range(n_ch):
-            rec[i, _COL + ch] = _C0 * sh0[i, 0, ch] + 0.5
         if degree < 1:
+            for ch in range(n_ch):
+                rec[i, _COL + ch] = _F_C0 * sh0[i, 0, ch] + _HALF
             continue
-        dx, dy, dz = means[i, 0] - cam_pos[0], means[i, 1] - cam_pos[1], means[i, 2] - cam_pos[2]
+        dx, dy, dz = means[i, 0] - px, means[i, 1] - py, means[i, 2] - pz
         dn = math.sqrt(dx * dx + dy * dy + dz * dz)
-        if dn > 0:
-            dx, dy, dz = dx / dn, dy / dn, dz / dn
-        xx, yy, zz = dx * dx, dy * dy, dz * dz
-        xy, yz, xz = dx * dy, dy * dz, dx * dz
-        b1, b2, b3 = -_C1 * dy, _C1 * dz, -_C1 * dx
-        b4, b5, b6 = _C2_0 * xy, _C2_1 * yz, _C2_2 * (2 * zz - xx - yy)
-        b7, b8 = _C2_3 * xz, _C2_4 * (xx - yy)
-        b9, b10, b11 = _C3_0 * dy * (3 * xx - yy), _C3_1 * xy * dz, _C3_2 * dy * (4 * zz - xx - yy)
-        b12, b13 = _C3_3 * dz * (2 * zz - 3 * xx - 3 * yy), _C3_4 * dx * (4 * zz - xx - yy)
-        b14, b15 = _C3_5 * dz * (xx - yy), _C3_6 * dx * (xx - 3 * yy)
+        inv = _F1 / dn if dn > _F0 else _F1
+        b = _sh_basis(dx * inv, dy * inv, dz * inv)
+        if rgb3:
+            for ch in range(3):
+                col = _F_C0 * sh0[i, 0, ch] + _HALF
+                col += b[0] * shN[i, 0, ch] + b[1] * shN[i, 1, ch] + b[2] * shN[i, 2, ch]
+                col += b[3] * shN[i, 3, ch] + b[4] * shN[i, 4, ch] + b[5] * shN[i, 5, ch]
+                col += b[6] * shN[i, 6, ch] + b[7] * shN[i, 7, ch] + b[8] * shN[i, 8, ch]
+                col += b[9] * shN[i, 9, ch] + b[10] * shN[i, 10, ch] + b[11] * shN[i, 11, ch]
+                col += b[12] * shN[i, 12, ch] + b[13] * shN[i, 13, ch] + b[14] * shN[i, 14, ch]
+                rec[i, _COL + ch] = col
+            continue
+        n_basis = (degree + 1) * (degree + 1) - 1
         for ch in range(n_ch):
-            col = b1 * shN[i, 0, ch] + b2 * shN[i, 1, ch] + b3 * shN[i, 2, ch]
-            if degree >= 2:
-                col += b4 * shN[i, 3, ch] + b5 * shN[i, 4, ch] + b6 * shN[i, 5, ch]
-                col += b7 * shN[i, 6, ch] + b8 * shN[i, 7, ch]
-                if degree >= 3:
-                    col += b9 * shN[i, 8, ch] + b10 * shN[i, 9, ch] + b11 * shN[i, 10, ch]
-                    col += b12 * shN[i, 11, ch] + b13 * shN[i, 12, ch]
-                    col += b14 * shN[i, 13, ch] + b15 * shN[i, 14, ch]
-            rec[i, _COL + ch] += col
+            col = _F_C0 * sh0[i, 0, ch] + _HALF
+            for q in range(n_basis):
+                col += b[q] * shN[i, q, ch]
+            rec[i, _COL + ch] = col
 
 
 @njit(parallel=True, cache=True)
@@ -610,12 +637,14 @@ def _tile_body(
         ge = gids[e]
         _prefetch_row(rec, gids[min(e + _PREFETCH, last)])  # records are read in random order
         u, v = rec[ge, _U], rec[ge, _V]
-        ex, ey = rec[ge, _EX], rec[ge, _EY]
-        # rows and columns whose pixel centres the ellipse (plus its one-pixel margin) can reach
-        ry0 = max(y0, int(math.ceil(v - ey - _HALF))) - y0
-        ry1 = min(y1 - 1, int(math.floor(v + ey - _HALF))) - y0
-        cx0 = max(x0, int(math.ceil(u - ex - _HALF))) - x0
-        cx1 = min(x1 - 1, int(math.floor(u + ex - _HALF))) - x0
+        # rows and columns whose pixel centres the ellipse can reach (float64: float32 ceil and floor
+        # are calls into libm, float64 ones single instructions)
+        u64, v64 = np.float64(u), np.float64(v)
+        ex, ey = np.float64(rec[ge, _EX]), np.float64(rec[ge, _EY])
+        ry0 = max(y0, int(math.ceil(v64 - ey - 0.5))) - y0
+        ry1 = min(y1 - 1, int(math.floor(v64 + ey - 0.5))) - y0
+        cx0 = max(x0, int(math.ceil(u64 - ex - 0.5))) - x0
+        cx1 = min(x1 - 1, int(math.floor(u64 + ex - 0.5))) - x0
         if ry1 < ry0 or cx1 < cx0:
             continue
         ca, cb, cc = rec[ge, _CA], rec[ge, _CB], rec[ge, _CC]

@@ -66,6 +66,7 @@ class _SceneArrays:
             cov = covariances(scene.quats.detach().float(), scene.log_scales.detach().float())
             self.cov3d = f(cov.reshape(-1, 9)[:, [0, 1, 2, 4, 5, 8]])
             self.opacities = f(scene.opacities)
+        self.smax = kernels.alpha_extent_sigma(self.opacities)
         self.sh0 = f(scene.sh0)
         self.shN = (
             f(scene.shN) if scene.shN.shape[1] else np.zeros((scene.num_gaussians, 1, scene.num_channels), np.float32)
@@ -173,7 +174,7 @@ class CpuRenderer:
         clock = [time.perf_counter()]
         with _threads_for(n):
             kernels.project(
-                a.means, a.cov3d, a.opacities,
+                a.means, a.cov3d, a.opacities, a.smax,
                 np.ascontiguousarray(cam.w2c[:3, :3]), np.ascontiguousarray(cam.w2c[:3, 3]),
                 float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), W, H,
                 float(s.near), float(s.far), float(s.eps_2d), T, tiles_x, tiles_y,

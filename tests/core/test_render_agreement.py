@@ -183,6 +183,25 @@ def test_sh_matches_gsplat():
         torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [3, 5])  # the unrolled RGB path at degree 3 and the general one
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_cpu_sh_kernel_matches_torch(degree, channels):
+    from ovseg_core.render import _cpu_kernels as kernels
+
+    g = torch.Generator().manual_seed(degree * 10 + channels)
+    n = 700
+    sh = torch.randn(n, 16, channels, generator=g)
+    means = torch.randn(n, 3, generator=g) * 2
+    cam_pos = np.array([0.3, -2.5, 1.1])
+    ref = sh_colors(sh[:, :1], sh[:, 1:], means - torch.from_numpy(cam_pos).float(), degree)
+    rec = np.full((n, kernels.record_width(channels)), np.nan, np.float32)
+    ids = np.arange(0, n, 2, dtype=np.int32)  # only the listed Gaussians are written
+    kernels.sh_colors(ids, means.numpy(), sh[:, :1].numpy(), sh[:, 1:].numpy(), degree, cam_pos, rec)
+    ours = torch.from_numpy(rec[:, kernels._COL : kernels._COL + channels])
+    torch.testing.assert_close(ours[ids], ref[ids], atol=2e-6, rtol=1e-5)
+    assert torch.isnan(ours[1::2]).all()
+
+
 def test_projection_matches_gsplat_on_garden(shared_data):
     gs = pytest.importorskip("gsplat.cuda._torch_impl")
     data = np.load(shared_data / "gsplat_test_garden" / "test_garden.npz")
