@@ -92,7 +92,7 @@ class CpuRenderer:
         # numba already uses every core; the lock keeps concurrent callers off the shared buffers.
         self._lock = threading.Lock()
         self.last_timings: dict[str, float] = {}
-        """Seconds per stage of the last frame (project, sh_sort, gather, list_tiles, bin, composite)."""
+        """Seconds per stage of the last frame (project, sh_sort, bin, composite)."""
         self._buffers: dict[str, np.ndarray] = {}
 
     def _scene_arrays(self, scene: GaussianScene) -> _SceneArrays:
@@ -169,7 +169,7 @@ class CpuRenderer:
         degree = a.sh_degree if s.sh_degree < 0 else min(s.sh_degree, a.sh_degree)
         width = kernels.record_width(n_col)
         depths, rec = self._buffer("depths", (n,), np.float32), self._buffer("rec", (n, width), np.float32)
-        rects = self._buffer("rects", (n, 4), np.int32)
+        rects, foot = self._buffer("rects", (n, 4), np.int32), self._buffer("foot", (n,), np.int32)
         K = cam.K
         clock = [time.perf_counter()]
         with _threads_for(n):
@@ -178,7 +178,7 @@ class CpuRenderer:
                 np.ascontiguousarray(cam.w2c[:3, :3]), np.ascontiguousarray(cam.w2c[:3, 3]),
                 float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), W, H,
                 float(s.near), float(s.far), float(s.eps_2d), T, tiles_x, tiles_y,
-                depths, rec, rects,
+                depths, rec, rects, foot,
             )  # fmt: skip
         visible = np.flatnonzero((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])).astype(np.int32)
         clock.append(time.perf_counter())
@@ -189,29 +189,17 @@ class CpuRenderer:
             kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
             order = kernels.depth_order(visible, depths, 2 * numba.get_num_threads())
             clock.append(time.perf_counter())
-            prects = self._buffer("prects", (m, 4), np.int32)
-            kernels.gather_rects(order, rects, prects)
-            clock.append(time.perf_counter())
-            # room for each Gaussian's whole tile rect; list_tiles writes how many it really crosses
-            starts = self._buffer("starts", (m + 1,), np.int64)
-            starts[0] = 0
-            np.cumsum((prects[:, 2] - prects[:, 0]) * (prects[:, 3] - prects[:, 1]), out=starts[1:])
-            pair_tiles = self._buffer("pair_tiles", (int(starts[-1]),), np.int32)
-            counts = self._buffer("counts", (m,), np.int64)
-            kernels.list_tiles(starts, order, rec, prects, T, tiles_x, pair_tiles, counts)
-            clock.append(time.perf_counter())
-        n_pairs = int(counts.sum())
-        with _threads_for(n_pairs):
-            offsets, gids = kernels.bin_pairs(
-                starts, counts, pair_tiles, tiles_x * tiles_y, 4 * numba.get_num_threads(), order
+        with _threads_for(m):
+            offsets, gids = kernels.bin_tiles(
+                order, foot, rects, rec, T, tiles_x, tiles_x * tiles_y, 4 * numba.get_num_threads()
             )
         self._last_binning = {
             "rec": rec,
             "order": order,
-            "rects": prects,
-            "starts": starts,
-            "counts": counts,
-            "pair_tiles": pair_tiles,
+            "rects": rects,
+            "foot": foot,
+            "offsets": offsets,
+            "gids": gids,
         }
         if tiles is None:
             # Busiest tiles first, dealt out in turn to the threads (see ``kernels.rasterize``).
@@ -233,6 +221,6 @@ class CpuRenderer:
             W, H, T, tiles_x, background, rgb, alpha[..., 0], depth[..., 0], feat, ids, ws, numba.get_num_threads(),
         )  # fmt: skip
         clock.append(time.perf_counter())
-        stages = ("project", "sh_sort", "gather", "list_tiles", "bin", "composite")
+        stages = ("project", "sh_sort", "bin", "composite")
         self.last_timings = {k: clock[i + 1] - clock[i] for i, k in enumerate(stages)}
         return rgb, alpha, depth, feat, ids, ws

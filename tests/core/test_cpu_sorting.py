@@ -20,21 +20,59 @@ def test_depth_order_is_numpys_stable_argsort(n_chunks):
     np.testing.assert_array_equal(order, expected)
 
 
+def _random_footprints(rng, m, tiles_x, tiles_y):
+    """Tile rects ``[m, 4]`` and footprint codes ``[m]`` of every kind ``bin_tiles`` meets: up to 2 x 2
+    tiles with any crossing mask, wide rects one tile thick (listed whole), and empty (culled) rects."""
+    rects = np.zeros((m, 4), np.int32)
+    foot = np.full(m, kernels._FOOT_WIDE, np.int32)
+    for g in range(m):
+        kind = rng.integers(0, 10)
+        if kind < 7:
+            w, h = rng.integers(1, 3, 2)
+            x0, y0 = rng.integers(0, tiles_x - w + 1), rng.integers(0, tiles_y - h + 1)
+            mask = 1 | (int(w == 2) << 1) | (int(h == 2) << 2)
+            if w == 2 and h == 2:
+                mask = int(rng.integers(0, 16))  # bin_tiles takes any subset of the four tiles
+            foot[g] = ((y0 * tiles_x + x0) << 4) | mask
+        elif kind < 9:
+            long = rng.integers(3, 6)
+            w, h = (long, 1) if kind == 7 else (1, long)
+            x0, y0 = rng.integers(0, tiles_x - w + 1), rng.integers(0, tiles_y - h + 1)
+        else:
+            x0 = y0 = w = h = 0
+        rects[g] = (x0, y0, x0 + w, y0 + h)
+    return rects, foot
+
+
+def _listed_tiles(g, rects, foot, tiles_x):
+    """The tiles Gaussian g's footprint names, in the order ``bin_tiles`` visits them."""
+    code = int(foot[g])
+    if code == kernels._FOOT_WIDE:
+        x0, y0, x1, y1 = rects[g]
+        return [ty * tiles_x + tx for ty in range(y0, y1) for tx in range(x0, x1)]
+    base = code >> 4
+    return [base + (k & 1) + (k >> 1) * tiles_x for k in range(4) if (code >> k) & 1]
+
+
 @pytest.mark.parametrize("n_chunks", [1, 4, 7])
-def test_bin_pairs_is_a_stable_sort_by_tile(n_chunks):
+def test_bin_tiles_is_a_stable_sort_by_tile(n_chunks):
     rng = np.random.default_rng(1)
-    m, num_tiles = 997, 37
-    counts = rng.integers(0, 6, m)
-    # each Gaussian's slot has room to spare, as list_tiles leaves it
-    starts = np.concatenate([[0], np.cumsum(counts + 2)]).astype(np.int64)
-    pair_tiles = rng.integers(0, num_tiles, int(starts[-1])).astype(np.int32)
-    order = rng.permutation(5 * m)[:m].astype(np.int32)  # depth rank -> scene row
-    offsets, gids = kernels.bin_pairs(starts, counts, pair_tiles, num_tiles, n_chunks, order)
-    owner = np.repeat(np.arange(m), counts)
-    tiles = np.concatenate([pair_tiles[starts[g] : starts[g] + counts[g]] for g in range(m)])
+    n, m, tiles_x, tiles_y = 3000, 997, 9, 5
+    rects, foot = _random_footprints(rng, n, tiles_x, tiles_y)
+    rec = np.zeros((n, kernels.record_width(3)), np.float32)  # read only by the ellipse test of wide rects
+    order = rng.permutation(n)[:m].astype(np.int32)  # depth rank -> scene row
+    offsets, gids = kernels.bin_tiles(order, foot, rects, rec, 16, tiles_x, tiles_x * tiles_y, n_chunks)
+    owner, tiles = [], []
+    for g in order:
+        listed = _listed_tiles(g, rects, foot, tiles_x)
+        owner += [g] * len(listed)
+        tiles += listed
+    owner, tiles = np.array(owner, np.int32), np.array(tiles, np.int64)
     perm = np.argsort(tiles, kind="stable")
-    np.testing.assert_array_equal(gids, order[owner[perm]])
-    np.testing.assert_array_equal(offsets, np.concatenate([[0], np.cumsum(np.bincount(tiles, minlength=num_tiles))]))
+    np.testing.assert_array_equal(gids, owner[perm])
+    np.testing.assert_array_equal(
+        offsets, np.concatenate([[0], np.cumsum(np.bincount(tiles, minlength=tiles_x * tiles_y))])
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int64, np.uint8])

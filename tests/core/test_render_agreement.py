@@ -242,8 +242,9 @@ def test_exp_neg_error_bound():
 
 
 def test_exact_binning_keeps_every_contributing_pair():
-    """Tiles a Gaussian is binned into (ellipse test) cover every tile where it has alpha >= 1/255,
-    and the test drops pairs the 3.33-sigma rectangle would keep."""
+    """Tiles a Gaussian is binned into (its 3.33-sigma rect, less what the ellipse test drops for rects
+    over 2 x 2 tiles) cover every tile where it has alpha >= 1/255, each tile's list is depth-ordered,
+    and the test drops pairs the rectangle would keep."""
     import math
 
     from ovseg_core.render.cpu import CpuRenderer
@@ -252,22 +253,29 @@ def test_exact_binning_keeps_every_contributing_pair():
     cam = CAMS[0]
     r = CpuRenderer()
     r.render(scene, cam)
-    pk = r._last_binning["rec"][r._last_binning["order"]]  # records in depth order, as rects and slots are
-    rects = r._last_binning["rects"]
-    starts, counts = r._last_binning["starts"], r._last_binning["counts"]
-    pair_tiles = r._last_binning["pair_tiles"]
+    b = r._last_binning
+    rec, rects, order, offsets, gids = b["rec"], b["rects"], b["order"], b["offsets"], b["gids"]
+    rank = np.full(len(rec), -1)
+    rank[order] = np.arange(len(order))
+    binned = {int(g): set() for g in order}
+    for tile in range(len(offsets) - 1):
+        members = gids[offsets[tile] : offsets[tile + 1]]
+        assert (rank[members] >= 0).all() and (np.diff(rank[members]) > 0).all()  # visible, depth-ordered, once
+        for g in members.tolist():
+            binned[g].add(tile)
     T, W, H = r.settings.tile_size, cam.width, cam.height
     tiles_x = math.ceil(W / T)
     ys, xs = np.mgrid[0:H, 0:W] + 0.5
     dropped = 0
-    for g in range(len(pk)):
-        u, v, ca, cb, cc, op = pk[g, :6]
+    for g in order.tolist():
+        u, v, ca, cb, cc, nlogop = rec[g, :6]  # the record keeps -ln(opacity)
+        op = np.exp(-np.float64(nlogop))
         dx, dy = u - xs, v - ys
         sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
         hit = (sigma >= 0) & (op * np.exp(-sigma) >= 1 / 255)
         needed = set(np.unique((ys[hit] // T).astype(int) * tiles_x + (xs[hit] // T).astype(int)).tolist())
-        binned = set(pair_tiles[starts[g] : starts[g] + counts[g]].tolist())
-        assert needed <= binned
+        assert needed <= binned[g]
         x0, y0, x1, y1 = rects[g]
-        dropped += (x1 - x0) * (y1 - y0) - len(binned)
+        assert binned[g] <= {ty * tiles_x + tx for ty in range(y0, y1) for tx in range(x0, x1)}
+        dropped += (x1 - x0) * (y1 - y0) - len(binned[g])
     assert dropped > 0
