@@ -76,7 +76,7 @@ def test_bin_tiles_is_a_stable_sort_by_tile(n_chunks):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int64, np.uint8])
-@pytest.mark.parametrize("size", [1, 17, 100_003])
+@pytest.mark.parametrize("size", [1, 17, 100_003, 1_000_003])  # the last on huge pages
 def test_scratch_buffers_start_on_a_cache_line(dtype, size):
     buf = _cache_aligned_empty(size, dtype)
     assert buf.dtype == dtype and buf.shape == (size,)
