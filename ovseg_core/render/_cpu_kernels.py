@@ -60,7 +60,7 @@ _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)  # 8 significant bits: k * _LN2_HI is exact
 _LN2_LO = np.float32(-2.12194440e-4)
 # exp(r) ~ 1 + r + E2 r^2 + ... + E5 r^5 on |r| <= ln2/2: minimax for relative error (Lawson's iteration
-# from Chebyshev nodes; 1.05e-7, about float32 rounding). Each lane op costs about 3% of compositing,
+# from Chebyshev nodes; 1.05e-7 in exact arithmetic, 1.93e-7 measured in float32). Each lane op costs about 3% of compositing,
 # and Taylor needs degree 7 for the same error.
 _E2, _E3, _E4, _E5 = (np.float32(c) for c in (0.49999232, 0.16667114, 0.04189011, 0.00831253))
 
