@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from ovseg_app.bench_scale import ScaleBench
 from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
 from ovseg_app.bench_view import ViewBench
 from ovseg_app.command_runner import run_cli
+from ovseg_app.process_memory import peak_rss_mb
 from ovseg_core.camera import Camera
 from ovseg_core.render import fvdb_available, make_renderer
 
@@ -171,9 +171,9 @@ class MemoryProbe:
         from ovseg_core.synthetic import realistic_scene
 
         scene = realistic_scene(self.num_gaussians)
-        after_scene = _peak_rss_mb()
+        after_scene = peak_rss_mb()
         make_renderer("cpu").render(scene, realistic_camera(self.width, self.height))
-        result = {"peak_rss_mb": _peak_rss_mb(), "peak_rss_after_scene_mb": after_scene}
+        result = {"peak_rss_mb": peak_rss_mb(), "peak_rss_after_scene_mb": after_scene}
         print(json.dumps(result))
         return result
 
@@ -195,10 +195,6 @@ def measure_peak_rss(n: int, width: int, height: int) -> dict:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result.update({"num_gaussians": n, "resolution": f"{width}x{height}", "backend": "cpu"})
     return result
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
 def cpu_vs_torch(rows: list[dict]) -> list[dict]:

@@ -24,6 +24,8 @@ import time
 import traceback
 from pathlib import Path
 
+from ovseg_app.process_memory import status_mb
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -76,18 +78,6 @@ def _worker(tasks: mp.Queue, results: mp.Queue, render: bool, warmup: str) -> No
         except BaseException as e:  # noqa: BLE001
             outcome = ("failed", f"checker: {type(e).__name__}: {e}\n{traceback.format_exc()[-500:]}")
         results.put(outcome)
-
-
-def _rss_bytes(pid: int, field: str = "VmRSS") -> int:
-    """Resident (``VmRSS``) or peak resident (``VmHWM``) bytes of a process, 0 if unknown."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 @dataclasses.dataclass
@@ -156,7 +146,7 @@ def run_reader_fuzz(
             try:
                 outcome = results.get(timeout=0.05)
             except Exception:  # noqa: BLE001 (queue.Empty)
-                rss = _rss_bytes(proc.pid)
+                rss = int((status_mb("VmRSS", proc.pid) or 0) * 2**20)
                 peak_by_worker[proc.pid] = max(peak_by_worker.get(proc.pid, 0), rss)
                 elapsed = time.perf_counter() - t0
                 if rss > max_rss_gib * 2**30 or elapsed > timeout_s or not proc.is_alive():
@@ -167,7 +157,9 @@ def run_reader_fuzz(
                     proc = None
         report.slowest_s = max(report.slowest_s, time.perf_counter() - t0)
         if proc is not None:
-            peak_by_worker[proc.pid] = max(peak_by_worker.get(proc.pid, 0), _rss_bytes(proc.pid, "VmHWM"))
+            peak_by_worker[proc.pid] = max(
+                peak_by_worker.get(proc.pid, 0), int((status_mb("VmHWM", proc.pid) or 0) * 2**20)
+            )
         kind, detail = outcome
         line = f"{Path(path).name} [{summary}]: {detail}"
         if kind == "loaded":

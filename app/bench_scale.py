@@ -27,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import resource
-import sys
 import threading
 import time
 import traceback
@@ -38,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ovseg_app.bench_machine import machine_info
+from ovseg_app.process_memory import current_rss_mb, peak_rss_mb, status_mb
 
 if TYPE_CHECKING:  # torch and the fields load when the bench runs, not when ``ovseg --help`` lists it
     from ovseg_core.eval.faint_capture import FaintCapture
@@ -129,7 +128,7 @@ class ScaleBench:
                 rows += self._run_device(capture, views, device, sampler)
         finally:
             sampler.stop()
-        process_peak = max(_process_peak_rss_mb(), sampler.overall_peak_mb)
+        process_peak = max(peak_rss_mb(), sampler.overall_peak_mb)
         report = {
             "machine": machine_info(),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()},
@@ -355,7 +354,7 @@ class RssSampler:
 
     def __init__(self, interval: float = 0.01) -> None:
         self.interval = interval
-        self.source = "VmRSS sampled every 10 ms" if _read_vmrss_mb() is not None else "getrusage ru_maxrss"
+        self.source = "VmRSS sampled every 10 ms" if status_mb("VmRSS") is not None else "getrusage ru_maxrss"
         self._peak = 0.0
         self.overall_peak_mb = 0.0
         self._lock = threading.Lock()
@@ -373,8 +372,7 @@ class RssSampler:
             self._thread.join()
 
     def current_mb(self) -> float:
-        rss = _read_vmrss_mb()
-        return rss if rss is not None else _process_peak_rss_mb()
+        return current_rss_mb()
 
     def sample(self) -> None:
         rss = self.current_mb()
@@ -412,22 +410,6 @@ def release_freed_memory() -> bool:
         return bool(libc.malloc_trim(0))
     except (OSError, AttributeError):
         return False
-
-
-def _read_vmrss_mb() -> float | None:
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        return None
-    return None
-
-
-def _process_peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB on Linux
 
 
 def rec_cuda_peak(device: str) -> float | None:
