@@ -194,7 +194,7 @@ class CpuRenderer:
                 np.ascontiguousarray(cam.w2c[:3, :3]), np.ascontiguousarray(cam.w2c[:3, 3]),
                 float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), W, H,
                 float(s.near), float(s.far), float(s.eps_2d), T, tiles_x, tiles_y,
-                depths, rec, rects, foot,
+                depths, rec, rects, foot, numba.get_num_threads(),
             )  # fmt: skip
         visible = np.flatnonzero((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])).astype(np.int32)
         clock.append(time.perf_counter())

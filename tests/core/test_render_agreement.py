@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -279,3 +281,59 @@ def test_exact_binning_keeps_every_contributing_pair():
         assert binned[g] <= {ty * tiles_x + tx for ty in range(y0, y1) for tx in range(x0, x1)}
         dropped += (x1 - x0) * (y1 - y0) - len(binned[g])
     assert dropped > 0
+
+
+def test_projection_culls_like_the_reference_at_the_frustum_edges():
+    """Behind the camera, inside the near plane, past the far plane, too faint for 1/255, off screen,
+    and just past the near plane far to the side (projected thousands of pixels out): the vectorised
+    projection culls exactly what the reference gives no pixel, renders the rest as it does, and
+    leaves each survivor the footprint code of its rect."""
+    from ovseg_core.render._cpu_kernels import _FOOT_WIDE
+    from ovseg_core.render.cpu import CpuRenderer
+
+    g = np.random.default_rng(3)
+    cam = Camera.look_at([0.0, -3.0, 0.0], [0, 0, 0], width=96, height=64)
+    w2c = np.asarray(cam.w2c, np.float64)
+    groups = {  # camera-space points (x, y, z)
+        "in view": np.c_[g.uniform(-1, 1, 400), g.uniform(-0.6, 0.6, 400), g.uniform(1.5, 4.5, 400)],
+        "behind": np.c_[g.uniform(-1, 1, 50), g.uniform(-1, 1, 50), g.uniform(-3, -0.05, 50)],
+        "inside near": np.c_[g.uniform(-1e-3, 1e-3, 50), g.uniform(-1e-3, 1e-3, 50), g.uniform(0, 0.009, 50)],
+        "past far": np.c_[g.uniform(-1, 1, 50), g.uniform(-1, 1, 50), g.uniform(60, 90, 50)],
+        "off screen": np.c_[g.choice([-1, 1], 50) * g.uniform(6, 9, 50), g.uniform(-1, 1, 50), g.uniform(2, 3, 50)],
+        "near side": np.c_[
+            g.choice([-1, 1], 50) * g.uniform(0.5, 2, 50), g.uniform(-1, 1, 50), g.uniform(0.011, 0.05, 50)
+        ],
+    }
+    cam_pts = np.concatenate(list(groups.values()))
+    means = (cam_pts - w2c[:3, 3]) @ w2c[:3, :3]  # camera -> world (w2c is a rigid transform)
+    n = len(means)
+    logit_op = g.normal(-1.0, 1.5, n)
+    logit_op[:40] = -8.0  # opacity 3e-4 < 1/255: never composited anywhere
+    scene = make_scene(
+        means, g.normal(size=(n, 4)), np.log(g.uniform(0.01, 0.08, (n, 3))), logit_op, g.uniform(-1, 1, (n, 3))
+    )
+    settings = RenderSettings(far=50.0)
+    r = CpuRenderer(settings)
+    a = r.render(scene, cam)
+    b = make_renderer("torch", settings).render(scene, cam)
+    assert (a.rgb - b.rgb).abs().max().item() <= 2e-3
+    assert (a.alpha - b.alpha).abs().max().item() <= 2e-3
+    assert b.alpha.max().item() > 0.5
+
+    rects, foot = r._last_binning["rects"], r._last_binning["foot"]
+    culled = (rects[:, 2] <= rects[:, 0]) | (rects[:, 3] <= rects[:, 1])
+    start = np.cumsum([0] + [len(v) for v in groups.values()])
+    for (name, _), lo, hi in zip(groups.items(), start[:-1], start[1:]):
+        if name != "in view":
+            assert culled[lo:hi].all(), name
+    assert culled[:40].all()  # the faint ones
+    assert not culled[40:400].all()
+    tiles_x = math.ceil(cam.width / settings.tile_size)
+    for i in np.flatnonzero(~culled):
+        x0, y0, x1, y1 = (int(v) for v in rects[i])
+        w, h = x1 - x0, y1 - y0
+        if w > 2 or h > 2:
+            assert foot[i] == _FOOT_WIDE
+        else:
+            mask = 1 | (w == 2) << 1 | (h == 2) << 2 | (w == 2 and h == 2) << 3
+            assert foot[i] == ((y0 * tiles_x + x0) << 4) | mask
