@@ -68,6 +68,9 @@ class RenderBench:
     """The torch reference is slow: time it only up to this many Gaussians, at the first resolution."""
     frames: int = 5
     """Timed frames per case (after one warm-up frame); the median is reported."""
+    torch_frames: int = 3
+    """Timed frames of the slow torch reference: one frame of it varied 2.6-3.5 s from run to run
+    here, which moved the cpu-vs-torch ratio by a third; the median of three holds it steadier."""
     memory: bool = True
     """Also measure peak RSS of a 1M-Gaussian 1280x720 CPU render in a subprocess."""
     garden: bool = True
@@ -132,7 +135,7 @@ class RenderBench:
     ) -> dict:
         renderer = make_renderer(backend)
         renderer.render(scene, cams[0], features=features)  # warm-up: JIT compile, caches, CUDA context
-        frames = self.frames if backend != "torch" else 1
+        frames = self.frames if backend != "torch" else self.torch_frames
         times, stages = [], []
         for i in range(frames):
             t0 = time.perf_counter()

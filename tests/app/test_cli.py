@@ -97,7 +97,8 @@ def test_render_errors_are_clear(tmp_path, capsys, args, message):
 
 def test_bench_render_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    argv = ["render", "--sizes", "3000", "--resolutions", "64x48", "--frames", "2", "--no-memory", "--no-garden"]
+    argv = ["render", "--sizes", "3000", "--resolutions", "64x48", "--frames", "2", "--torch-frames", "1"]
+    argv += ["--no-memory", "--no-garden"]
     argv += ["--feature-cases", "2000@48x32x8"]
     assert bench.main([*argv, "--output", str(out)]) == 0
     result = json.loads(out.read_text())
