@@ -4,7 +4,7 @@ Peak RSS comes from ``VmHWM``, the high-water mark of the process's own address 
 ``ru_maxrss`` is only the fallback: Linux carries it across ``execve``, so a benchmark child started
 by a large parent (``subprocess`` forks, then execs) reports the parent's RSS at the fork as its own
 peak; the render benchmark's 1M-Gaussian probe read 1950-2157 MB that way for a process that never
-went past 1496 MB.
+went past 1612 MB.
 """
 
 from __future__ import annotations

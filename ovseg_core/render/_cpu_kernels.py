@@ -237,7 +237,8 @@ def _project_chunk(means, cov3d, opacities_in, smax_in, cam, lo, m, cols):
     ``cols`` ``[_PJ_COLS chunk]``.
 
     Branch-free: every lane computes, a culled one from safe stand-in values (no NaN or infinity
-    reaches an integer conversion), and its rect is set empty at the end. float64 as before."""
+    reaches an integer conversion), and its rect is set empty at the end. float64, as the scalar loop
+    it replaced."""
     r00, r01, r02, r10, r11, r12, r20, r21, r22 = cam[0], cam[1], cam[2], cam[3], cam[4], cam[5], cam[6], cam[7], cam[8]
     t0, t1, t2 = cam[9], cam[10], cam[11]
     fx, fy, cx, cy, width, height = cam[12], cam[13], cam[14], cam[15], cam[16], cam[17]
@@ -336,16 +337,7 @@ def _project_chunk(means, cov3d, opacities_in, smax_in, cam, lo, m, cols):
         cols[_pj(_PJ_Y0) + j] = y0
         cols[_pj(_PJ_X1) + j] = x1
         cols[_pj(_PJ_Y1) + j] = y1
-        # _footprint's code, in float64 arithmetic (exact: far below 2^53)
-        w, h = x1 - x0, y1 - y0
-        mask = (
-            (1.0 if (w > 0.0) & (h > 0.0) else 0.0)
-            + (2.0 if w == 2.0 else 0.0)
-            + (4.0 if h == 2.0 else 0.0)
-            + (8.0 if (w == 2.0) & (h == 2.0) else 0.0)
-        )
-        code = (y0 * tiles_x + x0) * 16.0 + mask
-        cols[_pj(_PJ_FOOT) + j] = code if (w <= 2.0) & (h <= 2.0) & keep else np.float64(_FOOT_WIDE)
+        cols[_pj(_PJ_FOOT) + j] = _footprint(x0, y0, x1, y1, tiles_x) if keep else np.float64(_FOOT_WIDE)
 
 
 @njit(parallel=True, cache=True)
@@ -477,21 +469,26 @@ _FOOT_WIDE = np.int32(-1)
 
 
 @njit(inline="always")
-def _footprint(rects, g, tiles_x):
+def _footprint(x0, y0, x1, y1, tiles_x):
     """The tiles of a rect at most 2 x 2 tiles as one code: (first tile << 4) | mask, mask bit k set
-    for tile (x0 + k % 2, y0 + k // 2); ``_FOOT_WIDE`` for larger rects. Made here, in scene order, so
-    binning (in depth order) reads 4 bytes per Gaussian and runs branch-free: listing tiles through
-    loops of 1 or 2 iterations mispredicted twice per Gaussian, and stalled its reads. Such rects get
-    no ellipse test: in project it cost 0.8 ms a frame at 300k and saved 0.3 ms of binning, and
-    compositing skips a tile the ellipse misses at the cost of its row-span check (``_tile_body``)."""
-    x0, y0, x1, y1 = rects[g, 0], rects[g, 1], rects[g, 2], rects[g, 3]
+    for tile (x0 + k % 2, y0 + k // 2); ``_FOOT_WIDE`` for larger rects. Made in projection, in scene
+    order, so binning (in depth order) reads 4 bytes per Gaussian and runs branch-free: listing tiles
+    through loops of 1 or 2 iterations mispredicted twice per Gaussian, and stalled its reads. Such
+    rects get no ellipse test: in project it cost 0.8 ms a frame at 300k and saved 0.3 ms of binning,
+    and compositing skips a tile the ellipse misses at the cost of its row-span check (``_tile_body``).
+
+    In float64 (tile coordinates as projection's vectorised loop holds them; exact far below 2^53)
+    and with selects only, so that loop stays vectorised."""
     w, h = x1 - x0, y1 - y0
-    if w > 2 or h > 2:
-        return _FOOT_WIDE
-    mask = 0
-    if w > 0 and h > 0:
-        mask = 1 | (np.int32(w == 2) << 1) | (np.int32(h == 2) << 2) | (np.int32(w == 2 and h == 2) << 3)
-    return np.int32(((y0 * tiles_x + x0) << 4) | mask)
+    live = (w > 0.0) & (h > 0.0)
+    mask = (
+        (1.0 if live else 0.0)
+        + (2.0 if live & (w == 2.0) else 0.0)
+        + (4.0 if live & (h == 2.0) else 0.0)
+        + (8.0 if live & (w == 2.0) & (h == 2.0) else 0.0)
+    )
+    code = (y0 * tiles_x + x0) * 16.0 + mask
+    return code if (w <= 2.0) & (h <= 2.0) else np.float64(_FOOT_WIDE)
 
 
 @njit(cache=True)
