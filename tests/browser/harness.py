@@ -44,6 +44,11 @@ CHROMIUM_ARGS = [
 # The three.js canvas of the viser client (a second, 0x0 overlay canvas has no data-engine).
 CANVAS = "canvas[data-engine]"
 DEFAULT_TIMEOUT = 20.0  # seconds
+# viser's client (1.1, ControlPanel/Generated.tsx) sends every GUI input's updates through ONE
+# sender throttled to 50 ms that keeps only the latest message: a second widget changed inside the
+# window waits, and a third replaces it, so the second never reaches the server. A person cannot
+# change three widgets in 50 ms; a script can, so each GUI action below waits this long after it.
+GUI_SEND_SPACING_MS = 50 + 40  # viser's throttle plus timer slack
 
 # While screenshotting the canvas, hide every DOM overlay (control panel, notifications, ...):
 # `visibility` is inherited but a descendant may turn itself visible again.
@@ -199,11 +204,23 @@ def set_text_input(page, label: str, text: str, *, submit: bool = True) -> None:
     if submit:
         box.press("Enter")
         box.blur()
+    _let_viser_send(page)
+
+
+def _let_viser_send(page) -> None:
+    page.wait_for_timeout(GUI_SEND_SPACING_MS)
 
 
 def click_button(page, text: str) -> None:
     """Click the GUI button whose visible text is exactly `text`."""
     page.get_by_role("button", name=text, exact=True).click()
+    _let_viser_send(page)
+
+
+def click_label(page, text: str) -> None:
+    """Click the GUI element whose visible text is exactly `text` (a checkbox's label, a folder)."""
+    page.get_by_text(text, exact=True).first.click()
+    _let_viser_send(page)
 
 
 def set_slider(page, label: str, value: float) -> None:
@@ -212,12 +229,14 @@ def set_slider(page, label: str, value: float) -> None:
     box.fill(str(value))
     box.press("Enter")
     box.blur()
+    _let_viser_send(page)
 
 
 def select_dropdown(page, label: str, option: str) -> None:
     """Pick `option` in the viser dropdown (a Mantine Select) labelled `label`."""
     _input_after_label(page, label).click()
     page.get_by_role("option", name=option, exact=True).click()
+    _let_viser_send(page)
 
 
 def close_notifications(page, timeout: float = 5.0) -> None:

@@ -10,6 +10,7 @@ from harness import (
     canvas_pixels,
     click_button,
     click_canvas,
+    click_label,
     close_notifications,
     expect_download,
     free_port,
@@ -205,9 +206,9 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
         wait_until(lambda: tab.session.encoder_name.startswith("vocabulary:"), what="fields reverted")
         wait_until(lambda: page.get_by_text("vocabulary:").count() >= 1, what="old encoder shown again")
         # the tab's spatial-consistency knobs reach its session
-        page.get_by_text("Spatial consistency", exact=True).click()
+        click_label(page, "Spatial consistency")
         wait_until(lambda: not tab.session.selection_config.enabled, what="consistency off")
-        page.get_by_text("Spatial consistency", exact=True).click()
+        click_label(page, "Spatial consistency")
         wait_until(lambda: tab.session.selection_config.enabled, what="consistency on again")
         set_slider(page, "Neighbourhood", 2.0)
         wait_until(lambda: tab.session.selection_config.neighbourhood_weight == 2.0, what="neighbourhood weight")

@@ -15,6 +15,7 @@ from harness import (
     chromium_context,
     click_button,
     click_canvas,
+    click_label,
     close_notifications,
     free_port,
     select_dropdown,
@@ -122,7 +123,7 @@ def test_shift_adds_ctrl_removes_box_selects_and_undo(viewer, browser):
     wait_until(lambda: objects() == {BALL}, what="redo removes it again", page=page)
 
     # box select: tick the tool, drag a box around the mug
-    page.get_by_text("Box select (drag)", exact=True).click()
+    click_label(page, "Box select (drag)")
     wait_until(lambda: tab.panels.selection.box_in.value is True, what="box tool on", page=page)
     ys, xs = np.nonzero(mug)
     box = page.locator("canvas[data-engine]").bounding_box()
@@ -138,7 +139,7 @@ def test_shift_adds_ctrl_removes_box_selects_and_undo(viewer, browser):
     wait_until(lambda: objects() == {MUG}, what="box selects the mug", page=page)
     selected = tab.session.selection
     assert (truth[selected] == MUG).mean() > 0.5 and selected[truth == MUG].mean() > 0.9
-    page.get_by_text("Box select (drag)", exact=True).click()
+    click_label(page, "Box select (drag)")
     wait_until(lambda: tab.panels.selection.box_in.value is False, what="box tool off", page=page)
 
 
