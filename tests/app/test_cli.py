@@ -120,6 +120,18 @@ def test_bench_render_smoke(tmp_path, capsys):
     assert len(table) == len(rows)
 
 
+def test_bench_view_smoke_orbits_the_demo_and_a_large_capture(tmp_path, capsys):
+    out = tmp_path / "view.json"
+    argv = ["view", "--repeats", "1", "--orbit-frames", "2", "--memory-prompts", "0", "--browser-repeats", "0"]
+    argv += ["--large-gaussians", "3000", "--width", "64", "--height", "48", "--output", str(out)]
+    assert bench.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["resolution"] == "64x48" and result["orbit_fps_rgb"] > 0 and result["orbit_fps_relevancy"] > 0
+    large = result["large_orbit"]
+    assert large["gaussians"] == 3000 and large["orbit_fps_rgb"] > 0 and large["orbit_fps_selection"] > 0
+    assert "orbit on 3,000 Gaussians" in capsys.readouterr().out
+
+
 def test_bench_memory_probe_reports_the_childs_own_peak():
     # Linux carries getrusage's ru_maxrss across exec: a probe started by a large parent read the
     # parent's RSS as its own peak. 1 GiB of touched ballast here must not show up in the child.
