@@ -71,12 +71,7 @@ class ViewBench:
             session.click(cam, pixel, "medium", "replace")
             session.render(cam, "selection")
             click_ms.append(1000 * (time.perf_counter() - t))
-        orbit = {}
-        for mode in ("rgb", "relevancy"):
-            t = time.perf_counter()
-            for c in cams:
-                session.render(c, mode)
-            orbit[mode] = len(cams) / (time.perf_counter() - t)
+        orbit = _orbit_fps(session, cams, ("rgb", "relevancy"))
         large = self._large_orbit() if self.large_gaussians else None
         memory = self._memory_curve(session, cam, prompts) if self.memory_prompts else None
         browser_ms = self._browser_prompt_ms(session) if self.browser_repeats else None
@@ -125,13 +120,19 @@ class ViewBench:
         )  # fmt: skip
         session.render(cams[0], "rgb")  # JIT warm-up
         session.render(cams[0], "selection")
-        fps = {}
-        for mode in ("rgb", "selection"):
-            t = time.perf_counter()
-            for c in cams:
-                session.render(c, mode)
-            fps[mode] = len(cams) / (time.perf_counter() - t)
+        fps = _orbit_fps(session, cams, ("rgb", "selection"))
         return {"gaussians": scene.num_gaussians, "orbit_fps_rgb": fps["rgb"], "orbit_fps_selection": fps["selection"]}
+
+
+def _orbit_fps(session, cams, modes) -> dict[str, float]:  # noqa: ANN001
+    """Frames/s of ``session`` rendering every camera of ``cams``, per view mode."""
+    fps = {}
+    for mode in modes:
+        t = time.perf_counter()
+        for c in cams:
+            session.render(c, mode)
+        fps[mode] = len(cams) / (time.perf_counter() - t)
+    return fps
 
 
 def _one_hot(scene):  # noqa: ANN001, ANN202
