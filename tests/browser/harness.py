@@ -225,11 +225,7 @@ def click_label(page, text: str) -> None:
 
 def set_slider(page, label: str, value: float) -> None:
     """Set a viser slider through the number box viser shows next to it."""
-    box = _input_after_label(page, label)
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
-    _let_viser_send(page)
+    set_text_input(page, label, str(value))
 
 
 def select_dropdown(page, label: str, option: str) -> None:
