@@ -11,18 +11,15 @@ from scipy.ndimage import distance_transform_edt
 from ovseg_app.demo import (
     DEMO_FIELDS_PATH,
     DEMO_PATH,
-    demo_capture_cameras,
     demo_text_encoder,
     demo_vocabulary,
     load_demo_fields,
     load_demo_scene,
-    train_demo_fields,
 )
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
-from ovseg_core.fields import FieldQuery, load_fields
+from ovseg_core.fields import FieldQuery
 from ovseg_core.fields.discovery import discover_fields, text_encoder_for
-from ovseg_core.models.palette_models import Vocabulary
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import DEMO_OBJECTS
 
@@ -100,18 +97,6 @@ def test_shipped_fields_segment_the_mug_in_a_view(shipped):
     pred = query.pixel_relevancy(renderer, scene, cam, "red mug")[0] > 0.5
     iou = (pred & gt).sum() / (pred | gt).sum()
     assert gt.sum() > 100 and iou >= 0.8, f"red mug pixel IoU {iou:.3f}"
-
-
-def test_demo_pipeline_trains_in_small(tmp_path):
-    scene = load_demo_scene()
-    cams = demo_capture_cameras(64, 48, per_ring=2)
-    result = train_demo_fields(scene, tmp_path, cameras=cams, max_steps=20)
-    assert result.final_losses[0] < 0.5 * result.initial_losses[0], (result.initial_losses, result.final_losses)
-    fields = result.fields
-    assert fields.encoder_name == enc_name() and fields.state == {}  # filled: factored form only
-    assert Vocabulary.from_dict(fields.config["vocabulary"]).names == NAMES
-    fields.save(tmp_path / "f.pt")
-    assert text_encoder_for(load_fields(tmp_path / "f.pt", scene)).name == enc_name()
 
 
 def enc_name() -> str:

@@ -22,8 +22,9 @@ def _help(main, argv: list[str], capsys) -> str:  # noqa: ANN001
 def test_ovseg_help_lists_every_subcommand(capsys):
     text = _help(cli.main, [], capsys)
     assert "examples:" in text and "ovseg query fields scene.ply --prompt mug" in text
-    for name in ("view", "train", "query", "render", "eval-lerf", "bench"):
+    for name in ("view", "train", "query", "render", "eval-lerf", "preprocess"):
         assert f"• {name}" in text, name
+    assert "ovseg bench render" in text  # the benchmarks' launcher is named in the examples
 
 
 @pytest.mark.parametrize(
@@ -79,9 +80,8 @@ def test_parsing_any_command_loads_no_heavy_dependency():
 
 def test_every_entry_point_is_a_main_and_every_subcommand_has_its_alias():
     import importlib
-    from pathlib import Path
-
     import tomllib
+    from pathlib import Path
 
     scripts = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
     targets = {}

@@ -1,5 +1,5 @@
 """The wheel as a user installs it: ``ovseg_app`` (no top-level ``app``) with the demo assets inside,
-every module of the checkout, and ``ovseg-view`` serving the demo with its fields from a fresh venv
+every module of the two packages and no developer tool (benchmarks, fuzzers, demo-field training), and ``ovseg-view`` serving the demo with its fields from a fresh venv
 that reuses this environment's dependencies (the wheel itself is installed with ``--no-deps``)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # builds a wheel and starts a server (~30 s)
 
 def expected_files() -> set[str]:
     """Every module and data file of the checkout, under its installed name."""
-    files = {f"ovseg_app/{p.relative_to(ROOT / 'app')}" for p in (ROOT / "app").rglob("*.py")}
+    files = {str(p.relative_to(ROOT / "app")) for p in (ROOT / "app" / "ovseg_app").rglob("*.py")}
     files |= {str(p.relative_to(ROOT)) for p in (ROOT / "ovseg_core").rglob("*.py")}
     files |= {str(p.relative_to(ROOT)) for p in (ROOT / "ovseg_core").rglob("*.json")}
     files |= {f"ovseg_app/assets/{p.name}" for p in (ROOT / "assets").iterdir() if p.suffix in (".ply", ".pt")}
@@ -41,8 +41,8 @@ def wheel(tmp_path_factory) -> Path:
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    for name in ("app", "ovseg_core", "assets"):
-        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("app", "ovseg_core", "assets", "benchmarks", "scripts"):  # the last two must not ship
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         check=True,
@@ -56,10 +56,17 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_every_module_and_the_demo_assets_and_no_app_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     top = {n.split("/")[0] for n in names}
-    assert "app" not in top and "assets" not in top and "tests" not in top
-    assert {"ovseg_app", "ovseg_core"} <= top
+    assert top - {n for n in top if n.endswith(".dist-info")} == {"ovseg_app", "ovseg_core"}, top
     missing = expected_files() - names
     assert not missing, sorted(missing)
+    extra = {n for n in names if not n.startswith("ovseg-")} - expected_files()
+    assert not extra, sorted(extra)
+    # developer tools stay in the checkout: no benchmark, fuzzer, memory probe or demo-field training
+    modules = " ".join(n for n in names if n.endswith(".py"))
+    for tool in ("benchmarks/", "fuzz_inputs", "process_memory", "make_demo_fields"):
+        assert tool not in modules, tool
+    demo = zipfile.ZipFile(wheel).read("ovseg_app/demo.py").decode()
+    assert "def train_demo_fields" not in demo
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     for command in ("ovseg", "ovseg-view", "ovseg-train", "ovseg-query", "ovseg-render", "ovseg-eval-lerf"):
@@ -95,6 +102,10 @@ def test_installed_wheel_serves_the_demo_with_its_fields(wheel, tmp_path):
         cwd=tmp_path,
     ).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where
+
+    # the benchmarks are not installed: outside a checkout the launcher says where they are
+    bench = subprocess.run([str(venv / "bin" / "ovseg-bench"), "render"], capture_output=True, text=True, cwd=tmp_path)
+    assert bench.returncode == 2 and "run them from a source checkout" in bench.stderr, bench.stderr
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

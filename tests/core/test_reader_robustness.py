@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ovseg_app.bench_robustness import check_scene_file
-from ovseg_app.fuzz_inputs import compressed_ply_bytes, mutated_cases, seed_files
+from benchmarks.fuzz_inputs import compressed_ply_bytes, mutated_cases, seed_files
+from benchmarks.robustness import check_scene_file
 from ovseg_core.data.normalization import NORMALIZATION_METADATA_KEY
 from ovseg_core.errors import SceneFormatError
 from ovseg_core.io import load_scene

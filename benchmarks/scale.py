@@ -35,8 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ovseg_app.bench_machine import machine_info
-from ovseg_app.process_memory import current_rss_mb, peak_rss_mb, status_mb
+from benchmarks.machine import machine_info
+from benchmarks.process_memory import current_rss_mb, peak_rss_mb, status_mb
 
 if TYPE_CHECKING:  # torch and the fields load when the bench runs, not when ``ovseg --help`` lists it
     from ovseg_core.eval.faint_capture import FaintCapture

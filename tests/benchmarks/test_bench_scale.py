@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from ovseg_app import bench
-from ovseg_app.bench_scale import STAGES, RssSampler, ScaleBench
+from benchmarks import cli as bench
+from benchmarks.scale import STAGES, RssSampler, ScaleBench
 
 
 def test_scale_bench_reports_every_stage(tmp_path, capsys):

@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import numpy as np
 import tyro
 
-from ovseg_app.bench_instances import InstancesBench
-from ovseg_app.bench_machine import machine_info
-from ovseg_app.bench_preprocess import PreprocessBench
-from ovseg_app.bench_quality import QualityBench
-from ovseg_app.bench_robustness import RobustnessBench
-from ovseg_app.bench_scale import ScaleBench
-from ovseg_app.bench_train import LiftBench, QueryBench, TrainBench
-from ovseg_app.bench_view import ViewBench
+from benchmarks.instances import InstancesBench
+from benchmarks.machine import machine_info
+from benchmarks.preprocess import PreprocessBench
+from benchmarks.process_memory import peak_rss_mb
+from benchmarks.quality import QualityBench
+from benchmarks.robustness import RobustnessBench
+from benchmarks.scale import ScaleBench
+from benchmarks.train import LiftBench, QueryBench, TrainBench
+from benchmarks.view import ViewBench
 from ovseg_app.command_runner import run_cli
-from ovseg_app.process_memory import peak_rss_mb
 from ovseg_core.camera import Camera
 from ovseg_core.render import fvdb_available, make_renderer
 
@@ -185,7 +185,7 @@ def measure_peak_rss(n: int, width: int, height: int) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "ovseg_app.bench",
+        "benchmarks.cli",
         "memory-probe",
         "--num-gaussians",
         str(n),

@@ -1,6 +1,6 @@
 """``ovseg-bench robustness``: hostile inputs must end in a clear error, never a crash, hang or blow-up.
 
-Part 1, reader fuzz: seeded mutations of every scene flavour (``ovseg_app.fuzz_inputs``) plus a FIFO,
+Part 1, reader fuzz: seeded mutations of every scene flavour (``benchmarks.fuzz_inputs``) plus a FIFO,
 a directory and an empty file are loaded in a worker process. Each case must either load a scene
 with only finite values that renders, or raise ``SceneFormatError``; anything else is a non-domain
 exception. The worker is killed and the case counted as a hang past ``timeout_s`` and as a blow-up
@@ -24,7 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ovseg_app.process_memory import status_mb
+from benchmarks.process_memory import status_mb
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -109,7 +109,7 @@ def run_reader_fuzz(
     specials: bool = True,
 ) -> FuzzReport:
     """Write ``cases`` mutated files under ``workdir`` and check each in a watched worker process."""
-    from ovseg_app.fuzz_inputs import mutated_cases, seed_files
+    from benchmarks.fuzz_inputs import mutated_cases, seed_files
 
     workdir.mkdir(parents=True, exist_ok=True)
     paths: list[tuple[str, str]] = []
