@@ -75,6 +75,21 @@ class Camera:
         """Vertical field of view in radians."""
         return 2.0 * math.atan(0.5 * self.height / self.K[1, 1])
 
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World points ``[N, 3]`` -> pixel coordinates ``[N, 2]`` (x, y; pixel centres at +0.5) and
+        camera-space depths ``[N]``, in the points' float precision. Points at or behind the camera
+        plane get non-finite or meaningless pixels: test ``depth > 0`` (or a near plane) first."""
+        points = np.asarray(points)
+        dtype = points.dtype if points.dtype in (np.float32, np.float64) else np.float64
+        R = self.w2c[:3, :3].astype(dtype)
+        t = self.w2c[:3, 3].astype(dtype)
+        cam = points.astype(dtype, copy=False) @ R.T + t
+        depth = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = cam @ self.K.astype(dtype).T
+            pixels = uv[:, :2] / depth[:, None]
+        return pixels, depth
+
     def resized(self, width: int, height: int) -> Camera:
         """The same view at another resolution (intrinsics scaled per axis)."""
         sx, sy = width / self.width, height / self.height

@@ -82,14 +82,8 @@ class PointMasks:
         """``[H, W]`` int64 region of every pixel of ``camera``, -1 where no region shows."""
         small = camera.downsampled(self.downsample)
         h, w = small.height, small.width
-        R = small.w2c[:3, :3].astype(np.float32)
-        t = small.w2c[:3, 3].astype(np.float32)
-        p = self.means @ R.T + t
-        z = p[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            uv = p @ small.K.astype(np.float32).T
-            x = uv[:, 0] / z
-            y = uv[:, 1] / z
+        uv, z = small.project(self.means)
+        x, y = uv[:, 0], uv[:, 1]
         ok = (z > 1e-3) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
         pix = y[ok].astype(np.int64) * w + x[ok].astype(np.int64)
         z, reg = z[ok], self.regions[ok]

@@ -13,9 +13,19 @@ from ovseg_core.io.cameras import load_colmap, load_transforms_json
 
 
 def project(cam: Camera, p) -> np.ndarray:
-    pc = cam.w2c[:3, :3] @ np.asarray(p, float) + cam.w2c[:3, 3]
-    uv = cam.K @ (pc / pc[2])
-    return np.array([uv[0], uv[1], pc[2]])
+    uv, z = cam.project(np.asarray([p], float))
+    return np.array([uv[0, 0], uv[0, 1], z[0]])
+
+
+def test_project_is_the_pinhole_model_in_the_points_precision():
+    cam = Camera.look_at([3, -2, 1], [0, 0, 0.5], width=64, height=48)
+    pts = np.random.default_rng(0).normal(size=(50, 3))
+    uv, z = cam.project(pts)
+    for p, (u, v), d in zip(pts, uv, z):  # one point at a time: x_c = R p + t, (u, v) = (K x_c)[:2] / z_c
+        pc = cam.w2c[:3, :3] @ p + cam.w2c[:3, 3]
+        assert np.allclose((cam.K @ pc)[:2] / pc[2], (u, v)) and np.isclose(pc[2], d)
+    uv32, z32 = cam.project(pts.astype(np.float32))
+    assert uv32.dtype == np.float32 and np.allclose(uv32, uv, rtol=1e-4, atol=1e-3)
 
 
 def test_look_at_centres_target_and_keeps_up_up():

@@ -26,9 +26,7 @@ from ovseg_core.errors import SceneFormatError
 
 def project(camera: Camera, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World points [N, 3] -> pixels [N, 2] and depths [N]."""
-    cam = points @ camera.w2c[:3, :3].T + camera.w2c[:3, 3]
-    uvw = cam @ camera.K.T
-    return uvw[:, :2] / uvw[:, 2:], cam[:, 2]
+    return camera.project(points)
 
 
 def random_similarity(seed: int, scale: float) -> np.ndarray:

@@ -468,11 +468,8 @@ class ViewerSession:
         """Select the shown Gaussians whose centres project inside the pixel rectangle ``lo``-``hi``
         (x, y), in front of the camera: a box selects through the scene, as in SuperSplat."""
         pts = self.base_scene.means.detach().cpu().double().numpy()
-        cam_pts = pts @ camera.w2c[:3, :3].T + camera.w2c[:3, 3]
-        z = cam_pts[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            uv = cam_pts @ np.asarray(camera.K, np.float64).T
-            x, y = uv[:, 0] / z, uv[:, 1] / z
+        uv, z = camera.project(pts)
+        x, y = uv[:, 0], uv[:, 1]
         (x0, y0), (x1, y1) = (min(lo[0], hi[0]), min(lo[1], hi[1])), (max(lo[0], hi[0]), max(lo[1], hi[1]))
         inside = (z > 1e-6) & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & ~self.hidden
         with self._lock:

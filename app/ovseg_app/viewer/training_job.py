@@ -116,11 +116,8 @@ def preflight_capture(scene: GaussianScene, request: TrainingRequest) -> str:
     seen = []
     for view in dataset:
         cam = view.camera
-        p = means @ cam.w2c[:3, :3].T + cam.w2c[:3, 3]
-        z = p[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            uv = p @ cam.K.T
-            x, y = uv[:, 0] / z, uv[:, 1] / z
+        uv, z = cam.project(means)
+        x, y = uv[:, 0], uv[:, 1]
         inside = (z > 1e-6) & (x >= 0) & (x < cam.width) & (y >= 0) & (y < cam.height)
         seen.append(float(inside.mean()))
     seeing = sum(f >= MIN_VISIBLE_FRACTION for f in seen)
