@@ -76,7 +76,7 @@ class Camera:
         return 2.0 * math.atan(0.5 * self.height / self.K[1, 1])
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """World points ``[N, 3]`` -> pixel coordinates ``[N, 2]`` (x, y; pixel centres at +0.5) and
+        """World points ``[N, 3]`` -> pixel coordinates ``[N, 2]`` (x, y, in ``K``'s pixel frame) and
         camera-space depths ``[N]``, in the points' float precision. Points at or behind the camera
         plane get non-finite or meaningless pixels: test ``depth > 0`` (or a near plane) first."""
         points = np.asarray(points)
