@@ -173,3 +173,20 @@ def test_the_training_panel_defaults_train_the_demo_offline(shipped, tmp_path):
     mug = NAMES.index("red mug")
     relevancy, _ = query.gaussian_relevancy("red mug")
     assert relevancy[truth == mug].mean() > relevancy[truth != mug].mean() + 0.1
+
+
+def test_a_model_error_in_the_panel_says_what_to_install_and_what_trains_offline(shipped, tmp_path):
+    from ovseg_app.demo import DEMO_CAPTURE_DIR
+    from ovseg_app.viewer.training_job import MODEL_SIZES, TrainingJob, TrainingRequest
+    from ovseg_core.models.sam2_masks import SAM2_INSTALL_HINT
+
+    bad = tmp_path / "sam2.pt"
+    bad.write_bytes(b"not a checkpoint")
+    job = TrainingJob(shipped[0], make_renderer("cpu"))
+    request = TrainingRequest(
+        DEMO_CAPTURE_DIR, levels=(0,), steps=1, model_size="tiny", sam2_checkpoint_path=bad, cache_dir=tmp_path / "c"
+    )
+    job.start(request)
+    job.wait()
+    assert job.state == "failed" and job.error.startswith("ModelLoadError"), job.message
+    assert SAM2_INSTALL_HINT in job.error and "Models = demo-palette" in job.error and "demo-palette" in MODEL_SIZES
