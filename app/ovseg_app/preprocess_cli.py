@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import tyro
 
 from ovseg_core.errors import Cancelled, OvsegError
-from ovseg_core.fields.config import PreprocessConfig, RayConfig
+from ovseg_core.preprocess.config import PreprocessConfig, RayConfig
 
 if TYPE_CHECKING:
     from ovseg_core.preprocess.executor import PreprocessRun

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ovseg_core.fields.config import IOConfig, PreprocessConfig
+from ovseg_core.fields.config import IOConfig
 from ovseg_core.fields.language_fields import LanguageFields
 from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.fields.run_directory import RunDirectory
@@ -19,6 +19,7 @@ from ovseg_core.fields.training import CancelFlag, LanguageFieldTrainer, Languag
 from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.pipeline.progress import PipelineProgress, Reporter, after_preprocess, reporter
 from ovseg_core.pipeline.views import prepare_views
+from ovseg_core.preprocess.config import PreprocessConfig
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ovseg_core.data.view_dataset import ViewDataset
-from ovseg_core.fields.config import PreprocessConfig
 from ovseg_core.fields.training import CancelFlag
 from ovseg_core.models import ImageEncoder, MaskGenerator
+from ovseg_core.preprocess.config import PreprocessConfig
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
 

@@ -11,13 +11,13 @@ from typing import Any
 import torch
 
 from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
-from ovseg_core.fields.config import PreprocessConfig
 from ovseg_core.fields.training import CancelFlag, TrainingView
 from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.pipeline.models import build_models
 from ovseg_core.pipeline.preflight import preprocess_checked
 from ovseg_core.pipeline.progress import PREPROCESS_SHARE, PipelineProgress, Reporter, reporter
 from ovseg_core.preprocess import CachedViewFeatures, preprocess_views
+from ovseg_core.preprocess.config import PreprocessConfig
 from ovseg_core.scene import GaussianScene
 
 
