@@ -190,3 +190,19 @@ def test_a_model_error_in_the_panel_says_what_to_install_and_what_trains_offline
     job.wait()
     assert job.state == "failed" and job.error.startswith("ModelLoadError"), job.message
     assert SAM2_INSTALL_HINT in job.error and "Models = demo-palette" in job.error and "demo-palette" in MODEL_SIZES
+
+
+def test_the_job_warns_when_the_photos_are_not_of_the_splat(shipped, shared_data, tmp_path):
+    """The fox's cameras see the demo table (the geometry preflight accepts them), its photos do not."""
+    import threading
+
+    from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
+
+    warned = threading.Event()
+    job = TrainingJob(shipped[0], make_renderer("cpu"), on_change=lambda: job.warning and warned.set())
+    fox = shared_data / "instant_ngp_fox"
+    job.start(TrainingRequest(fox, levels=(0,), steps=1, model_size="demo-palette", cache_dir=tmp_path / "c"))
+    assert warned.wait(120) or not job.running, job.message
+    job.cancel()
+    job.wait()
+    assert "do not look like the loaded splat" in job.warning and "**Warning**" in job.preflight

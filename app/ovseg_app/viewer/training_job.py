@@ -230,8 +230,8 @@ class TrainingJob:
 
         self._set(message="comparing a few photos with renders of the splat")
         check = check_photos(self.scene, dataset, self.renderer)
-        self.preflight += f"; {check.summary()}"
         self.warning = check.warning(request.dataset_path)
+        self.preflight += f"; {check.summary()}" + (f". **Warning**: {self.warning}" if self.warning else "")
         if self.warning:
             log.warning("%s", self.warning)
 
