@@ -75,3 +75,36 @@ def demo_text_encoder(fields: LanguageFields | None = None) -> VocabularyTextEnc
     from ovseg_core.models.palette_models import vocabulary_text_encoder
 
     return vocabulary_text_encoder(fields)
+
+
+# -- the demo's capture (what the Training panel trains on by default) ---------------------------
+DEMO_CAPTURE_DIR = ASSETS_DIR / "demo_capture"
+"""Renders of the demo scene with their cameras (``transforms.json`` + ``images/``), written by
+``scripts/make_demo_capture.py``; ``scene.json`` names the splat they show."""
+DEMO_MODELS = "demo-palette"
+"""The Training panel's name for the palette demo models (offline, no weights)."""
+
+
+def demo_capture_for(scene: GaussianScene) -> Path | None:
+    """The shipped demo capture when ``scene`` is the splat it was rendered from, else None."""
+    import json
+
+    record = DEMO_CAPTURE_DIR / "scene.json"
+    if not record.is_file():
+        return None
+    try:
+        meta = json.loads(record.read_text())
+        if int(meta["num_gaussians"]) != scene.num_gaussians or meta["fingerprint"] != scene.fingerprint():
+            return None
+    except (ValueError, KeyError, TypeError) as e:
+        log.warning("ignoring the demo capture's %s: %s", record, e)
+        return None
+    return DEMO_CAPTURE_DIR
+
+
+def demo_models():  # noqa: ANN201 - (PaletteMaskGenerator, PaletteImageEncoder)
+    """The mask generator and image encoder the demo fields were trained with."""
+    from ovseg_core.models.palette_models import palette_models
+
+    masks, images, _ = palette_models(demo_vocabulary())
+    return masks, images

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import tyro
 
 from ovseg_core.errors import Cancelled, OvsegError
-from ovseg_core.fields.config import PreprocessConfig, RayConfig
+from ovseg_core.preprocess.config import PreprocessConfig, RayConfig
 
 if TYPE_CHECKING:
     from ovseg_core.preprocess.executor import PreprocessRun
@@ -57,7 +57,25 @@ class PreprocessCommand:
             ray_config=self.ray,
             fuse_global=self.preprocess.concept_fusion,
             fusion_temperature=self.preprocess.fusion_temperature,
+            progress=_ViewsBar(),
         )
+
+
+class _ViewsBar:
+    """The terminal's progress bar, fed by the library's ``progress(done, total)``."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="Preprocessing views (masks + CLIP)", unit="view", disable=None)
+        self.bar.n = done
+        self.bar.refresh()
+        if done >= total:
+            self.bar.close()
 
 
 COMMAND = PreprocessCommand

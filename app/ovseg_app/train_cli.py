@@ -83,6 +83,7 @@ class TrainCommand:
 
             scene = load_scene(self.reconstruction_path).to(resolve_device(self.device))
             renderer = make_renderer("torch" if self.config.method == "dense" else self.backend)
+            preflight(scene, self.sfm_dataset_path, self.preprocess.image_downsample_factor, renderer)
             if self.method == "instances":
                 return _build_instances(self, scene, renderer, progress)
             result = train_from_dataset(
@@ -108,6 +109,24 @@ class TrainCommand:
         return result
 
 
+def preflight(scene, dataset_path: Path, image_downsample_factor: int, renderer) -> None:  # noqa: ANN001
+    """Before models load: refuse a capture whose cameras do not see the splat (ValueError: one
+    error line), warn when its photos do not look like the splat; prints what was checked."""
+    from ovseg_core.data import DatasetConfig, load_dataset
+    from ovseg_core.pipeline.preflight import check_cameras, check_photos
+
+    dataset = load_dataset(
+        dataset_path,
+        DatasetConfig(image_downsample_factor=image_downsample_factor),
+        reconstruction_metadata=scene.metadata,
+    )
+    summary = check_cameras(scene, dataset)
+    photos = check_photos(scene, dataset, renderer)
+    print(f"preflight: {summary}; {photos.summary()}", file=sys.stderr)
+    if photos.warning(dataset_path):
+        print(f"warning: {photos.warning(dataset_path)}", file=sys.stderr)
+
+
 class _TerminalProgress:
     """One tqdm bar per phase, with the loss and ETA in its postfix."""
 
@@ -119,7 +138,8 @@ class _TerminalProgress:
     def __call__(self, p: PipelineProgress) -> None:
         from tqdm import tqdm
 
-        if p.phase == "load":
+        if p.phase == "load" or p.checked:
+            self.close()
             print(p.message, file=sys.stderr)
             return
         if p.phase != self.phase:

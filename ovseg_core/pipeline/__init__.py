@@ -11,7 +11,7 @@ from ovseg_core._lazy import lazy_exports
 _EXPORTS = {
     "PipelineProgress": "ovseg_core.pipeline.progress",
     "PipelineResult": "ovseg_core.pipeline.language",
-    "PreprocessConfig": "ovseg_core.fields.config",
+    "PreprocessConfig": "ovseg_core.preprocess.config",
     "PreparedViews": "ovseg_core.pipeline.views",
     "build_instances_from_dataset": "ovseg_core.pipeline.instances",
     "build_models": "ovseg_core.pipeline.models",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 from ovseg_core.errors import Cancelled
-from ovseg_core.fields.config import PreprocessConfig
 from ovseg_core.fields.training import CancelFlag
 from ovseg_core.instances.build import build_instances
 from ovseg_core.instances.config import InstanceConfig
@@ -14,6 +13,7 @@ from ovseg_core.instances.instance_set import InstanceSet
 from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.pipeline.progress import PipelineProgress, Reporter, after_preprocess, reporter
 from ovseg_core.pipeline.views import prepare_views
+from ovseg_core.preprocess.config import PreprocessConfig
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
 

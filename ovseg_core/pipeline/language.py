@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from ovseg_core.fields.config import IOConfig, PreprocessConfig
+import numpy as np
+
+from ovseg_core.fields.config import IOConfig
 from ovseg_core.fields.language_fields import LanguageFields
 from ovseg_core.fields.lifting import LiftConfig
 from ovseg_core.fields.run_directory import RunDirectory
@@ -16,6 +19,7 @@ from ovseg_core.fields.training import CancelFlag, LanguageFieldTrainer, Languag
 from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.pipeline.progress import PipelineProgress, Reporter, after_preprocess, reporter
 from ovseg_core.pipeline.views import prepare_views
+from ovseg_core.preprocess.config import PreprocessConfig
 from ovseg_core.render.base import Renderer
 from ovseg_core.scene import GaussianScene
 
@@ -48,11 +52,14 @@ def train_from_dataset(
     cancel: CancelFlag | None = None,
     method: Literal["langsplatv2", "lift"] = "langsplatv2",
     lift: LiftConfig = LiftConfig(),
+    fields_config: Mapping[str, Any] | None = None,
 ) -> PipelineResult:
     """Load the dataset aligned with ``scene`` (its normalisation transform), preprocess (cached),
     then train LangSplatV2 fields (``method="langsplatv2"``) or lift the 2D features without
     training (``"lift"``, OpenScene-style), and write the run directory when ``log_path`` is
-    given. Raises ``Cancelled`` on cancel."""
+    given. ``fields_config``: entries added to the fields' ``config`` (e.g. the vocabulary palette
+    models need to rebuild their text encoder), in the result and in every saved checkpoint.
+    Raises ``Cancelled`` on cancel."""
     if method not in ("langsplatv2", "lift"):
         raise ValueError(f"unknown method {method!r}; choose langsplatv2 or lift")
     report = reporter(progress)
@@ -65,11 +72,12 @@ def train_from_dataset(
         image_encoder=image_encoder,
         progress=report,
         cancel=cancel,
+        levels=config.levels,
     )
     train_views, val_views = prepared.training_views()
     encoder_name = prepared.image_encoder.name
 
-    writer = (
+    writer: RunDirectory | _Stamped | None = (
         RunDirectory(
             log_path,
             run_name,
@@ -80,6 +88,8 @@ def train_from_dataset(
         if log_path is not None
         else None
     )
+    if writer is not None and fields_config:
+        writer = _Stamped(writer, dict(fields_config))
 
     if method == "lift":
         from ovseg_core.fields.lifting import lift_language_fields
@@ -98,6 +108,7 @@ def train_from_dataset(
             progress=on_lift,
             cancel=cancel,
         )
+        fields.config.update(fields_config or {})
         if writer is not None:
             writer.save_checkpoint(0, fields)
             writer.close()
@@ -131,6 +142,7 @@ def train_from_dataset(
     finally:
         if writer is not None:
             writer.close()
+    fields.config.update(fields_config or {})
     return PipelineResult(
         fields=fields,
         run_dir=writer.path if writer else None,
@@ -139,3 +151,31 @@ def train_from_dataset(
         initial_losses=trainer.initial_losses,
         final_losses=trainer.final_losses,
     )
+
+
+class _Stamped:
+    """A run directory whose checkpoints carry ``extra`` in the fields' config."""
+
+    def __init__(self, writer: RunDirectory, extra: dict[str, Any]) -> None:
+        self.writer, self.extra = writer, extra
+
+    @property
+    def path(self) -> Path:
+        return self.writer.path
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        return self.writer.last_checkpoint
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self.writer.log_metrics(step, metrics)
+
+    def save_checkpoint(self, step: int, fields: LanguageFields) -> None:
+        fields.config.update(self.extra)
+        self.writer.save_checkpoint(step, fields)
+
+    def save_images(self, step: int, images: dict[str, np.ndarray]) -> None:
+        self.writer.save_images(step, images)
+
+    def close(self) -> None:
+        self.writer.close()

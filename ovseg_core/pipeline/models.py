@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ovseg_core.fields.config import PreprocessConfig
 from ovseg_core.models import ImageEncoder, MaskGenerator
+from ovseg_core.preprocess.config import PreprocessConfig
 
 
 def build_models(config: PreprocessConfig) -> tuple[MaskGenerator, ImageEncoder]:

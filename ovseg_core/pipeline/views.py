@@ -11,12 +11,13 @@ from typing import Any
 import torch
 
 from ovseg_core.data import DatasetConfig, ViewDataset, load_dataset
-from ovseg_core.fields.config import PreprocessConfig
 from ovseg_core.fields.training import CancelFlag, TrainingView
 from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.pipeline.models import build_models
+from ovseg_core.pipeline.preflight import preprocess_checked
 from ovseg_core.pipeline.progress import PREPROCESS_SHARE, PipelineProgress, Reporter, reporter
 from ovseg_core.preprocess import CachedViewFeatures, preprocess_views
+from ovseg_core.preprocess.config import PreprocessConfig
 from ovseg_core.scene import GaussianScene
 
 
@@ -49,11 +50,15 @@ def prepare_views(
     image_encoder: ImageEncoder | None = None,
     progress: Reporter | None = None,
     cancel: CancelFlag | None = None,
+    levels: tuple[int, ...] = (),
 ) -> PreparedViews:
     """Load the capture at ``dataset_path`` aligned with ``scene`` (its normalisation transform) and
     preprocess every view (masks + CLIP features, cached: training, lifting and instances of one
-    capture share the cache entries). Models default to those ``preprocess`` names. Reports the
-    ``load`` and ``preprocess`` phases; raises ``Cancelled`` on cancel."""
+    capture share the cache entries). Models default to those ``preprocess`` names. ``levels``:
+    feature levels that must have masks (a level no view has masks at is refused with a
+    ValueError, after the first, middle and last views when none of them has). Reports the
+    ``load`` and ``preprocess`` phases (the last with the mask census in ``checked``); raises
+    ``Cancelled`` on cancel."""
     report = reporter(progress)
     report(PipelineProgress("load", 0.0, "loading dataset"))
     dataset = load_dataset(
@@ -74,13 +79,16 @@ def prepare_views(
         fraction = PREPROCESS_SHARE * done / max(total, 1)
         report(PipelineProgress("preprocess", fraction, f"preprocessing view {done}/{total}"))
 
-    features = preprocess_views(
+    checked = preprocess_checked(
+        dataset, mask_generator, image_encoder, preprocess, levels, progress=on_preprocess, cancel=cancel
+    )
+    report(PipelineProgress("preprocess", PREPROCESS_SHARE, checked, checked=checked))
+    features = preprocess_views(  # every entry is cached now: this only reads them, in training order
         dataset,
         mask_generator,
         image_encoder,
         preprocess.cache_dir,
         indices=indices,
-        progress=on_preprocess,
         cancel=cancel,
         fuse_global=preprocess.concept_fusion,
         fusion_temperature=preprocess.fusion_temperature,

@@ -105,6 +105,23 @@ class FeatureCache:
             warnings.warn(f"preprocessing cache file {path} is corrupt ({e}); recomputing it", stacklevel=2)
             return None
 
+    def read_lengths(self, path: Path, image_sha256: str, image_shape: tuple[int, int, int]) -> np.ndarray | None:
+        """``[4]`` masks per level of a valid entry for this image, reading only its small keys (no
+        features, seg maps or masks); None when absent, stale or unreadable (preprocessing then
+        recomputes it)."""
+        if not path.is_file():
+            return None
+        try:
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+                if int(npz["format_version"]) != CACHE_FORMAT_VERSION or str(npz["image_sha256"]) != image_sha256:
+                    return None
+                if tuple(int(v) for v in npz["image_shape"]) != tuple(image_shape):
+                    return None
+                lengths = np.asarray(npz["lengths"], np.int64)
+        except Exception:  # noqa: BLE001 - a corrupt entry is recomputed by preprocessing
+            return None
+        return lengths if lengths.shape == (len(SCALES),) else None
+
     def write(self, path: Path, features: ViewFeatures, image_sha256: str) -> None:
         """Store ``features`` (with its masks) atomically; also writes ``settings.json`` once."""
         try:

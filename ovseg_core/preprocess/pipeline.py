@@ -10,7 +10,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ovseg_core.data.view_dataset import ViewDataset
 from ovseg_core.errors import Cancelled
@@ -81,26 +80,24 @@ def preprocess_views(
     paths = []
     if progress is not None:
         progress(0, total)
-    with tqdm(total=total, desc="Preprocessing views (masks + CLIP)", unit="view", disable=None) as bar:
-        for done, i in enumerate(indices):
-            _raise_if_cancelled(cancel, done, total)
-            path, computed = ensure_view_cached(
-                cache,
-                dataset,
-                i,
-                mask_generator,
-                image_encoder,
-                batch_size=batch_size,
-                cancel=cancel,
-                fuse_global=fuse_global,
-                fusion_temperature=fusion_temperature,
-            )
-            paths.append(path)
-            if on_view is not None:
-                on_view(i, computed)
-            bar.update(1)
-            if progress is not None:
-                progress(done + 1, total)
+    for done, i in enumerate(indices):  # progress goes to ``progress`` only (a CLI prints it)
+        _raise_if_cancelled(cancel, done, total)
+        path, computed = ensure_view_cached(
+            cache,
+            dataset,
+            i,
+            mask_generator,
+            image_encoder,
+            batch_size=batch_size,
+            cancel=cancel,
+            fuse_global=fuse_global,
+            fusion_temperature=fusion_temperature,
+        )
+        paths.append(path)
+        if on_view is not None:
+            on_view(i, computed)
+        if progress is not None:
+            progress(done + 1, total)
     return CachedViewFeatures(paths, indices, cache.dir)
 
 

@@ -101,3 +101,108 @@ def test_shipped_fields_segment_the_mug_in_a_view(shipped):
 
 def enc_name() -> str:
     return "vocabulary:" + demo_vocabulary().name
+
+
+# -- the shipped capture: what the Training panel trains on by default ---------------------------
+def test_shipped_capture_belongs_to_the_demo_scene_and_is_small(shipped):
+    from ovseg_app.demo import DEMO_CAPTURE_DIR, demo_capture_for
+    from ovseg_core.data import load_dataset
+    from ovseg_core.synthetic import floating_objects_scene
+
+    scene = shipped[0]
+    assert demo_capture_for(scene) == DEMO_CAPTURE_DIR
+    assert demo_capture_for(floating_objects_scene(points_per_object=50)) is None  # offered for the demo only
+    files = [p for p in DEMO_CAPTURE_DIR.rglob("*") if p.is_file() and ".ovseg_cache" not in p.parts]
+    assert sum(p.stat().st_size for p in files) < 2_000_000
+    assert 16 <= len(load_dataset(DEMO_CAPTURE_DIR)) <= 24
+
+
+def test_photo_check_passes_the_shipped_capture_and_warns_on_the_fox_photos(shipped, shared_data):
+    from ovseg_app.demo import DEMO_CAPTURE_DIR
+    from ovseg_core.data import DatasetConfig, load_dataset
+    from ovseg_core.pipeline.preflight import check_cameras, check_photos
+
+    scene = shipped[0]
+    renderer = make_renderer("cpu")
+    own = load_dataset(DEMO_CAPTURE_DIR, reconstruction_metadata=scene.metadata)
+    check_cameras(scene, own)
+    check = check_photos(scene, own, renderer)
+    assert check.agree and check.warning(DEMO_CAPTURE_DIR) == "" and len(check.correlations) == 4
+    fox = load_dataset(shared_data / "instant_ngp_fox", DatasetConfig(), reconstruction_metadata=scene.metadata)
+    check_cameras(scene, fox)  # the fox's cameras do see the table: geometry alone accepts them
+    check = check_photos(scene, fox, renderer)
+    assert not check.agree and "do not look like the loaded splat" in check.warning("fox")
+
+
+def test_the_training_panel_defaults_train_the_demo_offline(shipped, tmp_path):
+    """The panel's defaults on the demo (its capture, the palette models, level 0) as the panel
+    builds its request, run to the end with the default step count."""
+    from ovseg_app.demo import DEMO_CAPTURE_DIR
+    from ovseg_app.viewer.panels.training import DEMO_STEPS, _defaults
+    from ovseg_app.viewer.server import Viewer
+    from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
+
+    scene, shipped_fields, _ = shipped
+    viewer = Viewer(ViewerSession(scene, make_renderer("cpu")), host="127.0.0.1", port=0)
+    try:
+        d = _defaults(viewer)
+    finally:
+        viewer.stop()
+    assert d.dataset == str(DEMO_CAPTURE_DIR) and d.models == "demo-palette" and d.steps == DEMO_STEPS
+    request = TrainingRequest(
+        DEMO_CAPTURE_DIR,
+        levels=tuple(int(x) for x in d.levels.split(",")),
+        steps=d.steps,
+        model_size=d.models,
+        image_downsample_factor=d.downsample,
+        cache_dir=tmp_path / "cache",
+        log_path=tmp_path / "runs",
+    )
+    changes = []
+    job = TrainingJob(scene, make_renderer("cpu"), on_change=lambda: changes.append(job.state))
+    job.start(request)
+    job.wait()
+    assert job.state == "done" and job.warning == "", job.message
+    assert "masks in all 20 views checked" in job.preflight and "photos vs renders" in job.preflight
+    assert changes[0] == "running" and changes[-1] == "done" and len(changes) > d.steps // 10
+    from ovseg_core.fields import load_fields
+
+    fields = load_fields(job.result.checkpoint, scene)  # the run directory's checkpoint answers prompts
+    query = FieldQuery(fields, text_encoder_for(fields))
+    truth = scene.extras["object_id"]
+    mug = NAMES.index("red mug")
+    relevancy, _ = query.gaussian_relevancy("red mug")
+    assert relevancy[truth == mug].mean() > relevancy[truth != mug].mean() + 0.1
+
+
+def test_a_model_error_in_the_panel_says_what_to_install_and_what_trains_offline(shipped, tmp_path):
+    from ovseg_app.demo import DEMO_CAPTURE_DIR
+    from ovseg_app.viewer.training_job import MODEL_SIZES, TrainingJob, TrainingRequest
+    from ovseg_core.models.sam2_masks import SAM2_INSTALL_HINT
+
+    bad = tmp_path / "sam2.pt"
+    bad.write_bytes(b"not a checkpoint")
+    job = TrainingJob(shipped[0], make_renderer("cpu"))
+    request = TrainingRequest(
+        DEMO_CAPTURE_DIR, levels=(0,), steps=1, model_size="tiny", sam2_checkpoint_path=bad, cache_dir=tmp_path / "c"
+    )
+    job.start(request)
+    job.wait()
+    assert job.state == "failed" and job.error.startswith("ModelLoadError"), job.message
+    assert SAM2_INSTALL_HINT in job.error and "Models = demo-palette" in job.error and "demo-palette" in MODEL_SIZES
+
+
+def test_the_job_warns_when_the_photos_are_not_of_the_splat(shipped, shared_data, tmp_path):
+    """The fox's cameras see the demo table (the geometry preflight accepts them), its photos do not."""
+    import threading
+
+    from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
+
+    warned = threading.Event()
+    job = TrainingJob(shipped[0], make_renderer("cpu"), on_change=lambda: job.warning and warned.set())
+    fox = shared_data / "instant_ngp_fox"
+    job.start(TrainingRequest(fox, levels=(0,), steps=1, model_size="demo-palette", cache_dir=tmp_path / "c"))
+    assert warned.wait(120) or not job.running, job.message
+    job.cancel()
+    job.wait()
+    assert "do not look like the loaded splat" in job.warning and "**Warning**" in job.preflight

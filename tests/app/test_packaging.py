@@ -28,6 +28,12 @@ def expected_files() -> set[str]:
     files |= {str(p.relative_to(ROOT)) for p in (ROOT / "ovseg_core").rglob("*.py")}
     files |= {str(p.relative_to(ROOT)) for p in (ROOT / "ovseg_core").rglob("*.json")}
     files |= {f"ovseg_app/assets/{p.name}" for p in (ROOT / "assets").iterdir() if p.suffix in (".ply", ".pt")}
+    capture = ROOT / "assets" / "demo_capture"  # the Training panel's default capture (not its cache)
+    files |= {
+        f"ovseg_app/assets/{p.relative_to(ROOT / 'assets')}"
+        for p in capture.rglob("*")
+        if p.suffix in (".json", ".png") and ".ovseg_cache" not in p.parts
+    }
     files |= {"ovseg_app/py.typed", "ovseg_core/py.typed"}
     return {f for f in files if "__pycache__" not in f}
 

@@ -189,3 +189,17 @@ def test_train_cli_instances_method_writes_the_instances_file(trained, tmp_path,
     instances = load_instances(out, scene)
     assert len(instances.sizes) >= 1 and instances.labels.shape == (scene.num_gaussians,)
     assert train_main(args) == 2 and "exists" in capsys.readouterr().err  # never replaced
+
+
+def test_train_cli_refuses_a_capture_that_does_not_see_the_splat_before_loading_models(tmp_path, capsys):
+    scene = floating_objects_scene(points_per_object=50, backdrop=200)
+    save_scene(scene, tmp_path / "scene.ply")
+    # cameras orbiting a point far from the splat, looking at it: the splat is behind or outside them
+    write_capture(scene, orbit_cameras((40.0, 0, 0), 2.0, 4, elevation_deg=20, width=32, height=24), tmp_path / "away")
+    args = ["--sfm-dataset-path", str(tmp_path / "away"), "--reconstruction-path", str(tmp_path / "scene.ply")]
+    for mode in ("langsplatv2", "lift", "instances"):
+        rc = train_main([mode, *args, "--log-path", str(tmp_path / "logs"), "--preprocess.tiny-models"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("ovseg-train: error: the capture's cameras do not see the loaded splat")
+        assert len(err.strip().splitlines()) == 1 and "loading" not in err  # refused before any model loads
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "away" / ".ovseg_cache").exists()

@@ -327,8 +327,8 @@ def test_preflight_refuses_a_capture_that_does_not_see_the_splat(trained, tmp_pa
     write_capture(scene, orbit_cameras((40.0, 0, 0), 2.0, 4, elevation_deg=20, width=32, height=24), away)
     with pytest.raises(ValueError, match="do not see the loaded splat"):
         preflight_capture(scene, TrainingRequest(away, levels=(0,), model_size="tiny-random"))
-    summary = preflight_capture(scene, TrainingRequest(trained[1], levels=(0,), model_size="tiny-random"))
-    assert "24 views" in summary
+    summary, dataset = preflight_capture(scene, TrainingRequest(trained[1], levels=(0,), model_size="tiny-random"))
+    assert "24 views" in summary and len(dataset) == 24
 
 
 def test_frames_keep_coming_while_instances_are_built(trained, tmp_path):
@@ -426,37 +426,6 @@ def test_locked_renderer_holds_its_lock_only_while_rendering():
     locked.lock.release()
 
 
-def test_training_progress_times_the_contributions_phase_and_only_steps_after_it():
-    from ovseg_app.demo import load_demo_scene
-    from ovseg_core.fields.training import TrainProgress
-    from ovseg_core.pipeline import PipelineProgress
-
-    nan = float("nan")
-    job = TrainingJob(load_demo_scene(), make_renderer("cpu"))
-    job._reset_timing(levels=1)
-    job._views = 4
-
-    def contrib(done: int, now: float) -> None:
-        t = TrainProgress(1, 0, 100, nan, nan, now - 100.0, "contributions", done, 4)
-        job._progress(PipelineProgress("train", 0.3, "level 1 step 0/100, loss nan", t), now=now)
-
-    contrib(0, 100.0)
-    assert "precomputing view contributions 0/4" in job.message and job.eta_s is None
-    contrib(1, 110.0)  # 10 s a view: 30 s left in this phase
-    assert "contributions 1/4" in job.message and job.eta_s == pytest.approx(30.0)
-    contrib(4, 140.0)
-    for step in range(1, 11):  # 0.1 s a step after the 40 s phase; the trainer's own ETA would be ~4000 s
-        now = 140.0 + 0.1 * step
-        t = TrainProgress(1, step, 100, 0.5, 0.4, now - 100.0)
-        job._progress(PipelineProgress("train", 0.3, "", t), now=now)
-    assert t.eta_s > 300  # the trainer's own ETA counts the contributions phase as step time
-    assert job.eta_s == pytest.approx(9.0, rel=0.15), job.eta_s
-    assert job.message.startswith("level 1 step 10/100, loss 0.4000") and "s left" in job.message
-    t = TrainProgress(1, 100, 100, 0.5, 0.4, 60.0, "register", 0, 4)
-    job._progress(PipelineProgress("train", 1.0, "", t), now=200.0)
-    assert "registering" in job.message and job.eta_s is None
-
-
 def test_trainer_reports_contributions_before_the_first_step_and_cancels_there(trained):
     from ovseg_core.data import load_dataset
     from ovseg_core.errors import Cancelled
@@ -479,21 +448,6 @@ def test_trainer_reports_contributions_before_the_first_step_and_cancels_there(t
     cancel.set()
     with pytest.raises(Cancelled, match="precomputing contributions"):
         LanguageFieldTrainer(scene, views, cfg, cancel=cancel).run()
-
-
-def test_mask_census_checks_every_view_and_names_the_level():
-    from ovseg_app.viewer.training_job import MaskCensus
-
-    census = MaskCensus([None] * 3, None)
-    census.lengths = {0: np.array([5, 0, 3, 1]), 1: np.array([4, 0, 2, 2]), 2: np.array([6, 0, 4, 0])}
-    assert census.check((2,), complete=True) == ""
-    assert census.check((3,), complete=True) == "level 3 has masks in 2 of 3 views"
-    with pytest.raises(ValueError, match=r"no SAM2 mask at level 1 \(small\) in any of the capture's 3 views") as e:
-        census.check((0, 1), complete=True)
-    assert "level 2 (medium): 3/3" in str(e.value)
-    census.lengths = {0: np.zeros(4, np.int64)}
-    with pytest.raises(ValueError, match=r"no mask at all in any of the 1 views checked so far \(of 3\)"):
-        census.check((1,), complete=False)
 
 
 def test_a_level_without_masks_in_any_view_is_refused_before_training(trained, tmp_path):

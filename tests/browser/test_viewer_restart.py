@@ -119,9 +119,9 @@ def test_preflight_errors_are_shown_in_the_training_panel(demo, chromium, tmp_pa
         wait_until(lambda: training.cache_in.value == "cache", what="cache folder", page=page)
         click_button(page, "Start training")
         wait_until(lambda: viewer.job.state == "failed", what="job refused", timeout=30, page=page)
-        assert "no SAM2 mask at level 1 (small) in any of the 3 views checked so far (of 6)" in viewer.job.error
+        assert "no mask at level 1 (small) in any of the 3 views checked so far (of 6)" in viewer.job.error
         wait_until(
-            lambda: page.get_by_text("no SAM2 mask at level 1", exact=False).count() >= 1,
+            lambda: page.get_by_text("no mask at level 1", exact=False).count() >= 1,
             what="mask error shown in the page",
             page=page,
         )

@@ -173,3 +173,60 @@ def test_concept_fusion_changes_features_and_results(planted_run):
     a = FieldQuery(plain.fields, encoder).gaussian_relevancy("red ball")[0]
     b = FieldQuery(fused.fields, encoder).gaussian_relevancy("red ball")[0]
     assert np.abs(a - b).mean() > 0.005 and np.abs(a - b).max() > 0.02
+
+
+def test_eta_model_times_the_contributions_phase_and_only_steps_after_it():
+    from ovseg_core.fields.training import TrainProgress
+    from ovseg_core.pipeline.progress import EtaModel
+
+    nan = float("nan")
+    eta = EtaModel(levels=1, views=4)
+
+    def contrib(done: int, now: float) -> str:
+        t = TrainProgress(1, 0, 100, nan, nan, now - 100.0, "contributions", done, 4)
+        return eta.update(PipelineProgress("train", 0.3, "level 1 step 0/100, loss nan", t), now=now)
+
+    assert "precomputing view contributions 0/4" in contrib(0, 100.0) and eta.eta_s is None
+    assert "contributions 1/4" in contrib(1, 110.0)  # 10 s a view: 30 s left in this phase
+    assert eta.eta_s == pytest.approx(30.0)
+    contrib(4, 140.0)
+    for step in range(1, 11):  # 0.1 s a step after the 40 s phase; the trainer's own ETA would be ~4000 s
+        now = 140.0 + 0.1 * step
+        t = TrainProgress(1, step, 100, 0.5, 0.4, now - 100.0)
+        message = eta.update(PipelineProgress("train", 0.3, "", t), now=now)
+    assert t.eta_s > 300  # the trainer's own ETA counts the contributions phase as step time
+    assert eta.eta_s == pytest.approx(9.0, rel=0.15), eta.eta_s
+    assert message.startswith("level 1 step 10/100, loss 0.4000") and "s left" in message
+    t = TrainProgress(1, 100, 100, 0.5, 0.4, 60.0, "register", 0, 4)
+    assert "registering" in eta.update(PipelineProgress("train", 1.0, "", t), now=200.0) and eta.eta_s is None
+
+
+def test_eta_model_of_a_phase_comes_from_its_own_rate():
+    from ovseg_core.pipeline.progress import EtaModel
+
+    eta = EtaModel()
+    assert eta.update(PipelineProgress("preprocess", 0.0, "preprocessing view 0/10"), now=0.0).endswith("0/10")
+    message = eta.update(PipelineProgress("preprocess", 0.15, "preprocessing view 5/10"), now=10.0)
+    assert eta.eta_s == pytest.approx(10.0) and "~10 s left in preprocessing" in message
+
+
+def test_fields_config_is_stamped_into_the_result_and_the_checkpoint(tmp_path):
+    from planted_models import ColourMaskGenerator, PlantedEncoder
+
+    scene = floating_objects_scene(points_per_object=60, backdrop=300)
+    write_capture(scene, orbit_cameras((0, 0, 0.05), 2.0, 3, elevation_deg=30, width=32, height=24), tmp_path / "cap")
+    events: list[PipelineProgress] = []
+    result = train_from_dataset(
+        scene,
+        tmp_path / "cap",
+        config=LanguageTrainConfig(feature_level=0, max_steps=3),
+        log_path=tmp_path / "logs",
+        mask_generator=ColourMaskGenerator(PALETTE),
+        image_encoder=PlantedEncoder(PALETTE, NAMES),
+        progress=events.append,
+        fields_config={"note": {"made_by": "test"}},
+    )
+    assert result.fields.config["note"] == {"made_by": "test"}
+    assert load_fields(result.checkpoint, scene).config["note"] == {"made_by": "test"}
+    checked = [e.checked for e in events if e.checked]
+    assert checked == ["masks in all 3 views checked"]  # the census ran once, before training

@@ -273,3 +273,45 @@ def test_local_executor_reports_what_it_computed_and_skips_cached_views(capture,
     assert gen.calls == 4 and len(built) == 2
     with pytest.raises(ValueError, match="unknown executor"):
         run_preprocessing(ds, factory, executor="dask")
+
+
+def test_mask_census_reads_only_valid_entries_and_names_the_missing_level(capture, tmp_path):
+    from ovseg_core.preprocess.census import MaskCensus, probe_order
+    from ovseg_core.preprocess.pipeline import feature_cache_for
+
+    class NoSmallMasks(CountingRectangleMasks):
+        name = "test-rectangles-no-small-v1"
+
+        def generate(self, image: np.ndarray) -> dict[str, MaskSet]:
+            return {**super().generate(image), "s": MaskSet.empty(*image.shape[:2])}
+
+    ds = load_dataset(capture)
+    gen, enc = NoSmallMasks(), ColourQuadrantEncoder()
+    cache = feature_cache_for(ds, gen, enc, tmp_path / "cache")
+    census = MaskCensus(ds, cache, gen.name)
+    assert not census.read(0) and census.lengths == {}  # nothing cached yet
+    out = preprocess_views(ds, gen, enc, cache_dir=tmp_path / "cache")
+    assert all(census.read(i) for i in range(3))
+    np.testing.assert_array_equal(census.lengths[1], load_view_features(out.paths[1]).lengths)
+    assert census.views_with(0) == [0, 1, 2] and census.views_with(1) == []
+    with pytest.raises(ValueError, match=r"no mask at level 1 \(small\) in any of the capture's 3 views"):
+        census.check((1,), complete=True)
+    assert census.check((0,), complete=True) == ""
+    out.paths[2].write_bytes(b"not a zip file")  # unreadable: to be recomputed, never counted
+    assert not census.read(2)
+    assert probe_order([4, 5, 6, 7, 8]) == [4, 6, 8, 5, 7] and probe_order([1, 2]) == [1, 2]
+
+
+def test_mask_census_names_sam2_masks_and_partial_coverage():
+    from ovseg_core.preprocess.census import MaskCensus
+
+    census = MaskCensus([None] * 3, None, "sam2-tiny-x")
+    census.lengths = {0: np.array([5, 0, 3, 1]), 1: np.array([4, 0, 2, 2]), 2: np.array([6, 0, 4, 0])}
+    assert census.check((2,), complete=True) == ""
+    assert census.check((3,), complete=True) == "level 3 has masks in 2 of 3 views"
+    with pytest.raises(ValueError, match=r"no SAM2 mask at level 1 \(small\) in any of the capture's 3 views") as e:
+        census.check((0, 1), complete=True)
+    assert "level 2 (medium): 3/3" in str(e.value)
+    census.lengths = {0: np.zeros(4, np.int64)}
+    with pytest.raises(ValueError, match=r"no mask at all in any of the 1 views checked so far \(of 3\)"):
+        census.check((1,), complete=False)

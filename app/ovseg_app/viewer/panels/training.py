@@ -4,11 +4,14 @@ run is shared by every tab and its results are written under the output folder a
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ovseg_app.demo import DEMO_CAPTURE_DIR, DEMO_MODELS, demo_capture_for
 from ovseg_app.viewer.panels.inputs import checked_choice, checked_text, clamped_number
 from ovseg_app.viewer.training_job import MODEL_SIZES, TrainingRequest
 
@@ -18,6 +21,32 @@ if TYPE_CHECKING:
 LEVEL_CHOICES = ("1", "2", "3", "0", "1,2,3")
 METHODS = ("langsplatv2", "lift", "instances")
 MAX_STEPS = 1_000_000
+DEMO_STEPS = 200
+"""Steps the demo's default run trains (the palette fields' loss has levelled off by then)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PanelDefaults:
+    dataset: str
+    levels: str = "1"
+    steps: int = 2000
+    downsample: int = 4
+    models: str = "tiny"
+
+
+def _defaults(viewer: Any) -> PanelDefaults:
+    """The demo scene (no --dataset) trains on its shipped capture with the offline palette models
+    at level 0 (the palette masks' level); other scenes get the real models' settings."""
+    if viewer.dataset is None:
+        capture = demo_capture_for(viewer.session.base_scene)
+        if capture is not None:
+            return PanelDefaults(str(capture), levels="0", steps=DEMO_STEPS, downsample=1, models=DEMO_MODELS)
+    return PanelDefaults(str(viewer.dataset or ""))
+
+
+def _user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/ovseg`` (default ``~/.cache/ovseg``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ovseg"
 
 
 class TrainingPanel:
@@ -27,13 +56,16 @@ class TrainingPanel:
         self.tab = tab
         v = tab.viewer
         gui = tab.client.gui
+        d = _defaults(v)
         with gui.add_folder("Training", expand_by_default=False):
-            self.dataset_in = gui.add_text("Dataset", initial_value=str(v.dataset or ""))
+            self.dataset_in = gui.add_text("Dataset", initial_value=d.dataset)
             self.method_in = gui.add_dropdown("Method", options=METHODS, initial_value="langsplatv2")
-            self.levels_in = gui.add_dropdown("Levels", options=LEVEL_CHOICES, initial_value="1")
-            self.steps_in = gui.add_number("Steps", initial_value=2000.0, min=1, max=MAX_STEPS, step=1)
-            self.downsample_in = gui.add_number("Image downsample", initial_value=4.0, min=1, max=64, step=1)
-            self.models_in = gui.add_dropdown("Models", options=MODEL_SIZES, initial_value="tiny")
+            self.levels_in = gui.add_dropdown("Levels", options=LEVEL_CHOICES, initial_value=d.levels)
+            self.steps_in = gui.add_number("Steps", initial_value=float(d.steps), min=1, max=MAX_STEPS, step=1)
+            self.downsample_in = gui.add_number(
+                "Image downsample", initial_value=float(d.downsample), min=1, max=64, step=1
+            )
+            self.models_in = gui.add_dropdown("Models", options=MODEL_SIZES, initial_value=d.models)
             self.sam2_in = gui.add_text("SAM2 checkpoint", initial_value="")
             self.clip_in = gui.add_text("CLIP weights", initial_value="")
             self.cache_in = gui.add_text("Cache folder", initial_value="")
@@ -68,19 +100,24 @@ class TrainingPanel:
     def _output_text(self) -> str:
         runs = self.tab.viewer.runs_dir
         cache = (
-            "SAM2/CLIP results are cached in `<dataset>/.ovseg_cache/preprocess`, or in *Cache folder* "
+            "Masks and features are cached in `<dataset>/.ovseg_cache/preprocess` (the built-in demo "
+            "capture's in the output folder's `cache`, else `~/.cache/ovseg`), or in *Cache folder* "
             "(a folder inside the output folder)."
         )
         if runs is None:
             return f"Results are **not saved** (start ovseg-view with --output-dir). {cache}"
         return f"Runs are saved under `{runs}`. {cache}"
 
-    def _cache_dir(self) -> Path | None:
-        """The *Cache folder*, confined to the output folder (the GUI writes nowhere else it chooses)."""
+    def _cache_dir(self, dataset: Path) -> Path | None:
+        """The *Cache folder*, confined to the output folder (the GUI writes nowhere else it chooses).
+        Empty: the default (beside the capture), except for the shipped demo capture, whose folder
+        may not be writable (an installed package): ``<output folder>/cache``, else the user's cache."""
         text = checked_text(self.cache_in, "the cache folder").strip()
-        if not text:
-            return None
         out = self.tab.session.output_dir
+        if not text:
+            if dataset.resolve() != DEMO_CAPTURE_DIR.resolve():
+                return None
+            return out / "cache" if out is not None else _user_cache_dir() / "demo_capture"
         if out is None:
             raise ValueError("a cache folder needs an output folder (start ovseg-view with --output-dir)")
         path = (out / Path(text).expanduser()).resolve()
@@ -106,8 +143,9 @@ class TrainingPanel:
         for name, handle in (("SAM2 checkpoint", self.sam2_in), ("CLIP weights", self.clip_in)):
             text = checked_text(handle, f"the {name} path").strip()
             paths[name] = Path(text).expanduser() if text else None
+        path = Path(dataset).expanduser()
         return TrainingRequest(
-            Path(dataset).expanduser(),
+            path,
             levels=levels,
             steps=int(clamped_number(self.steps_in, 1, MAX_STEPS, integer=True)),
             model_size=checked_choice(self.models_in, MODEL_SIZES, "tiny"),  # type: ignore[arg-type]
@@ -115,7 +153,7 @@ class TrainingPanel:
             sam2_checkpoint_path=paths["SAM2 checkpoint"],
             clip_weights=paths["CLIP weights"],
             log_path=self.tab.viewer.runs_dir,
-            cache_dir=self._cache_dir(),
+            cache_dir=self._cache_dir(path),
             method=checked_choice(self.method_in, METHODS, "langsplatv2"),  # type: ignore[arg-type]
         )
 
