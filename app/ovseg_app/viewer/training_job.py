@@ -223,9 +223,12 @@ class TrainingJob:
         on_finished: Callable[[LanguageFields], None] | None = None,
         on_instances: Callable[[object], None] | None = None,
         models: tuple | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         """``models``: (mask generator, image encoder) to use instead of the ones each request
-        names (tests pass small planted ones)."""
+        names (tests pass small planted ones). ``on_change`` is called (from any thread) after every
+        change of state, fraction, message or losses."""
+        self.on_change = on_change
         self.models = models
         self.on_instances = on_instances
         self.scene = scene
@@ -264,6 +267,11 @@ class TrainingJob:
                 target=self._run, args=(request, config, preprocess), daemon=True, name="ovseg-training"
             )
             self._thread.start()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -304,6 +312,7 @@ class TrainingJob:
             elif self.eta_s is not None:
                 what = "in preprocessing; training not timed yet" if p.phase == "preprocess" else f"in {p.phase}"
                 self.message = f"{p.message} (~{self.eta_s:.0f} s left {what})"
+        self._changed()
 
     def _contributions_progress(self, t, now: float) -> None:  # noqa: ANN001 - TrainProgress
         """Before a level's first step the trainer renders every view's contributions once; the ETA
@@ -423,6 +432,7 @@ class TrainingJob:
             from ovseg_core.pipeline import build_models
 
             self.message = "loading SAM2 and OpenCLIP"
+            self._changed()
             models = self.models or build_models(preprocess)
             self._check_masks(request, preprocess, models)
             if self._cancel.is_set():
@@ -460,3 +470,5 @@ class TrainingJob:
                     "tiny-random for a smoke run"
                 )
             self.message = f"failed: {self.error}"
+        finally:
+            self._changed()
