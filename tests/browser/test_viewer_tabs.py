@@ -289,15 +289,19 @@ def test_browser_display_recolours_the_splats_in_place(viewer, browser):
     select_dropdown(page, "View", "relevancy")
     set_text_input(page, "Prompt", "yellow ball")
     wait_until(lambda: tab.session.prompt.positives == ("yellow ball",), what="prompt", page=page)
-    wait_until(lambda: tab._splat_colors is not None and fresh_colours(tab, truth), what="recoloured", page=page)
+    wait_until(lambda: fresh_colours(tab, truth), what="recoloured", page=page)
     assert tab.splats is handle  # the same scene node: only its colours were sent again
+    click_button(page, "Select prompt result")
+    click_button(page, "Hide selected")  # hidden splats turn transparent, in place as well
+    wait_until(lambda: (tab.splats.opacities[truth == BALL] == 0).all(), what="ball hidden", page=page)
+    assert tab.splats is handle and (tab.splats.opacities[truth != BALL] > 0).mean() > 0.99
     select_dropdown(page, "Display", "server")
     wait_until(lambda: tab.splats is None and fresh(tab), what="back to server frames", timeout=30, page=page)
 
 
 def fresh_colours(tab, truth) -> bool:
-    base = tab.session.gaussian_colors("rgb")
-    changed = np.abs(tab._splat_colors - base).sum(1) > 0.05
+    base = 255 * tab.session.gaussian_colors("rgb")
+    changed = np.abs(tab.splats.rgbs.astype(float) - base).sum(1) > 0.05 * 255
     return changed[truth == BALL].mean() > 0.7 and changed[truth != BALL].mean() < 0.05
 
 

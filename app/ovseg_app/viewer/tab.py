@@ -62,6 +62,7 @@ class Tab:
         self.bad_camera_logged = False
         self.splats = None
         self._splat_colors: np.ndarray | None = None
+        self._splat_hidden: np.ndarray | None = None
         self.wake = threading.Event()
         self.alive = True
         self.panels = build_panels(self)
@@ -213,16 +214,21 @@ class Tab:
         self.changed()
 
     def update_browser_splats(self) -> None:
-        """Colour the tab's browser-side splats for its view; colours change in place (the
-        centres and covariances are sent once, when the splats are first shown)."""
+        """Colour the tab's browser-side splats for its view, hidden ones transparent; colours and
+        opacities change in place (centres and covariances are sent once, when the splats are first
+        shown)."""
         colors = self.session.gaussian_colors(self.view_mode)
+        hidden = self.session.hidden
         if self.splats is None:
             self.splats = self.client.scene.add_gaussian_splats(
                 "/ovseg/splats", rgbs=colors, **self.viewer.browser_geometry()
             )
+            self._splat_hidden = None
         elif self._splat_colors is None or not np.array_equal(self._splat_colors, colors):
             self.splats.rgbs = colors
-        self._splat_colors = colors
+        if hidden is not self._splat_hidden and (self._splat_hidden is not None or hidden.any()):
+            self.splats.opacities = self.viewer.browser_geometry()["opacities"] * ~hidden[:, None]
+        self._splat_colors, self._splat_hidden = colors, hidden
 
     def close(self) -> None:
         """The tab went away: stop its loop and drop its frames and state."""
