@@ -677,3 +677,17 @@ def test_fields_instances_and_selections_come_back_after_a_restart(tmp_path):
     from ovseg_app.viewer.saved_state import SavedState
 
     assert SavedState(out, other).selection_names() == [] and SavedState(out, scene).selection_names() == ["my_mug"]
+
+
+def test_the_heat_overlay_reads_on_any_colour():
+    from ovseg_core.render import frames
+
+    region = np.zeros((40, 40), bool)
+    region[10:30, 10:30] = True
+    for colour in ([0.8, 0.05, 0.05], [0.1, 0.1, 0.9], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]):  # red: turbo's top end
+        rgb = np.broadcast_to(np.float32(colour), (40, 40, 3)).copy()
+        out = frames.heat_overlay(rgb, np.full((40, 40), 0.95), region, 0.5, "turbo")
+        edge, ring = frames.outline(region), frames._grow(region) & ~region
+        # the answer's border is white inside a black ring, whatever the object's colour
+        assert (out[edge] == 1.0).all() and (out[ring] == 0.0).all()
+        assert np.array_equal(out[~frames._grow(region)], rgb[~frames._grow(region)])  # the rest is untouched

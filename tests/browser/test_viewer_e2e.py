@@ -277,6 +277,18 @@ def test_the_prompt_count_is_what_select_and_export_give(viewer, chromium, tmp_p
     assert PlyData.read(str(path))["vertex"].count == count
     click_button(page, "Select prompt result")
     wait_until(lambda: f"**Selection:** {count:,} Gaussians" in stats.content, what="same selection", page=page)
+    # the colour-scale legend shows only in the views coloured by it
+    legend = page.get_by_text("relevancy 0.5 → 1.0", exact=True)
+    wait_until(lambda: legend.count() and legend.first.is_visible(), what="legend in the relevancy view", page=page)
+    for mode in ("depth", "pca", "relevancy"):
+        select_dropdown(page, "View", mode)
+        wait_until(
+            lambda m=mode: (
+                tab.view_mode == m and (legend.count() > 0 and legend.first.is_visible()) == (m == "relevancy")
+            ),
+            what=f"legend {'shown' if mode == 'relevancy' else 'hidden'} in the {mode} view",
+            page=page,
+        )
 
 
 def test_a_prompt_without_match_shows_the_plain_frame_dimmed(viewer, chromium, artifact_dir):
