@@ -77,13 +77,14 @@ def heat_overlay(rgb: np.ndarray, relevancy: np.ndarray, region: np.ndarray, flo
     painted = 0.75 * heat + 0.25 * grey
     out = np.where(region[..., None], painted, rgb)
     edge = outline(region)
-    ring = _grow(region) & ~region
+    ring = grow(region) & ~region
     out[ring] = 0.0
     out[edge] = 1.0
     return out
 
 
-def _grow(mask: np.ndarray) -> np.ndarray:
+def grow(mask: np.ndarray) -> np.ndarray:
+    """``mask`` ``[H, W]`` bool with its 4-neighbours added."""
     out = mask.copy()
     out[1:] |= mask[:-1]
     out[:-1] |= mask[1:]

@@ -687,7 +687,7 @@ def test_the_heat_overlay_reads_on_any_colour():
     for colour in ([0.8, 0.05, 0.05], [0.1, 0.1, 0.9], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]):  # red: turbo's top end
         rgb = np.broadcast_to(np.float32(colour), (40, 40, 3)).copy()
         out = frames.heat_overlay(rgb, np.full((40, 40), 0.95), region, 0.5, "turbo")
-        edge, ring = frames.outline(region), frames._grow(region) & ~region
+        edge, ring = frames.outline(region), frames.grow(region) & ~region
         # the answer's border is white inside a black ring, whatever the object's colour
         assert (out[edge] == 1.0).all() and (out[ring] == 0.0).all()
-        assert np.array_equal(out[~frames._grow(region)], rgb[~frames._grow(region)])  # the rest is untouched
+        assert np.array_equal(out[~frames.grow(region)], rgb[~frames.grow(region)])  # the rest is untouched
