@@ -228,8 +228,8 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
         select_dropdown(page, "Fields", restarted.fields_options()[trained])
         click_button(page, "Use these fields")
         wait_until(lambda: page.get_by_text("ovseg-tiny-clip").count() >= 1, what="trained fields in use", page=page)
-        fields_in = tab.panels.training.fields_in  # the panel settles on the entry in use before we pick another
-        wait_until(lambda: fields_in.value == restarted.fields_options()[trained], what="entry in use", page=page)
+        # every panel has been told (the tab re-rendered for the change) before we pick another entry
+        wait_until(lambda: settled(tab), what="tab refreshed", timeout=30, page=page)
         select_dropdown(page, "Fields", "0: fields at start-up")
         click_button(page, "Use these fields")
         wait_until(lambda: tab.session.encoder_name.startswith("vocabulary:"), what="fields reverted", page=page)

@@ -205,8 +205,9 @@ def test_loaded_fields_and_a_saved_selection_come_back_after_a_restart(demo, chr
         # the loaded fields are offered: picking them uses them, and going back is remembered too
         select_dropdown(page, "Fields", "1: loaded my_fields.pt")
         click_button(page, "Use these fields")
-        fields_in = tab.panels.training.fields_in  # the panel settles on the entry in use before we pick another
-        wait_until(lambda: fields_in.value == "1: loaded my_fields.pt", what="loaded fields in use", page=page)
+        wait_until(lambda: restarted.fields_index == 1, what="loaded fields in use", page=page)
+        # every panel has been told (the tab re-rendered for the change) before we pick another entry
+        wait_until(lambda: tab.rendered_key[-1] == restarted.version, what="tab refreshed", timeout=30, page=page)
         select_dropdown(page, "Fields", "0: fields at start-up")
         click_button(page, "Use these fields")
         wait_until(lambda: restarted.fields_index == 0, what="reverted", page=page)
