@@ -326,7 +326,7 @@ def test_the_prompt_answer_is_one_set_for_count_frame_selection_and_export(sessi
     assert found is not None and found.count > 0
     relevant = found.relevancy > 0.5
     ply = PlyData.read(io.BytesIO(session.export_ply("prompt")))
-    assert ply["vertex"].count == found.count == session.relevancy_stats().above_threshold
+    assert ply["vertex"].count == found.count == session.answer().count
     assert session.select_from_prompt() == found.count
     # the frame highlights the answer's Gaussians: pixels it covers change, others do not
     answer = make_renderer("cpu").render(scene, cam, features=torch.from_numpy(found.gaussians[:, None] * 1.0))
@@ -367,13 +367,13 @@ def test_the_selection_shows_in_every_view_mode(session, trained):
 
 def test_relevancy_stats_and_no_match(session, trained):
     truth = trained[0].extras["object_id"]
-    assert session.relevancy_stats() is None  # no prompt
+    assert session.answer() is None  # no prompt
     session.set_prompt(positives=["red ball"], threshold=0.5)
-    stats = session.relevancy_stats()
-    assert stats.above_threshold == session.prompt_selection().sum() and not stats.no_match
+    stats = session.answer()
+    assert stats.count == session.prompt_selection().sum() and not stats.no_match
     assert (truth[session.prompt_selection()] == 0).mean() > 0.9
     session.set_prompt(threshold=min(1.0, stats.max_relevancy + 1e-3))
-    assert session.relevancy_stats().no_match
+    assert session.answer().no_match
     heat = session.render(view_camera(), "heatmap")
     assert heat.shape == (120, 160, 3) and heat.std() > 0
 

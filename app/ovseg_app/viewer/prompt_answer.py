@@ -33,10 +33,6 @@ class PromptAnswer:
         return int(self.gaussians.sum())
 
     @property
-    def above_threshold(self) -> int:
-        return self.count
-
-    @property
     def no_match(self) -> bool:
         return self.count == 0
 

@@ -184,10 +184,6 @@ class ViewerSession:
         found = self.answer()
         return found.gaussians if found is not None else np.zeros(self.base_scene.num_gaussians, bool)
 
-    def relevancy_stats(self) -> PromptAnswer | None:
-        """The answer's count and max relevancy (None without prompt or fields)."""
-        return self.answer()
-
     # -- frames and exports --------------------------------------------------------------------------
     def render(self, camera: Camera, mode: ViewMode = "rgb") -> np.ndarray:
         """A frame ``[H, W, 3]`` uint8 of ``camera`` in ``mode``, from one snapshot of the state."""
