@@ -121,17 +121,15 @@ class RenderCommand:
     def _frame(self, renderer, scene: GaussianScene, camera: Camera) -> np.ndarray:  # noqa: ANN001
         import numpy as np
 
+        from ovseg_core.render import frames
+
         out = renderer.render(scene, camera)
-        if self.mode == "rgb":
-            img = out.rgb[0].clamp(0, 1).cpu().numpy()
-        elif self.mode == "alpha":
-            img = np.repeat(out.alpha[0].cpu().numpy(), 3, axis=2)
-        else:
-            d = out.depth[0, ..., 0].cpu().numpy()
-            valid = out.alpha[0, ..., 0].cpu().numpy() > 0.5
-            lo, hi = np.percentile(d[valid], [2, 98]) if valid.any() else (0.0, 1.0)
-            img = np.repeat((np.clip((d - lo) / max(hi - lo, 1e-6), 0, 1) * valid)[..., None], 3, axis=2)
-        return (img * 255 + 0.5).astype(np.uint8)
+        alpha = out.alpha[0, ..., 0].cpu().numpy()
+        if self.mode == "depth":  # grey, near dark (the viewer's depth view uses a colour map)
+            return frames.depth_image(out.depth[0, ..., 0].cpu().numpy(), alpha, colormap=None)
+        if self.mode == "alpha":
+            return frames.to_u8(np.repeat(alpha[..., None], 3, axis=2))
+        return frames.to_u8(out.rgb[0].clamp(0, 1).cpu().numpy())
 
     def _write_video(self, renderer, scene: GaussianScene, cameras: list[Camera]) -> Path:  # noqa: ANN001
         from ovseg_core.io.video import atomic_video

@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from planted_models import ColourMaskGenerator
 from plyfile import PlyData
 
-from ovseg_app.viewer.session import ViewerSession
+from ovseg_app.viewer.session import VIEW_MODES, ViewerSession
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
 from ovseg_core.camera import Camera, orbit_cameras
 from ovseg_core.errors import SceneFormatError
 from ovseg_core.render import make_renderer
+from ovseg_core.render.frames import DIM
 from ovseg_core.synthetic import FLOATING_OBJECTS
 from ovseg_core.synthetic_capture import write_capture
 
@@ -166,7 +167,6 @@ def test_ovseg_view_serves_the_demo_and_warns_on_open_hosts(tmp_path):
     import socket
     import subprocess
     import sys
-    import time
     import urllib.request
 
     with socket.socket() as s:
@@ -188,19 +188,21 @@ def test_ovseg_view_serves_the_demo_and_warns_on_open_hosts(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    watchdog = threading.Timer(120, proc.kill)  # a server that hangs without a word fails too
+    watchdog.start()
     try:
         lines = []
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = proc.stdout.readline()
+        for line in proc.stdout:  # ends when the process exits (a crash fails at once)
             lines.append(line)
             if "ovseg-view: serving" in line:
                 break
         text = "".join(lines)
+        assert proc.poll() is None, f"ovseg-view exited with {proc.returncode}:\n{text}"
         assert "vocabulary:ovseg-demo-tabletop-v1" in text and "anyone who can reach this machine" in text, text
         html = urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=10).read()
         assert b"<html" in html.lower() or b"<!doctype" in html.lower()
     finally:
+        watchdog.cancel()
         proc.terminate()
         proc.wait(10)
     bad = subprocess.run(
@@ -272,18 +274,19 @@ def test_box_select_invert_hide_and_undo(session, trained):
     ys, xs = np.nonzero(object_pixels(scene, cam, 1))  # the blue cube
     n = session.select_rect(cam, (xs.min(), ys.min()), (xs.max() + 1, ys.max() + 1))
     assert n > 0 and (truth[session.selection] == 1).mean() > 0.8 and session.selection[truth == 1].mean() > 0.8
-    history = session.history
-    history.record(session.selection)
     cube = session.selection.copy()
     session.invert_selection()
     assert not (session.selection & cube).any() and (session.selection | cube).all()
-    restored = history.undo(session.selection)
-    assert np.array_equal(restored, cube)
-    assert history.redo(restored) is not None and history.redo(restored) is None
+    session.undo()
+    assert np.array_equal(session.selection, cube)
+    session.redo()
+    assert not (session.selection & cube).any()
+    with pytest.raises(ValueError, match="nothing to redo"):
+        session.redo()
     # hiding the cube: its pixels no longer show it, a click there cannot pick it, exports skip it
     session.set_selection(cube)
     before = session.render(cam, "rgb").astype(int)
-    session.set_hidden(cube)
+    session.hide_selected()
     after = session.render(cam, "rgb").astype(int)
     pixels = object_pixels(scene, cam, 1)
     assert np.abs(after - before).sum(-1)[pixels].mean() > 30
@@ -291,19 +294,86 @@ def test_box_select_invert_hide_and_undo(session, trained):
     res = session.click(cam, (float(np.median(xs)) + 0.5, float(np.median(ys)) + 0.5), "medium", "replace")
     assert not (truth[res.ids] == 1).any()
     assert session.invert_selection() == (~cube).sum()
+    assert not (session.export_mask("selection") & cube).any()
     with pytest.raises(ValueError, match="shape"):
         session.set_hidden(np.zeros(3, bool))
 
 
+def test_hide_is_undone_with_the_selection_it_hid(session, trained):
+    truth = trained[0].extras["object_id"]
+    cube = truth == 1
+    session.set_selection(cube)
+    session.hide_selected()
+    assert session.hidden.sum() == cube.sum() and not session.selection.any()
+    session.undo()  # the selection is back and nothing is hidden
+    assert np.array_equal(session.selection, cube) and not session.hidden.any()
+    assert PlyData.read(io.BytesIO(session.export_ply("selection")))["vertex"].count == cube.sum()
+    session.redo()  # hidden again
+    assert session.hidden.sum() == cube.sum() and not session.selection.any()
+    session.show_all()
+    session.select(truth == 0, "add")
+    session.set_hidden(truth == 0)  # hiding what is selected drops it from the selection, never both
+    assert not (session.selection & session.hidden).any()
+    session.undo()
+    assert session.selection[truth == 0].all() and not session.hidden.any()
+
+
+def test_the_prompt_answer_is_one_set_for_count_frame_selection_and_export(session, trained):
+    scene = trained[0]
+    cam = view_camera()
+    session.set_prompt(positives=["red ball"], threshold=0.5)
+    found = session.answer()
+    assert found is not None and found.count > 0
+    relevant = found.relevancy > 0.5
+    ply = PlyData.read(io.BytesIO(session.export_ply("prompt")))
+    assert ply["vertex"].count == found.count == session.answer().count
+    assert session.select_from_prompt() == found.count
+    # the frame highlights the answer's Gaussians: pixels it covers change, others do not
+    answer = make_renderer("cpu").render(scene, cam, features=torch.from_numpy(found.gaussians[:, None] * 1.0))
+    covered = answer.features[0, ..., 0].numpy() > 0.5
+    session.clear_selection()
+    rgb = session.render(cam, "rgb").astype(int)
+    changed = np.abs(session.render(cam, "relevancy").astype(int) - rgb).sum(-1) > 30
+    assert covered.sum() > 50 and changed[covered].mean() > 0.9
+    session.set_consistency(enabled=False)  # without spatial consistency the answer is the plain threshold
+    assert np.array_equal(session.answer().gaussians, relevant)
+
+
+def test_no_match_shows_the_plain_frame_dimmed_without_speckle(session):
+    cam = view_camera()
+    rgb = session.render(cam, "rgb").astype(int)
+    session.set_prompt(positives=["red ball"])
+    top = session.answer().max_relevancy
+    session.set_prompt(threshold=min(1.0, top + 1e-3))  # nothing passes
+    assert session.answer().no_match
+    for mode in ("relevancy", "heatmap", "mask"):
+        frame = session.render(cam, mode).astype(int)
+        assert np.abs(frame - np.round(DIM * rgb)).max() <= 1, mode
+
+
+def test_the_selection_shows_in_every_view_mode(session, trained):
+    scene = trained[0]
+    cam = view_camera()
+    session.set_prompt(positives=["green can"])
+    plain = {mode: session.render(cam, mode).astype(int) for mode in VIEW_MODES}
+    session.set_selection(scene.extras["object_id"] == 1)  # the blue cube
+    cube = object_pixels(scene, cam, 1)
+    for mode in VIEW_MODES:
+        changed = np.abs(session.render(cam, mode).astype(int) - plain[mode]).sum(-1) > 30
+        assert changed[cube].mean() > 0.8, mode
+        if mode != "selection":  # that view also dims what is not selected
+            assert changed[~cube].mean() < 0.03, mode
+
+
 def test_relevancy_stats_and_no_match(session, trained):
     truth = trained[0].extras["object_id"]
-    assert session.relevancy_stats() is None  # no prompt
+    assert session.answer() is None  # no prompt
     session.set_prompt(positives=["red ball"], threshold=0.5)
-    stats = session.relevancy_stats()
-    assert stats.above_threshold == session.prompt_selection().sum() and not stats.no_match
+    stats = session.answer()
+    assert stats.count == session.prompt_selection().sum() and not stats.no_match
     assert (truth[session.prompt_selection()] == 0).mean() > 0.9
     session.set_prompt(threshold=min(1.0, stats.max_relevancy + 1e-3))
-    assert session.relevancy_stats().no_match
+    assert session.answer().no_match
     heat = session.render(view_camera(), "heatmap")
     assert heat.shape == (120, 160, 3) and heat.std() > 0
 
@@ -520,11 +590,15 @@ def test_fields_instances_and_selections_come_back_after_a_restart(tmp_path):
 
     v = start()
     try:
-        assert v.fields_index == 1 and v.fields_history[1].path == copy.resolve() and v.session.fields is not None
+        # the scene's own fields are in use; the loaded ones are listed, not made the default
+        assert v.fields_index == 0 and v.session.fields is fields
+        assert v.fields_history[1].path == copy.resolve() and v.fields_history[1].fields is None
         assert v.session.instances is not None and len(v.session.instances.sizes) == 5
         assert np.array_equal(v.saved.load_selection("my_mug"), mug) and v.saved.selection_names() == ["my_mug"]
-        assert any("fields" in r for r in v.restored) and any("instances" in r for r in v.restored)
-        v.use_fields(0)  # revert: remembered as well
+        assert any("listed" in r for r in v.restored) and any("instances" in r for r in v.restored)
+        v.use_fields(1)  # offered: one click brings them back
+        assert v.session.fields is not None and v.session.fields is not fields
+        v.use_fields(0)
         # a second instance set, then back to the first: the panel's list is the output folder's files
         first = v.saved.instances
         v.session.set_instances(_demo_instances(scene))
@@ -532,13 +606,18 @@ def test_fields_instances_and_selections_come_back_after_a_restart(tmp_path):
         assert {f.name for f in v.instance_files()} == {"scene.instances-1.pt", "scene.instances.pt"}
         v.load_instances(first)
         assert v.saved.instances == first.resolve()
+        v.use_fields(1)  # in use when this session ends
     finally:
         v.stop()
     v = start()
     assert v.fields_index == 0 and len(v.fields_history) == 2  # still listed, not in use
     v.stop()
+    # a scene started without fields of its own gets back the ones in use when it was left
+    bare = Viewer(ViewerSession(scene, make_renderer("cpu"), output_dir=out), host="127.0.0.1", port=0)
+    assert bare.fields_index == 1 and bare.session.fields is not None and any("fields" in r for r in bare.restored)
+    bare.stop()
     v = start(restore=False)
-    assert v.session.instances is None and v.restored == []
+    assert v.session.instances is None and not any("instances" in r for r in v.restored)
     v.stop()
 
     # a damaged state file is set aside; the viewer starts with nothing restored
@@ -552,3 +631,17 @@ def test_fields_instances_and_selections_come_back_after_a_restart(tmp_path):
     from ovseg_app.viewer.saved_state import SavedState
 
     assert SavedState(out, other).selection_names() == [] and SavedState(out, scene).selection_names() == ["my_mug"]
+
+
+def test_the_heat_overlay_reads_on_any_colour():
+    from ovseg_core.render import frames
+
+    region = np.zeros((40, 40), bool)
+    region[10:30, 10:30] = True
+    for colour in ([0.8, 0.05, 0.05], [0.1, 0.1, 0.9], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]):  # red: turbo's top end
+        rgb = np.broadcast_to(np.float32(colour), (40, 40, 3)).copy()
+        out = frames.heat_overlay(rgb, np.full((40, 40), 0.95), region, 0.5, "turbo")
+        edge, ring = frames.outline(region), frames.grow(region) & ~region
+        # the answer's border is white inside a black ring, whatever the object's colour
+        assert (out[edge] == 1.0).all() and (out[ring] == 0.0).all()
+        assert np.array_equal(out[~frames.grow(region)], rgb[~frames.grow(region)])  # the rest is untouched

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -29,6 +31,7 @@ from ovseg_app.viewer.server import Viewer
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.render import make_renderer
+from ovseg_core.render.frames import DIM
 from ovseg_core.synthetic_capture import write_capture
 
 MUG = 1  # DEMO_OBJECTS index
@@ -45,7 +48,7 @@ def viewer(tmp_path):
         text_encoder=encoder,
         output_dir=tmp_path / "exports",
     )
-    v = Viewer(session, host="127.0.0.1", port=free_port(), still_height=300, moving_height=150)
+    v = Viewer(session, host="127.0.0.1", port=free_port(), still_height=300)
     yield v
     v.stop()
 
@@ -57,53 +60,67 @@ def first_tab(viewer: Viewer):
     return next(iter(viewer.tabs.values()))
 
 
-def streamed(page, viewer: Viewer) -> tuple[np.ndarray, object]:
-    """The canvas resized to the frame the server last sent, and that frame's camera."""
-    view = first_tab(viewer)
-    cam = view.last_camera
-    img = Image.fromarray(canvas_pixels(page)).resize((cam.width, cam.height), Image.BILINEAR)
-    return np.asarray(img).astype(int), cam
+def settled(tab) -> bool:
+    """The tab's last frame shows its current state, for its current camera at full size."""
+    cam, last = tab.camera(tab.frame_height(moving=False)), tab.last_camera
+    return bool(
+        tab.rendered_key is not None and tab.rendered_key[-2:] == (tab.version, tab.viewer.version)
+        and last is not None and cam is not None and last.height == cam.height
+        and np.allclose(last.w2c, cam.w2c, atol=1e-6)
+    )  # fmt: skip
 
 
-def wait_frame(viewer: Viewer, after: int, what: str) -> None:
-    def done() -> bool:
-        tab = first_tab(viewer) if viewer.tabs else None
-        return bool(tab and tab.frames > after and tab.rendered_key[-2:] == (tab.version, viewer.version))
+def shown(page, tab) -> tuple[np.ndarray, object]:
+    """Once the tab's frame has settled and the browser shows it: the canvas resized to that
+    frame (int), and the frame's camera."""
+    wait_until(lambda: settled(tab), what="settled frame", timeout=30, page=page)
+    cam = tab.last_camera
 
-    wait_until(done, what=what, timeout=30)
+    def canvas() -> np.ndarray | None:
+        img = Image.fromarray(canvas_pixels(page)).resize((cam.width, cam.height), Image.BILINEAR)
+        img = np.asarray(img).astype(int)
+        frame = tab.last_frame
+        matches = frame is not None and np.median(np.abs(img - frame.astype(int)).sum(-1)) < 20
+        return img if matches else None
+
+    return wait_until(canvas, what="the frame shown in the browser", timeout=30, page=page), cam
+
+
+def open_viewer(page, viewer: Viewer):
+    wait_for_viser(page, viewer.url, ready_text=READY)
+    tab = wait_until(lambda: next(iter(viewer.tabs.values()), None), what="tab", page=page)
+    wait_until(lambda: settled(tab), what="first full-size frame", timeout=60, page=page)
+    close_notifications(page)
+    return tab
+
+
+def object_pixels(tab, cam, k: int) -> np.ndarray:
+    scene = tab.session.base_scene
+    onehot = F.one_hot(torch.from_numpy(scene.extras["object_id"]).long(), 5).float()
+    return make_renderer("cpu").render(scene, cam, features=onehot).features[0, ..., k].numpy() > 0.5
 
 
 def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artifact_dir, tmp_path):
     page = chromium.pages[0]
-    wait_for_viser(page, viewer.url, ready_text=READY)
-    wait_frame(viewer, 0, "first frame")
-    tab = first_tab(viewer)
-    page.wait_for_timeout(500)  # the camera is placed on connect; let the frame for it arrive
-    wait_frame(viewer, 0, "settled frame")
-    close_notifications(page)
-    page.wait_for_timeout(300)
-    before, cam = streamed(page, viewer)
+    tab = open_viewer(page, viewer)
+    before, cam = shown(page, tab)
     screenshot(page, artifact_dir / "1_demo.png")
     assert page.get_by_text("vocabulary:").count() >= 1  # the GUI says which text encoder answers
 
     # an error in a callback is shown, and the viewer keeps serving
     click_button(page, "Download PLY")  # nothing selected yet
-    wait_until(lambda: page.get_by_text("nothing to export").count() >= 1, what="error notification")
+    wait_until(lambda: page.get_by_text("nothing to export").count() >= 1, what="error notification", page=page)
     screenshot(page, artifact_dir / "1b_error_shown.png")
     close_notifications(page)
 
     # the mug's pixels in that frame, rendered directly
     scene = tab.session.base_scene
-    onehot = F.one_hot(torch.from_numpy(scene.extras["object_id"]).long(), 5).float()
-    mug = make_renderer("cpu").render(scene, cam, features=onehot).features[0, ..., MUG].numpy() > 0.5
+    mug = object_pixels(tab, cam, MUG)
     assert mug.sum() > 100
 
-    frames = tab.frames
     set_text_input(page, "Prompt", "red mug")
-    wait_until(lambda: tab.session.prompt.positives == ("red mug",), what="prompt reaches the server")
-    wait_frame(viewer, frames, "frame after the prompt")
-    page.wait_for_timeout(300)
-    after, cam2 = streamed(page, viewer)
+    wait_until(lambda: tab.session.prompt.positives == ("red mug",), what="prompt reaches the server", page=page)
+    after, cam2 = shown(page, tab)
     screenshot(page, artifact_dir / "2_prompt_red_mug.png")
     assert np.allclose(cam2.w2c, cam.w2c)
     change = np.abs(after - before).sum(-1)
@@ -118,8 +135,10 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     # click on the mug -> its Gaussians are selected and labelled
     ys, xs = np.nonzero(mug)
     click_canvas(page, (np.median(xs) + 0.5) / cam.width, (np.median(ys) + 0.5) / cam.height)
-    wait_until(lambda: tab.session.selection.any(), what="selection after click")
-    wait_until(lambda: "red mug" in tab.panels.selection.selection_md.content, what="label of the clicked instance")
+    wait_until(lambda: tab.session.selection.any(), what="selection after click", page=page)
+    wait_until(
+        lambda: "red mug" in tab.panels.selection.selection_md.content, what="label of the clicked instance", page=page
+    )
     selected = tab.session.selection
     truth = scene.extras["object_id"]
     # the whole mug, its rim sunk in the table's fuzz and its unseen parts too, and nothing else
@@ -128,7 +147,8 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
         (truth[selected] != MUG).mean(),
     )
     select_dropdown(page, "View", "selection")
-    page.wait_for_timeout(800)
+    wait_until(lambda: tab.view_mode == "selection", what="selection view", page=page)
+    shown(page, tab)
     screenshot(page, artifact_dir / "3_selected_mug.png")
 
     # export the selection: a valid PLY with only the mug's Gaussians
@@ -175,7 +195,8 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     _, fields, encoder, note = load_session_inputs(ViewCommand(fields=(run_dir,)))
     assert fields is not None and fields.levels.keys() == {0} and encoder.name.startswith("open_clip:ovseg-tiny")
     assert viewer.errors == ["ValueError: nothing to export: the selection is empty"]
-    # ... and a viewer restarted on the same scene and output folder uses it again, in a fresh page
+    # ... and a viewer restarted on the same scene and output folder still opens the demo with its
+    # shipped fields; the trained ones are listed, and one pick uses them again
     start = viewer.fields_history[0]
     viewer.stop()
     restarted = Viewer(
@@ -192,19 +213,27 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     )
     try:
         page = chromium.new_page()
-        wait_for_viser(page, restarted.url, ready_text=READY)
-        tab = wait_until(lambda: next(iter(restarted.tabs.values()), None), what="tab of the restarted viewer")
-        assert tab.session.encoder_name.startswith("open_clip:ovseg-tiny-clip")
-        assert restarted.fields_history[restarted.fields_index].path == run_dir.resolve()
-        wait_until(lambda: page.get_by_text("ovseg-tiny-clip").count() >= 1, what="trained fields shown after restart")
+        tab = open_viewer(page, restarted)
+        assert tab.session.encoder_name.startswith("vocabulary:") and restarted.fields_index == 0
+        trained = next(i for i, e in enumerate(restarted.fields_history) if e.path == run_dir.resolve())
+        wait_until(lambda: page.get_by_text("vocabulary:").count() >= 1, what="shipped fields shown", page=page)
+        set_text_input(page, "Prompt", "red mug")  # the shipped fields answer: the mug, not the whole scene
+        wait_until(lambda: "**Prompt:**" in tab.panels.prompt.stats_md.content, what="prompt answered", page=page)
+        truth = scene.extras["object_id"]
+        answer = tab.session.prompt_selection()
+        assert (truth[answer] == MUG).mean() > 0.95, (truth[answer] == MUG).mean()
         screenshot(page, artifact_dir / "5_restarted.png")
-        # revert to the fields the viewer started with
         close_notifications(page)
         page.get_by_text("Fields", exact=True).first.click()
+        select_dropdown(page, "Fields", restarted.fields_options()[trained])
+        click_button(page, "Use these fields")
+        wait_until(lambda: page.get_by_text("ovseg-tiny-clip").count() >= 1, what="trained fields in use", page=page)
+        # every panel has been told (the tab re-rendered for the change) before we pick another entry
+        wait_until(lambda: settled(tab), what="tab refreshed", timeout=30, page=page)
         select_dropdown(page, "Fields", "0: fields at start-up")
         click_button(page, "Use these fields")
-        wait_until(lambda: tab.session.encoder_name.startswith("vocabulary:"), what="fields reverted")
-        wait_until(lambda: page.get_by_text("vocabulary:").count() >= 1, what="old encoder shown again")
+        wait_until(lambda: tab.session.encoder_name.startswith("vocabulary:"), what="fields reverted", page=page)
+        wait_until(lambda: page.get_by_text("vocabulary:").count() >= 1, what="old encoder shown again", page=page)
         # the tab's spatial-consistency knobs reach its session
         click_label(page, "Spatial consistency")
         wait_until(lambda: not tab.session.selection_config.enabled, what="consistency off")
@@ -215,6 +244,68 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
         assert restarted.errors == []
     finally:
         restarted.stop()
+
+
+def test_a_click_in_the_rgb_view_changes_the_pixels_of_the_clicked_object(viewer, chromium, artifact_dir):
+    page = chromium.pages[0]
+    tab = open_viewer(page, viewer)
+    select_dropdown(page, "View", "rgb")
+    wait_until(lambda: tab.view_mode == "rgb", what="rgb view", page=page)
+    before, cam = shown(page, tab)
+    mug = object_pixels(tab, cam, MUG)
+    ys, xs = np.nonzero(mug)
+    click_canvas(page, (np.median(xs) + 0.5) / cam.width, (np.median(ys) + 0.5) / cam.height)
+    wait_until(lambda: tab.session.selection.any(), what="mug selected", page=page)
+    after, _ = shown(page, tab)
+    screenshot(page, artifact_dir / "selected_in_rgb.png")
+    change = np.abs(after - before).sum(-1)
+    assert change[mug].mean() > 30 and change[mug].mean() > 10 * change[~mug].mean(), (
+        change[mug].mean(),
+        change[~mug].mean(),
+    )
+
+
+def test_the_prompt_count_is_what_select_and_export_give(viewer, chromium, tmp_path):
+    page = chromium.pages[0]
+    tab = open_viewer(page, viewer)
+    set_text_input(page, "Prompt", "red mug")
+    stats = tab.panels.prompt.stats_md
+    wait_until(lambda: "**Prompt:**" in stats.content, what="prompt count shown", page=page)
+    count = int(re.search(r"\*\*Prompt:\*\* ([\d,]+) Gaussians", stats.content).group(1).replace(",", ""))
+    assert count > 0
+    select_dropdown(page, "Export what", "prompt")
+    wait_until(lambda: tab.panels.export.kind_in.value == "prompt", what="export the prompt", page=page)
+    path = expect_download(page, lambda: click_button(page, "Download PLY"), dest_dir=tmp_path)
+    assert PlyData.read(str(path))["vertex"].count == count
+    click_button(page, "Select prompt result")
+    wait_until(lambda: f"**Selection:** {count:,} Gaussians" in stats.content, what="same selection", page=page)
+    # the colour-scale legend shows only in the views coloured by it
+    legend = page.get_by_text("relevancy 0.5 → 1.0", exact=True)
+    wait_until(lambda: legend.count() and legend.first.is_visible(), what="legend in the relevancy view", page=page)
+    for mode in ("depth", "pca", "relevancy"):
+        select_dropdown(page, "View", mode)
+        wait_until(
+            lambda m=mode: (
+                tab.view_mode == m and (legend.count() > 0 and legend.first.is_visible()) == (m == "relevancy")
+            ),
+            what=f"legend {'shown' if mode == 'relevancy' else 'hidden'} in the {mode} view",
+            page=page,
+        )
+
+
+def test_a_prompt_without_match_shows_the_plain_frame_dimmed(viewer, chromium, artifact_dir):
+    page = chromium.pages[0]
+    tab = open_viewer(page, viewer)
+    set_text_input(page, "Prompt", "banana")
+    wait_until(
+        lambda: page.get_by_text("No match", exact=False).count() >= 1 and settled(tab), what="no match", page=page
+    )
+    dimmed, cam = shown(page, tab)
+    screenshot(page, artifact_dir / "no_match.png")
+    plain = tab.session.render(cam, "rgb").astype(float)
+    expected = np.round(DIM * plain)
+    assert np.abs(tab.last_frame.astype(int) - expected).max() <= 1  # no speckle: every pixel is the plain one dimmed
+    assert np.median(np.abs(dimmed - expected).sum(-1)) < 20  # and that is what the browser shows
 
 
 def test_eight_clients_each_get_their_own_camera_and_view(viewer, chromium):

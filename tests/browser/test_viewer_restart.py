@@ -1,7 +1,8 @@
 """The viewer in a real browser across a restart, and the training preflight's errors in the GUI:
 a capture that does not see the splat is refused before any model loads; a level without masks
-is refused after a few views, not after the whole capture; fields loaded and a selection saved in
-one server come back in a fresh page of the next server on the same output folder."""
+is refused after a few views, not after the whole capture, and a second quick failure is shown as
+well; fields loaded and a selection saved in one server are listed in a fresh page of the next
+server on the same output folder, which still starts with the scene's own fields."""
 
 from __future__ import annotations
 
@@ -126,9 +127,20 @@ def test_preflight_errors_are_shown_in_the_training_panel(demo, chromium, tmp_pa
             page=page,
         )
         wait_until(lambda: "failed" in training.train_md.content, what="panel says failed", page=page)
+        assert not training.train_btn.disabled and training.cancel_btn.disabled
         screenshot(page, artifact_dir / "2_no_masks_at_level.png")
         cached = list((tmp_path / "out" / "cache").rglob("*.npz"))
         assert len(cached) == 3, [p.name for p in cached]
+        # a second quick failure is shown too (the panel does not stay on "running"); the first run
+        # cached 3 views, so this one checks all 6
+        click_button(page, "Start training")
+        wait_until(
+            lambda: "failed" in training.train_md.content and "capture's 6 views" in training.train_md.content,
+            what="second failure shown in the panel",
+            page=page,
+            on_timeout=lambda: f"panel says {training.train_md.content!r}, job {viewer.job.state}",
+        )
+        assert not training.train_btn.disabled and training.cancel_btn.disabled
         # the viewer keeps serving: a prompt still re-renders
         frames = tab.frames
         set_text_input(page, "Prompt", "red mug")
@@ -171,13 +183,13 @@ def test_loaded_fields_and_a_saved_selection_come_back_after_a_restart(demo, chr
     try:
         page = chromium.new_page()
         tab = open_page(page, restarted)
-        # the loaded fields are listed and in use again, and the page says they were restored
-        assert restarted.fields_index == 1 and restarted.fields_history[1].path == copy.resolve()
-        assert tab.panels.training.fields_in.value == "1: loaded my_fields.pt"
+        # the scene's own fields are in use; the loaded ones are listed, and the page says so
+        assert restarted.fields_index == 0 and restarted.fields_history[1].path == copy.resolve()
+        assert tab.panels.training.fields_in.value == "0: fields at start-up"
         open_folder(page, "Fields")
         wait_until(
-            lambda: page.get_by_text("Restored from the last session", exact=False).count() >= 1,
-            what="restored note",
+            lambda: page.get_by_text("trained or loaded earlier", exact=False).count() >= 1,
+            what="listed note",
             page=page,
         )
         # the saved selection is listed; loading it selects the same Gaussians
@@ -190,7 +202,12 @@ def test_loaded_fields_and_a_saved_selection_come_back_after_a_restart(demo, chr
             lambda: page.get_by_text("loaded 'the_mug'", exact=False).count() >= 1, what="loaded shown", page=page
         )
         screenshot(page, artifact_dir / "restarted.png")
-        # reverting to the start-up fields is remembered too
+        # the loaded fields are offered: picking them uses them, and going back is remembered too
+        select_dropdown(page, "Fields", "1: loaded my_fields.pt")
+        click_button(page, "Use these fields")
+        wait_until(lambda: restarted.fields_index == 1, what="loaded fields in use", page=page)
+        # every panel has been told (the tab re-rendered for the change) before we pick another entry
+        wait_until(lambda: tab.rendered_key[-1] == restarted.version, what="tab refreshed", timeout=30, page=page)
         select_dropdown(page, "Fields", "0: fields at start-up")
         click_button(page, "Use these fields")
         wait_until(lambda: restarted.fields_index == 0, what="reverted", page=page)

@@ -1,6 +1,7 @@
-"""The viewer's per-tab tools in a real browser (one server and one Chromium for the module):
-modifier clicks, box select and undo; two tabs with their own prompt and view; "no match";
-frames that follow the window; hostile client values that hurt nobody else."""
+"""The viewer's per-tab tools in a real browser (a fresh server and Chromium for each test, so no
+test depends on another): modifier clicks, box select and undo; hide and undo; two tabs with their
+own prompt and view; "no match"; frames that follow the window; hostile client values that hurt
+nobody else."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ from harness import (
     click_canvas,
     click_label,
     close_notifications,
+    expect_download,
     free_port,
     select_dropdown,
+    set_slider,
     set_text_input,
     skip_reason,
     wait_for_viser,
     wait_until,
 )
+from plyfile import PlyData
 
 from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
 from ovseg_app.viewer.server import Viewer
@@ -39,18 +43,22 @@ READY = "Clear selection"
 
 
 @pytest.fixture(scope="module")
-def viewer(tmp_path_factory):
+def demo():
     scene, fields, encoder, note = load_session_inputs(ViewCommand())
     assert fields is not None, f"demo fields missing: {note}"
-    session = ViewerSession(
-        scene, make_renderer("cpu"), fields=fields, text_encoder=encoder, output_dir=tmp_path_factory.mktemp("out")
-    )
+    return scene, fields, encoder
+
+
+@pytest.fixture
+def viewer(demo, tmp_path):
+    scene, fields, encoder = demo
+    session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder, output_dir=tmp_path)
     v = Viewer(session, host="127.0.0.1", port=free_port(), still_height=720)
     yield v
     v.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser():
     with chromium_context(viewport=VIEWPORT) as ctx:
         yield ctx
@@ -78,11 +86,8 @@ def settled(tab) -> bool:
 
 
 def first_tab(browser, viewer: Viewer):
-    """The module's first page and its tab (opened by whichever test runs first)."""
-    page = browser.pages[0]
-    if not viewer.tabs:
-        return open_tab(browser, viewer, page)
-    return page, next(iter(viewer.tabs.values()))
+    """The browser's first page, opened on the viewer, and its tab."""
+    return open_tab(browser, viewer, browser.pages[0])
 
 
 def fresh(tab) -> bool:
@@ -143,6 +148,33 @@ def test_shift_adds_ctrl_removes_box_selects_and_undo(viewer, browser):
     wait_until(lambda: tab.panels.selection.box_in.value is False, what="box tool off", page=page)
 
 
+def test_hide_then_undo_brings_the_selection_back_and_redo_hides_again(viewer, browser):
+    page, tab = first_tab(browser, viewer)
+    truth = tab.session.base_scene.extras["object_id"]
+    cam = tab.last_camera
+    mug = object_pixels(tab, MUG)
+    select_dropdown(page, "View", "rgb")
+    click_canvas(page, *centre_of(mug, cam))
+    wait_until(lambda: tab.session.selection[truth == MUG].mean() > 0.9, what="mug selected", page=page)
+    selected = tab.session.selection.copy()
+    n = f"{int(selected.sum()):,}"
+    counts = tab.panels.prompt.stats_md  # at the top of the panel
+    wait_until(lambda: f"**Selection:** {n} Gaussians" in counts.content, what="count at the top", page=page)
+    wait_until(lambda: settled(tab), what="frame with the selection", timeout=30, page=page)
+    shown = tab.last_frame.astype(int)
+    click_button(page, "Hide selected")
+    wait_until(lambda: f"0 Gaussians, {n} hidden" in counts.content, what="mug hidden", page=page)
+    wait_until(lambda: settled(tab), what="frame without the mug", timeout=30, page=page)
+    assert np.abs(tab.last_frame.astype(int) - shown).sum(-1)[mug].mean() > 30  # the mug is gone
+    click_button(page, "Undo selection")
+    wait_until(lambda: counts.content.endswith(f"**Selection:** {n} Gaussians"), what="undo shows it", page=page)
+    assert np.array_equal(tab.session.selection, selected) and not tab.session.hidden.any()
+    path = expect_download(page, lambda: click_button(page, "Download PLY"), dest_dir=viewer.session.output_dir)
+    assert PlyData.read(str(path))["vertex"].count == selected.sum()  # the export has it too
+    click_button(page, "Redo selection")
+    wait_until(lambda: f"0 Gaussians, {n} hidden" in counts.content, what="redo hides it again", page=page)
+
+
 def test_two_tabs_keep_their_own_prompt_and_view_and_no_match_is_said(viewer, browser):
     page1, tab1 = first_tab(browser, viewer)
     page2, tab2 = open_tab(browser, viewer)
@@ -181,11 +213,9 @@ def test_frames_follow_the_window_size(viewer, browser):
         timeout=30,
         page=page,
     )
-    tab.panels.display.height_in.value = 200.0  # as if the slider moved (callbacks run on the client's update)
-    tab.max_height = 200
-    tab.wake.set()
+    page.get_by_text("Display", exact=True).first.click()  # open the folder
+    set_slider(page, "Max height", 200)
     wait_until(lambda: tab.last_camera.height == 200, what="frame capped by Max height", timeout=30, page=page)
-    page.set_viewport_size(VIEWPORT)
 
 
 def _inject(viewer: Viewer, tab, message) -> None:
@@ -213,12 +243,14 @@ def test_hostile_client_values_hurt_nobody(viewer, browser):
         look_at=tuple(cam.look_at), up_direction=tuple(cam.up_direction),
     )  # fmt: skip
     # a canvas 300x wider than high, then a huge one, then a non-finite camera
+    width = hostile.last_camera.width
     _inject(viewer, hostile, _messages.ViewerCameraMessage(**base, image_height=400, image_width=120_000))
-    wait_until(lambda: hostile.last_camera.width <= 4 * hostile.last_camera.height, what="clamped frame", page=page)
+    # a frame for the wide canvas (wider than the window's), clamped to the widest aspect allowed
+    wait_until(lambda: hostile.last_camera.width > width + 2, what="frame for the wide canvas", page=page)
+    assert hostile.last_camera.width <= 4 * hostile.last_camera.height
     _inject(viewer, hostile, _messages.ViewerCameraMessage(**base, image_height=100_000, image_width=100_000))
-    wait_until(lambda: hostile.client.camera.image_height == 100_000, what="huge canvas arrives", page=page)
-    hostile.wake.set()
-    page.wait_for_timeout(500)
+    # a frame for the square canvas, at most as high as the tab's maximum
+    wait_until(lambda: hostile.last_camera.width == hostile.last_camera.height, what="square frame", page=page)
     assert hostile.last_camera.height <= hostile.max_height
     hostile.max_height = 2160  # as high as the panel allows, with the widest canvas
     _inject(viewer, hostile, _messages.ViewerCameraMessage(**base, image_height=2160, image_width=100_000))
@@ -257,15 +289,19 @@ def test_browser_display_recolours_the_splats_in_place(viewer, browser):
     select_dropdown(page, "View", "relevancy")
     set_text_input(page, "Prompt", "yellow ball")
     wait_until(lambda: tab.session.prompt.positives == ("yellow ball",), what="prompt", page=page)
-    wait_until(lambda: tab._splat_colors is not None and fresh_colours(tab, truth), what="recoloured", page=page)
+    wait_until(lambda: fresh_colours(tab, truth), what="recoloured", page=page)
     assert tab.splats is handle  # the same scene node: only its colours were sent again
+    click_button(page, "Select prompt result")
+    click_button(page, "Hide selected")  # hidden splats turn transparent, in place as well
+    wait_until(lambda: (tab.splats.opacities[truth == BALL] == 0).all(), what="ball hidden", page=page)
+    assert tab.splats is handle and (tab.splats.opacities[truth != BALL] > 0).mean() > 0.99
     select_dropdown(page, "Display", "server")
     wait_until(lambda: tab.splats is None and fresh(tab), what="back to server frames", timeout=30, page=page)
 
 
 def fresh_colours(tab, truth) -> bool:
-    base = tab.session.gaussian_colors("rgb")
-    changed = np.abs(tab._splat_colors - base).sum(1) > 0.05
+    base = 255 * tab.session.gaussian_colors("rgb")
+    changed = np.abs(tab.splats.rgbs.astype(float) - base).sum(1) > 0.05 * 255
     return changed[truth == BALL].mean() > 0.7 and changed[truth != BALL].mean() < 0.05
 
 

@@ -1,6 +1,7 @@
 """What a user makes in the viewer and gets back after a restart on the same scene: the fields
-trained or loaded (by path; the files stay where training or the user put them), the ones in use,
-the 3D instance set in use, and named selections.
+trained or loaded (by path; the files stay where training or the user put them) and the ones in
+use (``FieldsLibrary`` decides what a restart does with them), the 3D instance set in use, and
+named selections.
 
 Everything lives under the output folder, one folder per splat (its fingerprint), so another
 scene opened with the same ``--output-dir`` sees none of it::

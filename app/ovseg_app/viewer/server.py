@@ -1,17 +1,16 @@
 """The viser front end: one ``Tab`` per browser tab (its own panels, state and render thread), and
-what all tabs share: the scene, the fields (with a history to revert to), 3D instances and one
-training job, whose progress and results are announced to every tab.
+what all tabs share: the scene, the fields (``FieldsLibrary``), 3D instances and one training job.
 
-Callbacks never render; they change state and wake the render threads. Each client's loop
-renders the newest camera it has (older ones are dropped, so there is no backlog): at reduced
-resolution while the camera moves, at the browser's size (up to a maximum) once it is still.
-Every callback and render runs inside ``guarded``: an exception is logged and shown to the
-client that caused it, and the server keeps serving.
+Shared changes are pushed to every tab as events: a fields or instances change refreshes each
+tab's panels and frame at once, and the training job calls back on every change of its state,
+progress or message (``JobAnnouncer`` sends the newest status to every tab, at most ten times a
+second). Callbacks never render; they change state and wake the render threads. Every callback and
+render runs inside ``guarded``: an exception is logged and shown to the client that caused it, and
+the server keeps serving.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import threading
@@ -21,26 +20,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ovseg_app.viewer.fields_library import FieldsEntry, FieldsLibrary
 from ovseg_app.viewer.saved_state import SavedState
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.tab import Tab
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
-from ovseg_core.fields.discovery import text_encoder_for
 
 log = logging.getLogger("ovseg.viewer")
 
 MAX_ERRORS_KEPT = 200
+JOB_ANNOUNCE_SECONDS = 0.1
+"""Shortest time between two training-status messages to the tabs (the job may report far more often)."""
 
-
-@dataclasses.dataclass
-class FieldsEntry:
-    """One set of fields the viewer has used (start-up, a training run, a loaded file); entries
-    restored from an earlier session are loaded from ``path`` when first used."""
-
-    label: str
-    fields: Any
-    encoder: Any
-    path: Path | None = None
+__all__ = ["Viewer", "FieldsEntry"]
 
 
 class Viewer:
@@ -55,11 +47,11 @@ class Viewer:
         dataset: Path | None = None,
         display_mode: str = "server",
         still_height: int = 384,
-        moving_height: int | None = None,
         restore: bool = True,
     ) -> None:
-        """``restore``: bring back the fields and instances the last session on this scene used
-        (from ``<output_dir>/viewer_state``); saved fields and selections are listed either way."""
+        """``restore``: bring back the instances the last session on this scene used, and its
+        fields when the scene has none of its own (from ``<output_dir>/viewer_state``); fields
+        trained or loaded earlier and saved selections are listed either way."""
         import viser
 
         self.session = session
@@ -71,23 +63,28 @@ class Viewer:
         self.tabs: dict[int, Tab] = {}
         self.errors: list[str] = []
         self.runs_dir = session.output_dir / "runs" if session.output_dir is not None else None
-        start = "fields at start-up" if session.fields is not None else "no fields"
-        self.fields_history: list[FieldsEntry] = [FieldsEntry(start, session.fields, session.text_encoder)]
-        self.fields_index = 0
         self.saved = SavedState(session.output_dir, session.base_scene)
-        self.restored: list[str] = []
-        """What was brought back from the last session (shown in the Fields panel)."""
-        self._restore(restore)
+        self.library = FieldsLibrary(session, self.saved)
+        self.library.restore(restore)
+        self.restored: list[str] = self.library.notes
+        """What was brought back or listed from the last session (shown in the Fields panel)."""
+        self._restore_instances(restore)
         self._browser_geometry: dict | None = None
+        self._stop = threading.Event()
+        self._job_changed = threading.Event()
+        self._runs = 0
         self.job = TrainingJob(
-            session.scene, session.renderer, on_finished=self._fields_trained, on_instances=self._instances_built
+            session.scene,
+            session.renderer,
+            on_finished=self._fields_trained,
+            on_instances=self._instances_built,
+            on_change=self._job_changed.set,
         )
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.host, self.port = host, self.server.get_port()
         self.server.on_client_connect(self.guarded(self._on_connect))
         self.server.on_client_disconnect(self._on_disconnect)
-        self._stop = threading.Event()
-        threading.Thread(target=self._poll_job, daemon=True, name="ovseg-job-poll").start()
+        threading.Thread(target=self._announce_job, daemon=True, name="ovseg-job-status").start()
 
     @property
     def url(self) -> str:
@@ -125,6 +122,7 @@ class Viewer:
         tab = Tab(self, client)
         self.tabs[client.client_id] = tab
         tab.panels.display.reset_camera()
+        self.guarded(self._show_job, client)(tab)
 
     def _on_disconnect(self, client: Any) -> None:
         tab = self.tabs.pop(client.client_id, None)
@@ -159,69 +157,47 @@ class Viewer:
             )
         return self._browser_geometry
 
-    # -- fields and instances (shared) --------------------------------------------------------------
+    # -- fields (shared; the Fields panel reads these) ---------------------------------------------------
+    @property
+    def fields_history(self) -> list[FieldsEntry]:
+        return self.library.entries
+
+    @property
+    def fields_index(self) -> int:
+        return self.library.index
+
     def fields_options(self) -> tuple[str, ...]:
-        return tuple(f"{i}: {e.label}" for i, e in enumerate(self.fields_history))
+        return self.library.options()
 
     def use_fields(self, index: int) -> None:
-        """Bring back fields from the history (all tabs switch); remembered for the next start."""
-        if not 0 <= index < len(self.fields_history):
-            raise ValueError(f"no fields entry {index}")
-        entry = self.fields_history[index]
-        if entry.fields is None and entry.path is not None:  # saved by an earlier session
-            from ovseg_core.fields import load_fields
-
-            fields = load_fields(entry.path, self.session.base_scene)
-            entry.fields, entry.encoder = fields, text_encoder_for(fields)
-        self.session.set_fields(entry.fields, entry.encoder)
-        self.fields_index = index
-        self.saved.use_fields(entry.path if index else None)
+        """Bring back fields from the list (all tabs switch); remembered for the next start."""
+        self.library.use(index)
         self.shared_changed()
 
-    def _add_fields(self, label: str, fields: Any, path: Path | None) -> None:
-        self.fields_history.append(FieldsEntry(label, fields, text_encoder_for(fields), path))
-        if path is not None:
-            self.saved.add_fields(label, path)
-        self.use_fields(len(self.fields_history) - 1)
-
-    def _restore(self, restore: bool) -> None:
-        """List the fields earlier sessions made; with ``restore``, use the ones in use when the
-        last session ended, and its instances. A file that went missing or no longer loads is
-        skipped with a warning: the viewer always starts."""
-        for label, path in self.saved.saved_fields():
-            self.fields_history.append(FieldsEntry(label, None, None, path))
-        if not restore:
-            return
-        in_use = self.saved.fields_in_use
-        index = next((i for i, e in enumerate(self.fields_history) if i and e.path == in_use), None)
-        if in_use is not None and index is not None:
-            try:
-                self.use_fields(index)
-                self.restored.append(f"fields *{self.fields_history[index].label}*")
-            except Exception as e:  # noqa: BLE001 - a stale entry must not stop the viewer
-                log.warning("could not restore the fields in %s: %s", in_use, e)
-        inst = self.saved.instances
-        if inst is not None and self.session.instances is None:
-            try:
-                from ovseg_core.instances import load_instances, text_encoder_for_instances
-
-                instances = load_instances(inst, self.session.base_scene)
-                self.session.set_instances(instances, text_encoder_for_instances(instances))
-                self.restored.append(f"instances `{inst.name}` ({len(instances.sizes)})")
-            except Exception as e:  # noqa: BLE001
-                log.warning("could not restore the instances in %s: %s", inst, e)
-
     def load_fields(self, path: Path) -> None:
-        from ovseg_core.fields import load_fields
-
-        fields = load_fields(path, self.session.base_scene)
-        self._add_fields(f"loaded {path.name}", fields, path)
+        self.library.load(path)
+        self.shared_changed()
 
     def _fields_trained(self, fields: Any) -> None:
         result = self.job.result
         run_dir = result.run_dir if result is not None else None
         label = f"trained {run_dir.name}" if run_dir is not None else f"trained at {time.strftime('%H:%M:%S')}"
-        self._add_fields(label, fields, run_dir)
+        self.library.add(label, fields, run_dir)
+        self.shared_changed()
+
+    # -- instances (shared) ---------------------------------------------------------------------------
+    def _restore_instances(self, restore: bool) -> None:
+        inst = self.saved.instances
+        if not restore or inst is None or self.session.instances is not None:
+            return
+        try:
+            from ovseg_core.instances import load_instances, text_encoder_for_instances
+
+            instances = load_instances(inst, self.session.base_scene)
+            self.session.set_instances(instances, text_encoder_for_instances(instances))
+            self.restored.append(f"instances `{inst.name}` ({len(instances.sizes)})")
+        except Exception as e:  # noqa: BLE001 - a stale entry must not stop the viewer
+            log.warning("could not restore the instances in %s: %s", inst, e)
 
     def _instances_built(self, payload: Any) -> None:
         instances, encoder = payload
@@ -271,35 +247,41 @@ class Viewer:
 
     # -- training (shared) ----------------------------------------------------------------------------
     def start_job(self, request: TrainingRequest) -> None:
-        self.job.start(request)
-        self._each_tab(lambda tab: tab.panels.training.show_job("running", 0.0, "**running**", [], True))
+        self.job.start(request)  # its on_change announces "running" to every tab
+        self._runs += 1
 
-    def _poll_job(self) -> None:
-        last = None
-        told = "idle"
-        while not self._stop.is_set():
-            time.sleep(0.2)
-            job = self.job
-            snapshot = (job.state, round(job.fraction, 3), job.message, len(job.losses), len(self.tabs))
-            if snapshot == last:
-                continue
-            last = snapshot
-            text = f"**{job.state}** ({100 * job.fraction:.0f}%): {job.message}"
-            if job.preflight and job.state == "running":
-                text += f"  \nPreflight: {job.preflight}"
-            show = functools.partial(_show_job, args=(job.state, job.fraction, text, list(job.losses), job.running))
-            self._each_tab(show)
-            if job.state == "failed" and told != "failed" and job.error:
-                self.notify(None, "Training failed", job.error, color="red")
-            told = job.state
+    def job_status(self) -> tuple[str, float, str, list, bool]:
+        """(state, fraction, text, losses, running) as the Training panel shows them."""
+        job = self.job
+        state, fraction, message = job.state, job.fraction, job.message
+        text = f"**{state}** ({100 * fraction:.0f}%): {message}" if state != "idle" else "Idle."
+        if job.preflight and state == "running":
+            text += f"  \nPreflight: {job.preflight}"
+        return state, fraction, text, list(job.losses), state == "running"
+
+    def _show_job(self, tab: Tab, status: tuple | None = None) -> None:
+        tab.panels.training.show_job(*(status or self.job_status()))
+
+    def _announce_job(self) -> None:
+        """Wait for the job to change, then show its newest status in every tab (and a failure as
+        a notification); changes that arrive while one is sent are sent next, never dropped."""
+        told = 0  # the run whose failure was notified
+        while True:
+            self._job_changed.wait()
+            if self._stop.is_set():
+                return
+            self._job_changed.clear()
+            status = self.job_status()
+            self._each_tab(functools.partial(self._show_job, status=status))
+            if status[0] == "failed" and told != self._runs and self.job.error:
+                told = self._runs
+                self.notify(None, "Training failed", self.job.error, color="red")
+            self._stop.wait(JOB_ANNOUNCE_SECONDS)
 
     def stop(self) -> None:
         self._stop.set()
+        self._job_changed.set()
         self.job.cancel()
         for tab in list(self.tabs.values()):
             tab.close()
         self.server.stop()
-
-
-def _show_job(tab: Tab, args: tuple) -> None:
-    tab.panels.training.show_job(*args)

@@ -62,6 +62,7 @@ class Tab:
         self.bad_camera_logged = False
         self.splats = None
         self._splat_colors: np.ndarray | None = None
+        self._splat_hidden: np.ndarray | None = None
         self.wake = threading.Event()
         self.alive = True
         self.panels = build_panels(self)
@@ -79,7 +80,8 @@ class Tab:
 
     # -- state changes ---------------------------------------------------------------------------
     def changed(self) -> None:
-        """This tab's state changed: re-render it (and refresh its browser-side colours)."""
+        """This tab's state changed: re-render it, refresh its browser-side colours and what its
+        panels say about the state."""
         self.version += 1
         if self.display_mode == "browser":
             self.update_browser_splats()
@@ -87,28 +89,17 @@ class Tab:
         self.wake.set()
 
     def edit_selection(self, edit: Any) -> Any:
-        """Run ``edit()`` (a selection change) with an undo step recorded before it."""
-        self.session.history.record(self.session.selection)
+        """Run ``edit()`` (a session selection edit: it records its own undo step), then show it."""
         result = edit()
         self.panels.selection.show_count()
         self.changed()
         return result
 
     def undo(self) -> None:
-        restored = self.session.history.undo(self.session.selection)
-        if restored is None:
-            raise ValueError("nothing to undo")
-        self.session.set_selection(restored)
-        self.panels.selection.show_count()
-        self.changed()
+        self.edit_selection(self.session.undo)
 
     def redo(self) -> None:
-        restored = self.session.history.redo(self.session.selection)
-        if restored is None:
-            raise ValueError("nothing to redo")
-        self.session.set_selection(restored)
-        self.panels.selection.show_count()
-        self.changed()
+        self.edit_selection(self.session.redo)
 
     # -- clicks and boxes ------------------------------------------------------------------------
     def _click_handler(self, op: SelectOp) -> Any:
@@ -223,16 +214,21 @@ class Tab:
         self.changed()
 
     def update_browser_splats(self) -> None:
-        """Colour the tab's browser-side splats for its view; colours change in place (the
-        centres and covariances are sent once, when the splats are first shown)."""
-        colors = self.session.gaussian_colors(self.view_mode if self.view_mode != "heatmap" else "relevancy")
+        """Colour the tab's browser-side splats for its view, hidden ones transparent; colours and
+        opacities change in place (centres and covariances are sent once, when the splats are first
+        shown)."""
+        colors = self.session.gaussian_colors(self.view_mode)
+        hidden = self.session.hidden
         if self.splats is None:
             self.splats = self.client.scene.add_gaussian_splats(
                 "/ovseg/splats", rgbs=colors, **self.viewer.browser_geometry()
             )
+            self._splat_hidden = None
         elif self._splat_colors is None or not np.array_equal(self._splat_colors, colors):
             self.splats.rgbs = colors
-        self._splat_colors = colors
+        if hidden is not self._splat_hidden and (self._splat_hidden is not None or hidden.any()):
+            self.splats.opacities = self.viewer.browser_geometry()["opacities"] * ~hidden[:, None]
+        self._splat_colors, self._splat_hidden = colors, hidden
 
     def close(self) -> None:
         """The tab went away: stop its loop and drop its frames and state."""

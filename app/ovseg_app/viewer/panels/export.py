@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ovseg_app.viewer.exports import EXPORT_KINDS
 from ovseg_app.viewer.panels.inputs import checked_choice, checked_text
-from ovseg_app.viewer.session import EXPORT_KINDS
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.tab import Tab

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ovseg_app.viewer.panels.inputs import checked_choice, checked_text, clamped_number
-from ovseg_app.viewer.session import VIEW_MODES
 from ovseg_core.colormaps import COLORMAPS
+from ovseg_core.render.frames import LEGEND_MODES, VIEW_MODES
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.tab import Tab
@@ -24,11 +24,13 @@ def legend_image(colormap: str) -> np.ndarray:
 
 
 class PromptPanel:
-    """Prompt, negatives, threshold, level, view mode, colour map; the match count and a legend."""
+    """The counts (prompt's answer and selection, at the top of the panel), then prompt, negatives,
+    threshold, level, view mode, colour map and a legend (in the modes that use the colour map)."""
 
     def __init__(self, tab: Tab) -> None:
         self.tab = tab
         gui, s = tab.client.gui, tab.session
+        self.stats_md = gui.add_markdown(self._stats_text())
         self.encoder_md = gui.add_markdown(self._encoder_text())
         with gui.add_folder("Prompt"):
             self.prompt_in = gui.add_text("Prompt", initial_value=", ".join(s.prompt.positives))
@@ -48,8 +50,8 @@ class PromptPanel:
             )
             self.view_in = gui.add_dropdown("View", options=VIEW_MODES, initial_value=tab.view_mode)
             self.cmap_in = gui.add_dropdown("Colormap", options=tuple(COLORMAPS), initial_value=s.prompt.colormap)
-            self.stats_md = gui.add_markdown(self._stats_text())
             self.legend = gui.add_image(legend_image(s.prompt.colormap), label="relevancy 0.5 → 1.0", format="png")
+        self.legend.visible = self._legend_applies()
         g = tab.guarded
         self.prompt_in.on_update(g(self._on_prompt))
         self.neg_in.on_update(g(self._on_negatives))
@@ -73,23 +75,36 @@ class PromptPanel:
         return ("auto", *(str(lvl) for lvl in self.tab.session.levels))
 
     def _stats_text(self) -> str:
+        """What the prompt found (the same set the frame highlights and *Select prompt result*
+        selects), and the selection, from one snapshot of the tab's state."""
         s = self.tab.session
+        st = s.state
+        hidden = int(st.hidden.sum())
+        selection = f"**Selection:** {int(st.selection.sum()):,} Gaussians" + (f", {hidden:,} hidden" if hidden else "")
         if s.query is None:
-            return "No language fields loaded: prompts need fields (train or load them in the Training panel)."
-        if not s.prompt.positives:
-            return "Type a prompt (several: separate them with commas)."
-        stats = s.relevancy_stats()
-        if stats is None:
-            return ""
-        t = s.prompt.threshold
-        if stats.no_match:
-            return f"**No match**: no Gaussian passes threshold {t:.2f} (max relevancy {stats.max_relevancy:.2f})."
-        return f"**{stats.above_threshold:,}** Gaussians above {t:.2f} (max relevancy {stats.max_relevancy:.2f})."
+            return f"No language fields loaded: prompts need fields (train or load them in the Training panel).  \n{selection}"
+        if not st.prompt.positives:
+            return f"Type a prompt (several: separate them with commas).  \n{selection}"
+        found = s.answer(st)
+        if found is None:
+            return selection
+        t = st.prompt.threshold
+        if found.no_match:
+            text = f"**No match**: no Gaussian passes threshold {t:.2f} (max relevancy {found.max_relevancy:.2f})."
+        else:
+            text = f"**Prompt:** {found.count:,} Gaussians above {t:.2f} (max relevancy {found.max_relevancy:.2f})."
+        return f"{text}  \n{selection}"
 
     def show_stats(self) -> None:
         text = self._stats_text()
         if self.stats_md.content != text:
             self.stats_md.content = text
+        legend = self._legend_applies()
+        if self.legend.visible != legend:
+            self.legend.visible = legend
+
+    def _legend_applies(self) -> bool:
+        return self.tab.view_mode in LEGEND_MODES and bool(self.tab.session.prompt.positives)
 
     def fields_changed(self) -> None:
         """Announced to every tab when the shared fields change."""

@@ -1,5 +1,5 @@
 """The Selection panel: click (shift adds, ctrl/alt removes), box select, prompt result, invert,
-hide, undo/redo. Every edit records an undo step in the tab's own history."""
+hide, undo/redo. Every edit (hiding too) records an undo step in the tab's own history."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class SelectionPanel:
             raise ValueError("no saved selection to load")
         mask = self.tab.viewer.saved.load_selection(name)
         s = self.tab.session
-        self.tab.edit_selection(lambda: s.set_selection(mask & ~s.hidden))
+        self.tab.edit_selection(lambda: s.set_selection(mask))
         self.selection_md.content = f"Selection: {int(s.selection.sum()):,} Gaussians (loaded '{name}')."
 
     def refresh_saved(self) -> None:
@@ -95,24 +95,18 @@ class SelectionPanel:
                 self._rect_callbacks.append(cb)
 
     def _on_hide(self, event: Any) -> None:
-        s = self.tab.session
-        if not s.selection.any():
-            raise ValueError("nothing selected to hide")
-        s.history.record(s.selection)
-        s.set_hidden(s.hidden | s.selection)
-        self.show_count()
-        self.tab.changed()
+        self.tab.edit_selection(self.tab.session.hide_selected)
 
     def _on_show_all(self, event: Any) -> None:
-        self.tab.session.set_hidden(self.tab.session.hidden & False)
-        self.show_count()
-        self.tab.changed()
+        self.tab.edit_selection(self.tab.session.show_all)
 
     def show_count(self) -> None:
         s = self.tab.session
         hidden = int(s.hidden.sum())
         extra = f", {hidden:,} hidden" if hidden else ""
-        self.selection_md.content = f"Selection: {int(s.selection.sum()):,} Gaussians{extra}."
+        text = f"Selection: {int(s.selection.sum()):,} Gaussians{extra}."
+        if self.selection_md.content != text:
+            self.selection_md.content = text
 
     def show_click(self, result: Any) -> None:
         n = int(self.tab.session.selection.sum())

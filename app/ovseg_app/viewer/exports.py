@@ -1,0 +1,71 @@
+"""What a tab exports: the selection or the prompt's answer (or their complements) as a 3DGS PLY,
+and file naming in the output folder (sanitised, confined to it, never over an existing file)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from ovseg_core.io.atomic import atomic_write_bytes
+from ovseg_core.io.ply import write_ply
+
+if TYPE_CHECKING:
+    from ovseg_app.viewer.session import ViewerSession
+
+ExportKind = Literal["selection", "prompt", "selection-complement", "prompt-complement"]
+EXPORT_KINDS: tuple[str, ...] = ("selection", "prompt", "selection-complement", "prompt-complement")
+_SAVE_LOCK = threading.Lock()
+
+
+def export_mask(session: ViewerSession, kind: str) -> np.ndarray:
+    """``[N]`` bool: the Gaussians ``kind`` exports (hidden ones never)."""
+    if kind not in EXPORT_KINDS:
+        raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(EXPORT_KINDS)}")
+    st = session.state
+    base = st.selection if kind.startswith("selection") else session.prompt_selection()
+    return ~base & ~st.hidden if kind.endswith("complement") else base & ~st.hidden
+
+
+def export_ply(session: ViewerSession, kind: str) -> bytes:
+    keep = export_mask(session, kind)
+    if not keep.any():
+        raise ValueError(f"nothing to export: the {kind.replace('-', ' ')} is empty")
+    return write_ply(session.base_scene.subset(keep))
+
+
+def export_instance_ply(session: ViewerSession, k: int) -> bytes:
+    inst = session.instances
+    if inst is None or not 0 <= k < len(inst.sizes):
+        raise ValueError(f"no instance {k}")
+    return write_ply(session.base_scene.subset(inst.labels == k))
+
+
+def save_output(output_dir: Path | None, name: str, data: bytes) -> Path:
+    """Write ``data`` into ``output_dir`` under a sanitised ``name`` (never outside it, never over an
+    existing file: ``a.ply`` becomes ``a-1.ply``, ``a-2.ply``, ...)."""
+    with _SAVE_LOCK:  # two tabs saving the same name at once still get two files
+        return atomic_write_bytes(output_path(output_dir, name), data)
+
+
+def output_path(output_dir: Path | None, name: str) -> Path:
+    """A path in ``output_dir`` for ``name``, sanitised, confined to it, and not yet taken."""
+    if output_dir is None:
+        raise ValueError("no output directory was given at start-up (--output-dir)")
+    base = Path(name).name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._")
+    if not Path(base).stem.strip("._- ") or not Path(safe).stem.strip("._-"):
+        raise ValueError(f"{name!r} is not a usable file name; type a name such as 'mug.ply'")
+    path = (output_dir / safe).resolve()
+    if path.parent != output_dir:
+        raise ValueError(f"refusing to write outside {output_dir}")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output directory {output_dir} is a file")
+    stem, suffix, n = path.stem, path.suffix, 0
+    while path.exists():
+        n += 1
+        path = path.with_name(f"{stem}-{n}{suffix}")
+    return path
