@@ -129,7 +129,7 @@ class TrainingPanel:
         v = self.tab.viewer
         if not v.saved.enabled:
             return "Fields trained here are **not kept** after a restart (start ovseg-view with --output-dir)."
-        text = "Fields trained or loaded here are listed again after a restart; the ones in use come back."
+        text = "Fields trained or loaded here are listed again after a restart, one pick away; the scene opens with its own."
         if v.restored:
             text += f"  \nRestored from the last session: {', '.join(v.restored)}."
         return text
