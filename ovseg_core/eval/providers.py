@@ -12,7 +12,7 @@ from ovseg_core.camera import Camera
 from ovseg_core.fields.language_fields import LanguageFields
 from ovseg_core.fields.relevancy import DEFAULT_NEGATIVES, FieldQuery
 from ovseg_core.models.protocols import TextEncoder
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 

@@ -32,7 +32,7 @@ from ovseg_core.fields.backprojection import (
 from ovseg_core.fields.config import LiftConfig
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.fields.training import CancelFlag, TrainingView
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 

@@ -20,7 +20,7 @@ from ovseg_core.fields import _relevancy_kernels as kernels
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.models.protocols import TextEncoder
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 

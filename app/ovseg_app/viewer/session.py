@@ -31,7 +31,7 @@ from ovseg_core.fields.feature_pca import pca_colors
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.ply import write_ply
 from ovseg_core.models import TextEncoder
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 from ovseg_core.selection import SelectionConfig, connected_within, consistent_selection, graph_for, grow_from_seed
 

@@ -30,7 +30,7 @@ from ovseg_core.models import Sam2Config
 from ovseg_core.models.open_clip_encoder import OpenClipConfig
 from ovseg_core.pipeline import PipelineProgress, PipelineResult, PreprocessConfig, train_from_dataset
 from ovseg_core.pipeline.progress import PREPROCESS_SHARE
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 log = logging.getLogger(__name__)
