@@ -107,6 +107,8 @@ def load_dataset(
     config: DatasetConfig | None = None,
     sfm_scene: Any = None,
     reconstruction_metadata: Mapping[str, Any] | None = None,
+    *,
+    need_images: bool = True,
 ) -> ViewDataset:
     """Load a capture's views, downsampled and aligned with a reconstruction.
 
@@ -120,6 +122,7 @@ def load_dataset(
         reconstruction_metadata: The reconstruction's file metadata (``GaussianScene.metadata``);
             its ``normalization_transform`` aligns the cameras when ``config.normalization`` is
             ``"auto"``.
+        need_images: Check that every view's photo exists (False for a caller that needs only cameras).
 
     Raises:
         SceneFormatError: nothing at ``path`` is a known dataset, or images are missing.
@@ -136,7 +139,8 @@ def load_dataset(
 
     target = _target_transform(config, reconstruction_metadata, default=scene_frame)
     _check_unique_names(posed, root)
-    _check_images_exist(posed, root)
+    if need_images:
+        _check_images_exist(posed, root)
 
     views = []
     for index, p in enumerate(sorted(posed, key=lambda p: p.name)):
