@@ -19,8 +19,7 @@ from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
 from ovseg_core.camera import Camera, orbit_cameras
 from ovseg_core.errors import SceneFormatError
 from ovseg_core.render import make_renderer
-from ovseg_core.synthetic import FLOATING_OBJECTS
-from ovseg_core.synthetic_capture import write_capture
+from ovseg_core.synthetic import FLOATING_OBJECTS, write_capture
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
 NAMES = [o.name for o in FLOATING_OBJECTS]
