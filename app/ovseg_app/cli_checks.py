@@ -24,8 +24,8 @@ MAX_IMAGE_PIXELS = 7680 * 4320
 """Largest image accepted: the 8K UHD pixel count (33.2 MP); a CPU frame needs ~100 bytes a pixel."""
 MAX_PROMPT_CHARS = 1000
 """CLIP reads 77 tokens (a few hundred characters); anything longer is a mistake, not a prompt."""
-MAX_FRAMES = 100_000
-"""Most frames an orbit video may have."""
+MAX_VIDEO_FRAMES = 3000
+"""Most frames a rendered video (an orbit or a viewer camera path) may have: 100 s at 30 fps."""
 
 
 def check_positive(flag: str, value: float) -> None:
@@ -186,8 +186,8 @@ def check_render_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.render_cli.Render
     check_positive("--fps", cmd.fps)
     check_positive("--downsample", cmd.downsample)
     check_positive("--radius-scale", cmd.radius_scale)
-    if not 1 <= cmd.orbit_frames <= MAX_FRAMES:
-        raise ValueError(f"--orbit-frames must lie in 1..{MAX_FRAMES}, got {cmd.orbit_frames}")
+    if not 1 <= cmd.orbit_frames <= MAX_VIDEO_FRAMES:
+        raise ValueError(f"--orbit-frames must lie in 1..{MAX_VIDEO_FRAMES}, got {cmd.orbit_frames}")
     if cmd.view is not None and cmd.view < 0:
         raise ValueError(f"--view must not be negative, got {cmd.view}")
     if not all(math.isfinite(v) for v in (*cmd.up, *cmd.background, cmd.elevation_deg)):

@@ -91,9 +91,10 @@ class EvalLerfCommand:
             evaluate_scenes,
         )
         from ovseg_core.fields import load_fields
-        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
+        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields
         from ovseg_core.io import load_scene
         from ovseg_core.models import OpenClipConfig
+        from ovseg_core.models.registry import text_encoder_for
         from ovseg_core.render import make_renderer
 
         self._check()

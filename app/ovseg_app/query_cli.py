@@ -83,9 +83,10 @@ class QueryCommand:
         import numpy as np
 
         from ovseg_core.fields import FieldQuery, QuerySettings, load_fields
-        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
+        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
+        from ovseg_core.models.registry import text_encoder_for
         from ovseg_core.selection import consistent_selection, graph_for
 
         prepare_query(self)
@@ -147,9 +148,10 @@ class QueryCommand:
     def _execute_instances(self) -> list[str]:
         import numpy as np
 
-        from ovseg_core.instances import export_instances, load_instances, text_encoder_for_instances
+        from ovseg_core.instances import export_instances, load_instances
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
+        from ovseg_core.models.registry import text_encoder_for
 
         if self.instances is None:
             raise ValueError("give --instances (an instances file, InstanceSet.save)")
@@ -173,7 +175,7 @@ class QueryCommand:
                 clip = OpenClipConfig(
                     model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained
                 )
-            encoder = text_encoder_for_instances(instances, clip)
+            encoder = text_encoder_for(instances, clip)
             instances.classify(encoder, self.prompt)
         if self.export is not None:
             rel = instances.relevancy(encoder, self.prompt, self.negatives).max(axis=1)  # [K]

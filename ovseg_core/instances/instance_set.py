@@ -186,12 +186,3 @@ def load_instances(path: str | os.PathLike[str], scene: GaussianScene | None = N
     if scene is not None:
         instances.check_scene(scene)
     return instances
-
-
-def text_encoder_for_instances(instances: InstanceSet, clip: Any = None) -> TextEncoder:
-    """The text tower matching the instances' image encoder (same rules as for language fields:
-    stored vocabulary, tiny test CLIP, or the recorded / configured OpenCLIP)."""
-    from ovseg_core.fields.discovery import text_encoder_for
-
-    # text_encoder_for reads only encoder_name, config, source and embed_dim, which InstanceSet shares
-    return text_encoder_for(instances, clip)  # type: ignore[arg-type]

@@ -119,7 +119,7 @@ def test_training_job_runs_in_the_background_and_swaps_fields(trained, tmp_path)
     scene, root, _, _ = trained
     lock = threading.RLock()
     session = ViewerSession(scene, make_renderer("cpu"), device_lock=lock)
-    from ovseg_core.fields.discovery import text_encoder_for
+    from ovseg_core.models.registry import text_encoder_for
 
     job = TrainingJob(scene, session.renderer, on_finished=lambda f: session.set_fields(f, text_encoder_for(f)))
     small = tmp_path / "capture"

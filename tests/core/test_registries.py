@@ -54,21 +54,21 @@ class Record:
 
 def test_text_encoders_by_scheme():
     from ovseg_core.models.palette_models import Vocabulary, VocabularyTextEncoder
-    from ovseg_core.models.registry import scheme_of, text_encoder_for_record
+    from ovseg_core.models.registry import scheme_of, text_encoder_for
 
     assert scheme_of("open_clip:ovseg-tiny-clip:random-seed3") == "open_clip:ovseg-tiny-clip:"
     assert scheme_of("open_clip:ViT-B-16:laion2b_s34b_b88k") == "open_clip:"
     assert scheme_of("something-else") is None
 
-    tiny = text_encoder_for_record(Record("open_clip:ovseg-tiny-clip:random-seed3"))
+    tiny = text_encoder_for(Record("open_clip:ovseg-tiny-clip:random-seed3"))
     assert tiny.name == "open_clip:ovseg-tiny-clip:random-seed3"
 
     vocab = Vocabulary.build(["mug", "ball"], [(1, 0, 0), (0, 0, 1)], dim=16, name="reg")
     name = VocabularyTextEncoder(vocab).name
-    enc = text_encoder_for_record(Record(name, 16, {"vocabulary": vocab.to_dict()}))
+    enc = text_encoder_for(Record(name, 16, {"vocabulary": vocab.to_dict()}))
     assert isinstance(enc, VocabularyTextEncoder) and enc.name == name
     with pytest.raises(FieldMismatchError, match="carry no vocabulary"):
-        text_encoder_for_record(Record(name, 16))
+        text_encoder_for(Record(name, 16))
 
     with pytest.raises(ModelLoadError, match="no text encoder is registered for the encoder 'something-else'"):
-        text_encoder_for_record(Record("something-else"))
+        text_encoder_for(Record("something-else"))

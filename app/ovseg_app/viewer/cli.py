@@ -95,8 +95,9 @@ def merge_fields(parts: list[LanguageFields]) -> LanguageFields:
 def load_session_inputs(cmd: ViewCommand):  # noqa: ANN201
     from ovseg_app.demo import DEMO_PATH, load_demo_scene
     from ovseg_core.fields import load_fields
-    from ovseg_core.fields.discovery import discover_fields, text_encoder_for
+    from ovseg_core.fields.discovery import discover_fields
     from ovseg_core.io import load_scene
+    from ovseg_core.models.registry import text_encoder_for
 
     scene_path = cmd.scene if cmd.scene is not None else DEMO_PATH
     scene = load_scene(scene_path) if cmd.scene is not None else load_demo_scene()
@@ -139,10 +140,11 @@ def serve(cmd: ViewCommand) -> None:
     )
     instances_path = cmd.instances or (cmd.scene.with_suffix(".instances.pt") if cmd.scene is not None else None)
     if instances_path is not None and (cmd.instances is not None or instances_path.is_file()):
-        from ovseg_core.instances import load_instances, text_encoder_for_instances
+        from ovseg_core.instances import load_instances
+        from ovseg_core.models.registry import text_encoder_for
 
         instances = load_instances(instances_path, scene)
-        session.set_instances(instances, text_encoder_for_instances(instances))
+        session.set_instances(instances, text_encoder_for(instances))
     viewer = Viewer(
         session,
         host=cmd.host,

@@ -25,7 +25,7 @@ from ovseg_app.viewer.saved_state import SavedState
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.tab import Tab
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
-from ovseg_core.fields.discovery import text_encoder_for
+from ovseg_core.models.registry import text_encoder_for
 
 log = logging.getLogger("ovseg.viewer")
 
@@ -203,10 +203,10 @@ class Viewer:
         inst = self.saved.instances
         if inst is not None and self.session.instances is None:
             try:
-                from ovseg_core.instances import load_instances, text_encoder_for_instances
+                from ovseg_core.instances import load_instances
 
                 instances = load_instances(inst, self.session.base_scene)
-                self.session.set_instances(instances, text_encoder_for_instances(instances))
+                self.session.set_instances(instances, text_encoder_for(instances))
                 self.restored.append(f"instances `{inst.name}` ({len(instances.sizes)})")
             except Exception as e:  # noqa: BLE001
                 log.warning("could not restore the instances in %s: %s", inst, e)
@@ -244,10 +244,10 @@ class Viewer:
 
     def load_instances(self, path: Path) -> None:
         """Use the instance set in ``path`` (all tabs switch); remembered for the next start."""
-        from ovseg_core.instances import load_instances, text_encoder_for_instances
+        from ovseg_core.instances import load_instances
 
         instances = load_instances(path, self.session.base_scene)
-        self.session.set_instances(instances, text_encoder_for_instances(instances))
+        self.session.set_instances(instances, text_encoder_for(instances))
         self.saved.use_instances(path)
         self.shared_changed()
 

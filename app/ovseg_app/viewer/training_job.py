@@ -392,7 +392,7 @@ class TrainingJob:
         self.preflight += f"; masks in all {len(dataset)} views checked" + (f" ({note})" if note else "")
 
     def _build_instances(self, request: TrainingRequest, preprocess: PreprocessConfig, models, started: float) -> None:  # noqa: ANN001
-        from ovseg_core.instances.instance_set import text_encoder_for_instances
+        from ovseg_core.models.registry import text_encoder_for
         from ovseg_core.pipeline import build_instances_from_dataset
 
         # no lock around the build: SAM2/CLIP preprocessing runs while every tab keeps rendering;
@@ -411,7 +411,7 @@ class TrainingJob:
             folder = Path(request.log_path) / time.strftime("instances_%Y-%m-%d_%H-%M-%S")
             self.instances_path = instances.save(folder / "scene.instances.pt")
         if self.on_instances is not None:
-            self.on_instances((instances, text_encoder_for_instances(instances)))
+            self.on_instances((instances, text_encoder_for(instances)))
         self.fraction, self.state = 1.0, "done"
         self.message = (
             f"{len(instances.sizes)} instances in {time.perf_counter() - started:.0f} s; click one to select it"
