@@ -102,15 +102,6 @@ class CancelFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-@dataclasses.dataclass
-class _LevelData:
-    """Per view targets of one level; sparse contributions built lazily."""
-
-    views: list[TrainingView]
-    level: int
-    contributions: dict[int, ViewContributions] = dataclasses.field(default_factory=dict)
-
-
 class LanguageFieldTrainer:
     """Trains one CodebookField per requested level on a frozen ``scene``, on the scene's device.
 

@@ -13,8 +13,6 @@ from ovseg_core.io.ply_table import read_ply_table, read_regular_file
 from ovseg_core.io.splat_file import read_splat, write_splat
 from ovseg_core.scene import GaussianScene
 
-SCENE_SUFFIXES = (".ply", ".splat")
-
 
 def load_scene(path: str | os.PathLike[str]) -> GaussianScene:
     """Read a Gaussian scene: INRIA/fVDB PLY, SuperSplat compressed PLY or antimatter15 ``.splat``.
