@@ -389,6 +389,10 @@ class RssSampler:
 
     def peak_mb(self) -> float:
         self.sample()
+        return self.sampled_peak_mb()
+
+    def sampled_peak_mb(self) -> float:
+        """The peak of the samples taken so far, without taking one now."""
         with self._lock:
             return self._peak
 

@@ -20,7 +20,6 @@ def test_backend_names_follow_the_registry():
         assert cls.name == name  # a renderer reports the name it is registered under
     renderer = make_renderer("cpu", RenderSettings(background=(1.0, 0.0, 0.0)))
     assert isinstance(renderer, Renderer) and renderer.settings.background == (1.0, 0.0, 0.0)
-    assert make_renderer("auto").name == ("fvdb" if BACKENDS["fvdb"].is_available() else "cpu")
     with pytest.raises(ValueError, match="unknown render backend 'nope'; choose one of auto, fvdb, cpu, torch"):
         make_renderer("nope")
 
@@ -32,6 +31,34 @@ class _Background:
 
     def __init__(self, settings: RenderSettings | None = None) -> None:
         self.settings = settings or RenderSettings()
+
+
+class _First(_Background):
+    name = "first"
+
+
+def _never() -> bool:
+    return False
+
+
+def test_auto_takes_the_first_available_backend_it_may_take():
+    saved = dict(BACKENDS)
+    BACKENDS.clear()
+    BACKENDS.update(
+        {
+            "missing": Backend(f"{__name__}:_Background", available=f"{__name__}:_never"),
+            "manual": Backend(f"{__name__}:_Background", auto=False),
+            "first": Backend(f"{__name__}:_First"),
+            "flat": Backend(f"{__name__}:_Background"),
+        }
+    )
+    try:
+        assert make_renderer("auto").name == "first"  # not the unavailable one, nor the one auto may not take
+        BACKENDS["first"] = Backend(f"{__name__}:_First", auto=False)
+        assert make_renderer("auto").name == "flat"
+    finally:
+        BACKENDS.clear()
+        BACKENDS.update(saved)
 
 
 def test_a_new_backend_is_one_registry_entry():
