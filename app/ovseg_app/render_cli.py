@@ -12,6 +12,7 @@ import tyro
 
 from ovseg_app.cli_checks import check_cameras, check_render_args, prepare_render, signals_held_until_checked
 from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.errors import UsageError
 from ovseg_core.render import BackendName
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class RenderCommand:
             return atomic_write_bytes(self.output, iio.imwrite("<bytes>", frame, extension=".png"))
         if suffix in (".mp4", ".gif"):
             return self._write_video(renderer, scene, cameras)
-        raise ValueError(f"--output must end in .png, .mp4 or .gif, got {self.output.name!r}")
+        raise UsageError(f"--output must end in .png, .mp4 or .gif, got {self.output.name!r}")
 
     def _cameras(self, scene: GaussianScene) -> list[Camera]:
         import numpy as np
@@ -98,7 +99,7 @@ class RenderCommand:
         from ovseg_core.data import load_dataset
 
         if self.camera is not None and self.dataset is not None:
-            raise ValueError("give --camera or --dataset, not both")
+            raise UsageError("give --camera or --dataset, not both")
         video = self.output.suffix.lower() in (".mp4", ".gif")
         if self.camera is not None:
             cams = check_cameras(load_camera_json(self.camera.read_text(), str(self.camera)), str(self.camera))
@@ -116,7 +117,7 @@ class RenderCommand:
             )  # fmt: skip
         if self.view is not None:
             if not 0 <= self.view < len(cams):
-                raise ValueError(f"--view {self.view} is out of range: there are {len(cams)} cameras")
+                raise UsageError(f"--view {self.view} is out of range: there are {len(cams)} cameras")
             return [cams[self.view]]
         return cams
 

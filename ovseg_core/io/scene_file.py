@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ovseg_core.errors import SceneFormatError
+from ovseg_core.errors import SceneFormatError, UsageError
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.compressed_ply import decode_compressed_ply, is_compressed_ply
 from ovseg_core.io.ply import scene_from_ply_table, write_ply
@@ -44,5 +44,5 @@ def save_scene(scene: GaussianScene, path: str | os.PathLike[str], **ply_options
     elif suffix == ".splat":
         data = write_splat(scene)
     else:
-        raise ValueError(f"{path}: cannot save a scene as {suffix!r}; use .ply or .splat")
+        raise UsageError(f"{path}: cannot save a scene as {suffix!r}; use .ply or .splat")
     return atomic_write_bytes(path, data)

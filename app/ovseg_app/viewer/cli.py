@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import tyro
 
 from ovseg_app.command_runner import describe, run_cli
-from ovseg_core.errors import FieldMismatchError, ModelLoadError
+from ovseg_core.errors import FieldMismatchError, ModelLoadError, UsageError
 from ovseg_core.render import BackendName
 from ovseg_core.selection.config import SelectionConfig
 
@@ -65,15 +65,15 @@ class ViewCommand:
         from ovseg_app.viewer.tab import MAX_HEIGHT, MIN_HEIGHT
 
         if not MIN_HEIGHT <= self.height <= MAX_HEIGHT:
-            raise ValueError(f"--height must be between {MIN_HEIGHT} and {MAX_HEIGHT} pixels, got {self.height}")
+            raise UsageError(f"--height must be between {MIN_HEIGHT} and {MAX_HEIGHT} pixels, got {self.height}")
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"--port must be 0-65535, got {self.port}")
+            raise UsageError(f"--port must be 0-65535, got {self.port}")
         out = self.output_dir
         if out.exists() and not out.is_dir():
-            raise ValueError(f"--output-dir {out} is a file, not a folder")
+            raise UsageError(f"--output-dir {out} is a file, not a folder")
         parent = next((p for p in out.absolute().parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
-            raise ValueError(f"--output-dir {out}: {parent} is a file, not a folder")
+            raise UsageError(f"--output-dir {out}: {parent} is a file, not a folder")
 
     def execute(self) -> None:
         serve(self)
