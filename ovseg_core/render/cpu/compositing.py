@@ -62,6 +62,10 @@ def tile_body(
     out_rgb, out_alpha, out_depth, out_feat, out_ids, out_w,
     st, extra, acc_feat, ids, ws, row_left, second_pass, pixel_major,
 ):  # fmt: skip
+    """Composite tile ``tile`` front to back into the output images (see ``tiles.rasterize`` for the
+    arguments; ``st`` .. ``row_left`` are the calling thread's scratch). ``second_pass`` adds colour
+    channels past the third, features and top-K contributions; ``pixel_major`` lays the feature
+    accumulator out pixel by pixel. Both are constants of each kernel ``tiles.tile_kernel`` builds."""
     T = tile_size
     n_feat = features.shape[1]
     n_col = out_rgb.shape[2]

@@ -9,7 +9,6 @@ from numba import njit
 from ovseg_core.render.cpu.numerics import LN255
 
 # Columns of the per-Gaussian record ``project`` writes and the later stages read (one cache line
-
 # for RGB: colours start at COL, rows are padded to 16 floats).
 U, V, CA, CB, CC, NLOGOP, EX, EY, SMAX, DEPTH = range(10)  # NLOGOP: -ln(opacity)
 COL = 10
@@ -26,7 +25,7 @@ def record_width(channels: int) -> int:
 
 
 FOOT_WIDE = np.int32(-1)
-"""Footprint code of a rect wider or taller than two tiles (listed by ``_visit_tiles``)."""
+"""Footprint code of a rect wider or taller than two tiles (listed by ``binning._visit_tiles``)."""
 
 
 @njit(inline="always")
