@@ -25,6 +25,10 @@ class SceneFormatError(OvsegError, ValueError):
     """A scene, camera or annotation file is malformed, truncated or of an unknown flavour."""
 
 
+class MissingDependencyError(OvsegError, ImportError):
+    """An optional package a feature needs is not installed; the message says how to install it."""
+
+
 class BackendUnavailableError(OvsegError, RuntimeError):
     """A rendering backend cannot run here (missing package or no CUDA); the message says how to fix it."""
 

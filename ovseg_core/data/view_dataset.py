@@ -20,7 +20,7 @@ from PIL import Image
 from ovseg_core.camera import Camera
 from ovseg_core.data.config import DatasetConfig
 from ovseg_core.data.normalization import normalization_from_metadata, similarity_parts, transform_camera
-from ovseg_core.errors import SceneFormatError
+from ovseg_core.errors import MissingDependencyError, SceneFormatError
 from ovseg_core.io.cameras import PosedImage, from_sfm_scene, load_colmap, load_transforms_json
 
 _ASPECT_TOL = 0.02  # photo vs camera aspect ratio; larger means the wrong photo or a rotated one
@@ -181,7 +181,7 @@ def _read_colmap(path: Path) -> tuple[list[PosedImage], Path, np.ndarray]:
 
         posed, frame = _read_sfm_scene(SfmScene.from_colmap(path))
         return posed, path, frame
-    raise ImportError(
+    raise MissingDependencyError(
         f"{path}: reading a COLMAP scene needs pycolmap (pip install pycolmap) "
         "or fvdb-reality-capture (pip install fvdb-reality-capture)"
     )

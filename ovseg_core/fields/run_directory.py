@@ -20,7 +20,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from ovseg_core.errors import UsageError
+from ovseg_core.errors import MissingDependencyError, UsageError
 from ovseg_core.fields.language_fields import CHECKPOINT_NAME, LanguageFields
 from ovseg_core.io.atomic import atomic_write_bytes
 
@@ -53,7 +53,7 @@ class RunDirectory:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:  # the tensorboard package is optional
-                raise RuntimeError(
+                raise MissingDependencyError(
                     "--io.use-tensorboard needs the tensorboard package: pip install 'ovseg[tensorboard]'"
                 ) from e
             self._tb = SummaryWriter(log_dir=str(self.path / "tensorboard"))

@@ -11,7 +11,7 @@ import pytest
 
 from ovseg_app import cli
 from ovseg_app.command_runner import REPORT_BUGS_TO, run_command
-from ovseg_core.errors import MissingFileError, SceneFormatError, UsageError
+from ovseg_core.errors import MissingDependencyError, MissingFileError, SceneFormatError, UsageError
 
 
 def _help(main, argv: list[str], capsys) -> str:  # noqa: ANN001
@@ -120,6 +120,7 @@ def test_a_bug_prints_its_traceback_and_says_it_is_a_bug(capsys):
         UsageError("--threshold must lie in [0, 1], got 2"),
         SceneFormatError("scene.ply: truncated"),
         MissingFileError("scene.ply: no such file"),
+        MissingDependencyError("reading a COLMAP scene needs pycolmap (pip install pycolmap)"),
         FileNotFoundError(2, "No such file or directory", "scene.ply"),
         PermissionError(13, "Permission denied", "out/"),
     ],
