@@ -72,8 +72,7 @@ def bench_instances(
 def _synthetic_capture(root: str):  # noqa: ANN202
     from ovseg_core.camera import orbit_cameras
     from ovseg_core.models.palette_models import Vocabulary, palette_models
-    from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
-    from ovseg_core.synthetic_capture import write_capture
+    from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene, write_capture
 
     scene = floating_objects_scene()
     cams = [

@@ -98,8 +98,7 @@ class PreprocessBench:
 
     def _synthetic_capture(self, root: Path) -> Path:
         from ovseg_core.camera import orbit_cameras
-        from ovseg_core.synthetic import floating_objects_scene
-        from ovseg_core.synthetic_capture import write_capture
+        from ovseg_core.synthetic import floating_objects_scene, write_capture
 
         cams = orbit_cameras((0, 0, 0.05), 2.0, self.num_images, elevation_deg=30, width=self.width, height=self.height)
         write_capture(floating_objects_scene(points_per_object=200, backdrop=1500), cams, root)

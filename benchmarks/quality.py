@@ -1,6 +1,6 @@
 """``ovseg-bench quality``: segment quality on a scene that looks like a real capture.
 
-The scene (``ovseg_core.eval.faint_capture``) has a real splat's opacity statistics (median
+The scene (``ovseg_core.synthetic.faint_capture``) has a real splat's opacity statistics (median
 ~0.06, heavy tail) and ~30-40 Gaussians blended per pixel, plus haze and floaters; every
 Gaussian knows its object. Mask features are planted per region, so only ovseg's 3D side is
 measured: per object and mean, the per-Gaussian 3D IoU of a prompt's selection at the default
@@ -46,7 +46,6 @@ class QualityBench:
 
     def execute(self) -> dict:
         # heavy imports here, after parsing, so ``ovseg bench --help`` stays quick
-        from ovseg_core.eval.faint_capture import capture_stats, faint_capture, planted_views
         from ovseg_core.eval.segment_quality import instance_quality
         from ovseg_core.fields.config import LanguageTrainConfig, LiftConfig
         from ovseg_core.fields.lifting import lift_language_fields
@@ -56,6 +55,7 @@ class QualityBench:
         from ovseg_core.instances.config import InstanceConfig
         from ovseg_core.models.palette_models import VocabularyTextEncoder
         from ovseg_core.render import make_renderer
+        from ovseg_core.synthetic.faint_capture import capture_stats, faint_capture, planted_views
 
         renderer = make_renderer("cpu")
         t0 = time.perf_counter()

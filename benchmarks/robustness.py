@@ -196,11 +196,11 @@ def _cli_abuse(tmp: Path) -> list[tuple[str, list[str]]]:
     evil = tmp / "evil_clip.pt"
     evil.write_bytes(pickle.dumps({"state_dict": _RunsCode()}))
     render = [sys.executable, "-m", "ovseg_app.render_cli"]
-    train = [sys.executable, "-m", "ovseg_app.train_cli", "--sfm-dataset-path", str(tmp), "--reconstruction-path",
-             str(scene), "--preprocess.tiny-models"]  # fmt: skip
+    train = [sys.executable, "-m", "ovseg_app.train_cli", "langsplatv2", "--sfm-dataset-path", str(tmp),
+             "--reconstruction-path", str(scene), "--preprocess.tiny-models"]  # fmt: skip
     evaluate = [sys.executable, "-m", "ovseg_app.eval_lerf_cli", "--scene", str(scene), "--dataset", str(tmp),
                 "--gt", str(a_dir)]  # fmt: skip
-    query = [sys.executable, "-m", "ovseg_app.query_cli"]
+    query = [sys.executable, "-m", "ovseg_app.query_cli", "fields"]
     return [
         ("render --fps 0", [*render, str(scene), "--output", str(tmp / "o.mp4"), "--fps", "0"]),
         ("render --fov-deg 0", [*render, str(scene), "--output", str(tmp / "o.png"), "--fov-deg", "0"]),

@@ -1,6 +1,6 @@
 """``ovseg-bench scale``: seconds and peak memory per stage on a LERF-sized synthetic capture.
 
-The capture (``ovseg_core.eval.scale_capture``) has by default 1,000,000 Gaussians with a real
+The capture (``ovseg_core.synthetic.scale_capture``) has by default 1,000,000 Gaussians with a real
 splat's statistics (median opacity ~0.06, ~30 Gaussians blended per pixel, haze, floaters) and
 150 views at 986x728 whose masks and mask features are planted per region. Stages:
 
@@ -39,7 +39,7 @@ from benchmarks.machine import machine_info
 from benchmarks.process_memory import current_rss_mb, peak_rss_mb, status_mb
 
 if TYPE_CHECKING:  # torch and the fields load when the bench runs, not when ``ovseg --help`` lists it
-    from ovseg_core.eval.faint_capture import FaintCapture
+    from ovseg_core.synthetic.faint_capture import FaintCapture
 
 Stage = Literal["contributions", "lifting", "training", "instances", "query"]
 STAGES: tuple[Stage, ...] = ("contributions", "lifting", "training", "instances", "query")
@@ -96,7 +96,7 @@ class ScaleBench:
     def execute(self) -> dict:
         import torch
 
-        from ovseg_core.eval.scale_capture import scale_capture, scale_views
+        from ovseg_core.synthetic.scale_capture import scale_capture, scale_views
 
         devices = list(self.devices) if self.devices is not None else ["cpu"]
         if self.devices is None and torch.cuda.is_available():
@@ -330,8 +330,8 @@ class ScaleBench:
     def _warm_up(self, device: str) -> None:
         """Every stage once on a tiny capture: numba JIT and lazy imports stay out of the timings."""
         tiny = dataclasses.replace(self, gaussians=3000, views=2, width=48, height=36, steps=3, json=None)
-        from ovseg_core.eval.scale_capture import scale_capture, scale_views
         from ovseg_core.render import make_renderer
+        from ovseg_core.synthetic.scale_capture import scale_capture, scale_views
 
         capture = scale_capture(3000, 2, 48, 36, num_objects=self.objects, seed=self.seed)
         views = scale_views(capture, downsample=1)
@@ -389,6 +389,10 @@ class RssSampler:
 
     def peak_mb(self) -> float:
         self.sample()
+        return self.sampled_peak_mb()
+
+    def sampled_peak_mb(self) -> float:
+        """The peak of the samples taken so far, without taking one now."""
         with self._lock:
             return self._peak
 

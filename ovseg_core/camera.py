@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ovseg_core.errors import SceneFormatError
+
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
@@ -111,7 +113,7 @@ class Camera:
     def from_dict(cls, data: dict[str, Any]) -> Camera:
         missing = [k for k in ("w2c", "K", "width", "height") if k not in data]
         if missing:
-            raise ValueError(f"camera JSON is missing {missing}; expected keys w2c [4x4], K [3x3], width, height")
+            raise SceneFormatError(f"camera JSON is missing {missing}; expected keys w2c [4x4], K [3x3], width, height")
         return cls(
             np.array(data["w2c"], dtype=np.float64),
             np.array(data["K"], dtype=np.float64),
@@ -246,9 +248,9 @@ def load_camera_json(text: str, source: str = "<json>") -> list[Camera]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{source}: not valid JSON: {e}") from e
+        raise SceneFormatError(f"{source}: not valid JSON: {e}") from e
     items = data if isinstance(data, list) else [data]
     try:
         return [Camera.from_dict(item) for item in items]
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{source}: {e}") from e
+        raise SceneFormatError(f"{source}: {e}") from e

@@ -1,8 +1,9 @@
 """Exceptions ovseg raises for bad user input; each message names the file or value at fault.
 
 Every domain error derives from ``OvsegError`` (so a caller can catch ovseg's own failures in one
-clause) and also from the builtin it refines (``ValueError``, ``RuntimeError``), so code written
-against the builtins keeps working."""
+clause) and also from the builtin it refines (``ValueError``, ``FileNotFoundError``, ``RuntimeError``), so
+code written against the builtins keeps working. The CLIs print a domain error as one line; any other
+exception is a bug and prints its traceback."""
 
 from __future__ import annotations
 
@@ -11,8 +12,21 @@ class OvsegError(Exception):
     """Base of ovseg's domain errors: the message is meant for the user and names the fix."""
 
 
+class UsageError(OvsegError, ValueError):
+    """The user's input (a flag, a setting, an argument, what a capture holds) is out of range, contradicts
+    other input or cannot serve the request; the message says which and how to fix it."""
+
+
+class MissingFileError(OvsegError, FileNotFoundError):
+    """A file or folder the user named, or that ovseg looked for on their behalf, does not exist."""
+
+
 class SceneFormatError(OvsegError, ValueError):
-    """A scene or camera file is malformed, truncated or of an unknown flavour."""
+    """A scene, camera or annotation file is malformed, truncated or of an unknown flavour."""
+
+
+class MissingDependencyError(OvsegError, ImportError):
+    """An optional package a feature needs is not installed; the message says how to install it."""
 
 
 class BackendUnavailableError(OvsegError, RuntimeError):

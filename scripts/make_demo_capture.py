@@ -26,7 +26,7 @@ from make_demo_fields import demo_capture_cameras  # noqa: E402
 
 from ovseg_app.demo import DEMO_CAPTURE_DIR, load_demo_scene  # noqa: E402
 from ovseg_core.io.atomic import atomic_write_bytes  # noqa: E402
-from ovseg_core.synthetic_capture import write_capture  # noqa: E402
+from ovseg_core.synthetic import write_capture  # noqa: E402
 
 
 def make_demo_capture(out: Path, width: int = 160, height: int = 120, per_ring: int = 5) -> Path:

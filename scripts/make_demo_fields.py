@@ -80,7 +80,7 @@ def train_demo_fields(
     Returns the ``PipelineResult``; its fields carry the vocabulary in ``config["vocabulary"]``."""
     from ovseg_core.fields.training import LanguageTrainConfig
     from ovseg_core.pipeline import train_from_dataset
-    from ovseg_core.synthetic_capture import write_capture
+    from ovseg_core.synthetic import write_capture
 
     vocabulary = vocabulary or demo_vocabulary()
     cameras = list(cameras) if cameras is not None else demo_capture_cameras()

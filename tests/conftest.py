@@ -59,8 +59,7 @@ def planted_run(tmp_path_factory):
     from ovseg_core.camera import orbit_cameras
     from ovseg_core.fields.config import LanguageTrainConfig
     from ovseg_core.pipeline import train_from_dataset
-    from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
-    from ovseg_core.synthetic_capture import write_capture
+    from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene, write_capture
 
     palette = np.array([o.color for o in FLOATING_OBJECTS])
     scene = floating_objects_scene()

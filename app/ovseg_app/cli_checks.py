@@ -18,31 +18,33 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
+from ovseg_core.errors import UsageError
+
 MAX_IMAGE_SIDE = 16384
 """Longest image side accepted."""
 MAX_IMAGE_PIXELS = 7680 * 4320
 """Largest image accepted: the 8K UHD pixel count (33.2 MP); a CPU frame needs ~100 bytes a pixel."""
 MAX_PROMPT_CHARS = 1000
 """CLIP reads 77 tokens (a few hundred characters); anything longer is a mistake, not a prompt."""
-MAX_FRAMES = 100_000
-"""Most frames an orbit video may have."""
+MAX_VIDEO_FRAMES = 3000
+"""Most frames a rendered video (an orbit or a viewer camera path) may have: 100 s at 30 fps."""
 
 
 def check_positive(flag: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{flag} must be a positive number, got {value}")
+        raise UsageError(f"{flag} must be a positive number, got {value}")
 
 
 def check_fov(flag: str, degrees: float) -> None:
     if not (math.isfinite(degrees) and 0 < degrees < 180):
-        raise ValueError(f"{flag} must lie strictly between 0 and 180 degrees, got {degrees}")
+        raise UsageError(f"{flag} must lie strictly between 0 and 180 degrees, got {degrees}")
 
 
 def check_image_size(width: int, height: int, what: str = "--width/--height") -> None:
     if width <= 0 or height <= 0:
-        raise ValueError(f"{what}: image size must be positive, got {width}x{height}")
+        raise UsageError(f"{what}: image size must be positive, got {width}x{height}")
     if max(width, height) > MAX_IMAGE_SIDE or width * height > MAX_IMAGE_PIXELS:
-        raise ValueError(
+        raise UsageError(
             f"{what}: {width}x{height} is too large (at most {MAX_IMAGE_SIDE} a side and "
             f"{MAX_IMAGE_PIXELS / 1e6:.1f} megapixels)"
         )
@@ -58,9 +60,9 @@ def check_cameras(cameras: Sequence, source: str) -> list:
 def check_prompts(flag: str, prompts: Iterable[str]) -> None:
     for prompt in prompts:
         if not prompt.strip():
-            raise ValueError(f"{flag}: empty prompt")
+            raise UsageError(f"{flag}: empty prompt")
         if len(prompt) > MAX_PROMPT_CHARS:
-            raise ValueError(f"{flag}: a prompt of {len(prompt):,} characters; at most {MAX_PROMPT_CHARS} are accepted")
+            raise UsageError(f"{flag}: a prompt of {len(prompt):,} characters; at most {MAX_PROMPT_CHARS} are accepted")
 
 
 def check_output_file(
@@ -70,21 +72,21 @@ def check_output_file(
     (unless ``overwrite``) or a directory, that has a degenerate name, or whose folder cannot be made."""
     name = path.name
     if not name or name.strip(".") == "" or Path(name).stem.strip(". ") == "":
-        raise ValueError(f"{flag} {str(path)!r}: not a usable file name")
+        raise UsageError(f"{flag} {str(path)!r}: not a usable file name")
     for source in inputs:
         if source is not None and _same_file(path, source):
-            raise ValueError(f"{flag} {path} is an input of this command ({source}); write somewhere else")
+            raise UsageError(f"{flag} {path} is an input of this command ({source}); write somewhere else")
     if path.is_dir():
-        raise ValueError(f"{flag} {path} is a directory; give a file name")
+        raise UsageError(f"{flag} {path} is a directory; give a file name")
     if path.exists() and not overwrite:
-        raise ValueError(f"{flag} {path} already exists; pass {override} to replace it")
+        raise UsageError(f"{flag} {path} already exists; pass {override} to replace it")
     _check_creatable_dir(flag, path.parent)
 
 
 def check_output_dir(flag: str, path: Path) -> None:
     """Refuse an output folder that is a file or cannot be created or written."""
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{flag} {path} is a file, not a directory")
+        raise UsageError(f"{flag} {path} is a file, not a directory")
     _check_creatable_dir(flag, path)
 
 
@@ -92,14 +94,14 @@ def _check_creatable_dir(flag: str, folder: Path) -> None:
     existing = folder if str(folder) else Path(".")
     while not existing.exists():
         if existing.is_symlink():
-            raise ValueError(f"{flag}: {existing} is a broken symbolic link")
+            raise UsageError(f"{flag}: {existing} is a broken symbolic link")
         existing = existing.parent
     if not existing.is_dir():
         if existing == folder:
-            raise ValueError(f"{flag}: {folder} is a file, not a directory")
-        raise ValueError(f"{flag}: {existing} is a file, so {folder} cannot be a directory")
+            raise UsageError(f"{flag}: {folder} is a file, not a directory")
+        raise UsageError(f"{flag}: {existing} is a file, so {folder} cannot be a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag}: {existing} is not writable")
+        raise UsageError(f"{flag}: {existing} is not writable")
 
 
 def check_input_paths(**flags: Path | None) -> None:
@@ -107,7 +109,7 @@ def check_input_paths(**flags: Path | None) -> None:
     ``flags`` maps a flag's name (``camera`` for ``--camera``) to its path."""
     for flag, path in flags.items():
         if path is not None and path.exists() and not (path.is_file() or path.is_dir()):
-            raise ValueError(f"--{flag.replace('_', '-')} {path} is not a regular file (a FIFO, socket or device)")
+            raise UsageError(f"--{flag.replace('_', '-')} {path} is not a regular file (a FIFO, socket or device)")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -186,12 +188,12 @@ def check_render_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.render_cli.Render
     check_positive("--fps", cmd.fps)
     check_positive("--downsample", cmd.downsample)
     check_positive("--radius-scale", cmd.radius_scale)
-    if not 1 <= cmd.orbit_frames <= MAX_FRAMES:
-        raise ValueError(f"--orbit-frames must lie in 1..{MAX_FRAMES}, got {cmd.orbit_frames}")
+    if not 1 <= cmd.orbit_frames <= MAX_VIDEO_FRAMES:
+        raise UsageError(f"--orbit-frames must lie in 1..{MAX_VIDEO_FRAMES}, got {cmd.orbit_frames}")
     if cmd.view is not None and cmd.view < 0:
-        raise ValueError(f"--view must not be negative, got {cmd.view}")
+        raise UsageError(f"--view must not be negative, got {cmd.view}")
     if not all(math.isfinite(v) for v in (*cmd.up, *cmd.background, cmd.elevation_deg)):
-        raise ValueError("--up, --background and --elevation-deg must be finite numbers")
+        raise UsageError("--up, --background and --elevation-deg must be finite numbers")
 
 
 def prepare_render(cmd) -> None:  # noqa: ANN001
@@ -208,9 +210,9 @@ def check_query_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.query_cli.QueryCom
     check_prompts("--negatives", cmd.negatives)
     check_positive("--downsample", cmd.downsample)
     if not (math.isfinite(cmd.threshold) and 0.0 <= cmd.threshold <= 1.0):
-        raise ValueError(f"--threshold must lie in [0, 1], got {cmd.threshold}")
+        raise UsageError(f"--threshold must lie in [0, 1], got {cmd.threshold}")
     if cmd.level is not None and not 0 <= cmd.level <= 3:
-        raise ValueError(f"--level must be 0 (default), 1 (small), 2 (medium) or 3 (large), got {cmd.level}")
+        raise UsageError(f"--level must be 0 (default), 1 (small), 2 (medium) or 3 (large), got {cmd.level}")
 
 
 def prepare_query(cmd) -> None:  # noqa: ANN001
@@ -225,10 +227,10 @@ def prepare_query(cmd) -> None:  # noqa: ANN001
     if cmd.export_instances is not None:
         check_output_dir("--export-instances", cmd.export_instances)
         if cmd.export_instances.is_dir() and any(cmd.export_instances.glob("*.ply")) and not overwrite:
-            raise ValueError(f"--export-instances {cmd.export_instances} already holds PLY files; pass --overwrite")
+            raise UsageError(f"--export-instances {cmd.export_instances} already holds PLY files; pass --overwrite")
     if cmd.relevancy_dir is not None and cmd.relevancy_dir.is_dir() and not overwrite:
         if any(cmd.relevancy_dir.glob("*.png")):
-            raise ValueError(f"--relevancy-dir {cmd.relevancy_dir} already holds PNG files; pass --overwrite")
+            raise UsageError(f"--relevancy-dir {cmd.relevancy_dir} already holds PNG files; pass --overwrite")
     exit_quietly_on_signals("ovseg-query")
 
 
@@ -237,6 +239,6 @@ def check_train_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.train_cli.TrainCom
     if cmd.log_path is not None:
         check_output_dir("--log-path", cmd.log_path)
     if cmd.run_name is not None and (not cmd.run_name.strip(". ") or "/" in cmd.run_name or "\0" in cmd.run_name):
-        raise ValueError(f"--run-name {cmd.run_name!r} is not a usable folder name")
+        raise UsageError(f"--run-name {cmd.run_name!r} is not a usable folder name")
     if cmd.use_every_n_as_val != -1 and cmd.use_every_n_as_val < 2:
-        raise ValueError(f"--use-every-n-as-val must be -1 (no validation) or at least 2, got {cmd.use_every_n_as_val}")
+        raise UsageError(f"--use-every-n-as-val must be -1 (no validation) or at least 2, got {cmd.use_every_n_as_val}")

@@ -6,7 +6,7 @@ ordinary pipeline (capture on disk -> masks + features -> training) but with the
 of ``ovseg_core.models.palette_models`` instead of SAM 2 + CLIP: the demo scene is made of
 flat-coloured objects, so colour masks and a fixed vocabulary stand in for the real models and no
 weights are needed. The vocabulary is stored in the checkpoint, so ``demo_text_encoder`` (and
-``ovseg_core.fields.discovery.text_encoder_for``) rebuild the matching text encoder from it.
+``ovseg_core.models.registry.text_encoder_for``) rebuild the matching text encoder from it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import tyro
 
 from ovseg_app.cli_checks import check_output_dir
 from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.errors import MissingFileError, UsageError
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.render import BackendName
 
@@ -58,7 +59,7 @@ class EvalLerfCommand:
     def _check(self) -> None:
         n = len(self.scene)
         if n == 0:
-            raise ValueError("give at least one --scene")
+            raise UsageError("give at least one --scene")
         for opt, values in (
             ("--dataset", self.dataset),
             ("--gt", self.gt),
@@ -68,17 +69,17 @@ class EvalLerfCommand:
             if opt in ("--fields", "--name") and not values:
                 continue
             if len(values) != n:
-                raise ValueError(f"{opt} needs one value per --scene ({n}), got {len(values)}")
+                raise UsageError(f"{opt} needs one value per --scene ({n}), got {len(values)}")
         for p in self.scene:
             if not p.is_file():
-                raise FileNotFoundError(f"{p}: scene file not found")
+                raise MissingFileError(f"{p}: scene file not found")
         for p in self.gt:
             if not p.is_dir():
-                raise FileNotFoundError(f"{p}: annotation folder not found")
+                raise MissingFileError(f"{p}: annotation folder not found")
         if not 0.0 <= self.mask_threshold < 1.0:
-            raise ValueError(f"--mask-threshold must lie in [0, 1), got {self.mask_threshold}")
+            raise UsageError(f"--mask-threshold must lie in [0, 1), got {self.mask_threshold}")
         if self.downsample < 1:
-            raise ValueError(f"--downsample must be >= 1, got {self.downsample}")
+            raise UsageError(f"--downsample must be >= 1, got {self.downsample}")
         check_output_dir("--output-dir", self.output_dir)
 
     def execute(self) -> str:
@@ -91,9 +92,10 @@ class EvalLerfCommand:
             evaluate_scenes,
         )
         from ovseg_core.fields import load_fields
-        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
+        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields
         from ovseg_core.io import load_scene
         from ovseg_core.models import OpenClipConfig
+        from ovseg_core.models.registry import text_encoder_for
         from ovseg_core.render import make_renderer
 
         self._check()
@@ -114,7 +116,7 @@ class EvalLerfCommand:
                 fields = discover_fields(ply, splats)
                 if fields is None:
                     where = ", ".join(str(p) for p in candidate_field_paths(ply))
-                    raise FileNotFoundError(f"no language fields for {ply} found (looked in {where}); pass --fields")
+                    raise MissingFileError(f"no language fields for {ply} found (looked in {where}); pass --fields")
             dataset = load_dataset(
                 self.dataset[i],
                 DatasetConfig(image_downsample_factor=self.downsample),

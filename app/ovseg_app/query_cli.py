@@ -12,6 +12,7 @@ import tyro
 
 from ovseg_app.cli_checks import check_query_args, prepare_query
 from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.errors import MissingFileError, UsageError
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.render import BackendName
 from ovseg_core.selection.config import SelectionConfig
@@ -83,22 +84,23 @@ class QueryCommand:
         import numpy as np
 
         from ovseg_core.fields import FieldQuery, QuerySettings, load_fields
-        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields, text_encoder_for
+        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
+        from ovseg_core.models.registry import text_encoder_for
         from ovseg_core.selection import consistent_selection, graph_for
 
         prepare_query(self)
         if self.instances is not None or self.export_instances is not None:
             return self._execute_instances()
         if not self.prompt:
-            raise ValueError("give at least one --prompt")
+            raise UsageError("give at least one --prompt")
         if self.export is None and self.relevancy_dir is None:
-            raise ValueError("nothing to do: give --export and/or --relevancy-dir")
+            raise UsageError("nothing to do: give --export and/or --relevancy-dir")
         if (self.relevancy_dir is None) != (self.dataset is None):
-            raise ValueError("--relevancy-dir and --dataset go together")
+            raise UsageError("--relevancy-dir and --dataset go together")
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"--threshold must lie in [0, 1], got {self.threshold}")
+            raise UsageError(f"--threshold must lie in [0, 1], got {self.threshold}")
         scene = load_scene(self.scene)
         if self.fields is not None:
             fields = load_fields(self.fields, scene)
@@ -106,7 +108,7 @@ class QueryCommand:
             fields = discover_fields(self.scene, scene)
             if fields is None:
                 where = ", ".join(str(p) for p in candidate_field_paths(self.scene))
-                raise FileNotFoundError(f"no language fields for {self.scene} found (looked in {where}); pass --fields")
+                raise MissingFileError(f"no language fields for {self.scene} found (looked in {where}); pass --fields")
         clip = None
         if self.clip_model or self.clip_pretrained:
             default = OpenClipConfig()
@@ -137,7 +139,7 @@ class QueryCommand:
         if self.export is not None:
             keep = ~selected if self.invert else selected
             if not keep.any():
-                raise ValueError(f"the selection is empty; nothing exported to {self.export} (try a lower --threshold)")
+                raise UsageError(f"the selection is empty; nothing exported to {self.export} (try a lower --threshold)")
             save_scene(scene.subset(keep), self.export)
             report.append(f"wrote {int(keep.sum())} Gaussians to {self.export}")
         if self.relevancy_dir is not None:
@@ -147,20 +149,21 @@ class QueryCommand:
     def _execute_instances(self) -> list[str]:
         import numpy as np
 
-        from ovseg_core.instances import export_instances, load_instances, text_encoder_for_instances
+        from ovseg_core.instances import export_instances, load_instances
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
+        from ovseg_core.models.registry import text_encoder_for
 
         if self.instances is None:
-            raise ValueError("give --instances (an instances file, InstanceSet.save)")
+            raise UsageError("give --instances (an instances file, InstanceSet.save)")
         if self.export is None and self.export_instances is None:
-            raise ValueError("nothing to do: give --export and/or --export-instances with --instances")
+            raise UsageError("nothing to do: give --export and/or --export-instances with --instances")
         if self.relevancy_dir is not None or self.fields is not None:
-            raise ValueError("--instances does not combine with --fields or --relevancy-dir")
+            raise UsageError("--instances does not combine with --fields or --relevancy-dir")
         if self.export is not None and not self.prompt:
-            raise ValueError("--export with --instances needs at least one --prompt")
+            raise UsageError("--export with --instances needs at least one --prompt")
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"--threshold must lie in [0, 1], got {self.threshold}")
+            raise UsageError(f"--threshold must lie in [0, 1], got {self.threshold}")
         scene = load_scene(self.scene)
         instances = load_instances(self.instances, scene)
         report = [
@@ -173,7 +176,7 @@ class QueryCommand:
                 clip = OpenClipConfig(
                     model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained
                 )
-            encoder = text_encoder_for_instances(instances, clip)
+            encoder = text_encoder_for(instances, clip)
             instances.classify(encoder, self.prompt)
         if self.export is not None:
             rel = instances.relevancy(encoder, self.prompt, self.negatives).max(axis=1)  # [K]
@@ -181,7 +184,7 @@ class QueryCommand:
             selected = np.isin(instances.labels, hit)
             keep = ~selected if self.invert else selected
             if not keep.any():
-                raise ValueError(f"the selection is empty; nothing exported to {self.export} (try a lower --threshold)")
+                raise UsageError(f"the selection is empty; nothing exported to {self.export} (try a lower --threshold)")
             save_scene(scene.subset(keep), self.export)
             report.append(f"wrote {int(keep.sum())} Gaussians of {len(hit)} matching instances to {self.export}")
         if self.export_instances is not None:

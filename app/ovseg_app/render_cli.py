@@ -12,6 +12,7 @@ import tyro
 
 from ovseg_app.cli_checks import check_cameras, check_render_args, prepare_render, signals_held_until_checked
 from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.errors import UsageError
 from ovseg_core.render import BackendName
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ class RenderCommand:
     dataset: Path | None = None
     """Dataset whose cameras to use: a transforms.json (or its folder) or a COLMAP folder."""
     view: int | None = None
-    """Dataset view index for a PNG; default: all views for a video, view 0 for a PNG."""
+    """Dataset view index (views in image-name order, as train and query number them) for a PNG; default:
+    all views for a video, view 0 for a PNG."""
     downsample: float = 1.0
     """Divide dataset camera resolution by this factor."""
     orbit_frames: int = 60
@@ -88,22 +90,23 @@ class RenderCommand:
             return atomic_write_bytes(self.output, iio.imwrite("<bytes>", frame, extension=".png"))
         if suffix in (".mp4", ".gif"):
             return self._write_video(renderer, scene, cameras)
-        raise ValueError(f"--output must end in .png, .mp4 or .gif, got {self.output.name!r}")
+        raise UsageError(f"--output must end in .png, .mp4 or .gif, got {self.output.name!r}")
 
     def _cameras(self, scene: GaussianScene) -> list[Camera]:
         import numpy as np
 
         from ovseg_core.camera import load_camera_json, orbit_cameras
-        from ovseg_core.io.cameras import load_colmap, load_transforms_json
+        from ovseg_core.data import load_dataset
 
         if self.camera is not None and self.dataset is not None:
-            raise ValueError("give --camera or --dataset, not both")
+            raise UsageError("give --camera or --dataset, not both")
         video = self.output.suffix.lower() in (".mp4", ".gif")
         if self.camera is not None:
             cams = check_cameras(load_camera_json(self.camera.read_text(), str(self.camera)), str(self.camera))
         elif self.dataset is not None:
-            views = load_transforms_json(self.dataset) if _is_transforms(self.dataset) else load_colmap(self.dataset)
-            cams = check_cameras([v.camera.downsampled(self.downsample) for v in views], str(self.dataset))
+            # train and query's loader: views in name order, aligned with the scene's normalisation
+            dataset = load_dataset(self.dataset, reconstruction_metadata=scene.metadata, need_images=False)
+            cams = check_cameras([c.downsampled(self.downsample) for c in dataset.cameras], str(self.dataset))
         else:
             lo, hi = scene.bounds()
             radius = self.radius_scale * float(np.linalg.norm(hi - lo))
@@ -114,7 +117,7 @@ class RenderCommand:
             )  # fmt: skip
         if self.view is not None:
             if not 0 <= self.view < len(cams):
-                raise ValueError(f"--view {self.view} is out of range: there are {len(cams)} cameras")
+                raise UsageError(f"--view {self.view} is out of range: there are {len(cams)} cameras")
             return [cams[self.view]]
         return cams
 
@@ -142,10 +145,6 @@ class RenderCommand:
                 stop_if_signalled()
         print(file=sys.stderr)
         return self.output
-
-
-def _is_transforms(path: Path) -> bool:
-    return path.suffix == ".json" or (path.is_dir() and (path / "transforms.json").exists())
 
 
 COMMAND = RenderCommand

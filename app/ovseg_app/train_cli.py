@@ -14,6 +14,7 @@ import tyro
 
 from ovseg_app.cli_checks import check_train_args, sigterm_as_interrupt
 from ovseg_app.command_runner import describe, run_cli
+from ovseg_core.errors import UsageError
 from ovseg_core.fields.config import IOConfig, LanguageTrainConfig, LiftConfig, PreprocessConfig
 from ovseg_core.pipeline.progress import PREPROCESS_SHARE
 from ovseg_core.render import BackendName
@@ -231,7 +232,7 @@ def _build_instances(cmd: TrainCommand, scene, renderer, progress: _TerminalProg
 
     out = cmd.instances_output or cmd.reconstruction_path.with_suffix(".instances.pt")
     if out.exists():
-        raise FileExistsError(f"{out} exists; remove it or pass --instances-output elsewhere")
+        raise UsageError(f"{out} exists; remove it or pass --instances-output elsewhere")
     instances = build_instances_from_dataset(
         scene, cmd.sfm_dataset_path, preprocess=cmd.preprocess, renderer=renderer, progress=progress
     )

@@ -7,6 +7,8 @@ from typing import Literal
 
 import numpy as np
 
+from ovseg_core.errors import UsageError
+
 NORMALIZATION_MODES = ("auto", "none")
 
 
@@ -30,20 +32,20 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         factor = self.image_downsample_factor
         if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 1:
-            raise ValueError(f"image_downsample_factor must be an integer >= 1, got {factor!r}")
+            raise UsageError(f"image_downsample_factor must be an integer >= 1, got {factor!r}")
         n = self.use_every_n_as_val
         if n != -1 and n < 2:
-            raise ValueError(f"use_every_n_as_val must be -1 (no validation views) or >= 2, got {n}")
+            raise UsageError(f"use_every_n_as_val must be -1 (no validation views) or >= 2, got {n}")
         if self.normalization not in NORMALIZATION_MODES:
-            raise ValueError(f"normalization must be one of {NORMALIZATION_MODES}, got {self.normalization!r}")
+            raise UsageError(f"normalization must be one of {NORMALIZATION_MODES}, got {self.normalization!r}")
         if self.normalization_transform is not None:
             values = np.asarray(self.normalization_transform, dtype=np.float64)
             if values.size != 16:
-                raise ValueError(
+                raise UsageError(
                     f"normalization_transform must hold 16 numbers (a 4x4 matrix), got shape {list(values.shape)}"
                 )
             if self.normalization == "none":
-                raise ValueError("normalization='none' contradicts an explicit normalization_transform")
+                raise UsageError("normalization='none' contradicts an explicit normalization_transform")
             object.__setattr__(self, "normalization_transform", tuple(float(v) for v in values.ravel()))
 
     def explicit_transform(self) -> np.ndarray | None:

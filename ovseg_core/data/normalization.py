@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ovseg_core.camera import Camera
+from ovseg_core.errors import SceneFormatError, UsageError
 
 NORMALIZATION_METADATA_KEY = "normalization_transform"
 
@@ -33,20 +34,20 @@ def similarity_parts(transform: Any) -> tuple[float, np.ndarray, np.ndarray]:
     if m.shape == (16,):
         m = m.reshape(4, 4)
     if m.shape != (4, 4):
-        raise ValueError(f"normalization transform must be [4, 4], got {list(m.shape)}")
+        raise UsageError(f"normalization transform must be [4, 4], got {list(m.shape)}")
     if not np.isfinite(m).all():
-        raise ValueError("normalization transform has non-finite entries")
+        raise UsageError("normalization transform has non-finite entries")
     if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6):
-        raise ValueError(f"normalization transform's last row must be [0, 0, 0, 1], got {m[3].tolist()}")
+        raise UsageError(f"normalization transform's last row must be [0, 0, 0, 1], got {m[3].tolist()}")
     a = m[:3, :3]
     det = float(np.linalg.det(a))
     if det <= 0:
-        raise ValueError(f"normalization transform must keep handedness and not collapse space (det = {det:.3g})")
+        raise UsageError(f"normalization transform must keep handedness and not collapse space (det = {det:.3g})")
     scale = det ** (1.0 / 3.0)
     rot = a / scale
     err = float(np.abs(rot @ rot.T - np.eye(3)).max())
     if err > _ORTHONORMAL_TOL:
-        raise ValueError(
+        raise UsageError(
             "normalization transform is not a similarity (uniform scale x rotation + translation): "
             f"its 3x3 block divided by the scale {scale:.6g} is off orthonormal by {err:.3g}"
         )
@@ -92,9 +93,9 @@ def normalization_from_metadata(metadata: Mapping[str, Any] | None) -> np.ndarra
     try:
         m = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"reconstruction metadata {NORMALIZATION_METADATA_KEY!r} is not numeric: {e}") from e
+        raise SceneFormatError(f"reconstruction metadata {NORMALIZATION_METADATA_KEY!r} is not numeric: {e}") from e
     if m.size != 16:
-        raise ValueError(
+        raise SceneFormatError(
             f"reconstruction metadata {NORMALIZATION_METADATA_KEY!r} must be 4x4, got shape {list(m.shape)}"
         )
     m = m.reshape(4, 4)

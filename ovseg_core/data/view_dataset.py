@@ -20,7 +20,7 @@ from PIL import Image
 from ovseg_core.camera import Camera
 from ovseg_core.data.config import DatasetConfig
 from ovseg_core.data.normalization import normalization_from_metadata, similarity_parts, transform_camera
-from ovseg_core.errors import SceneFormatError
+from ovseg_core.errors import MissingDependencyError, SceneFormatError
 from ovseg_core.io.cameras import PosedImage, from_sfm_scene, load_colmap, load_transforms_json
 
 _ASPECT_TOL = 0.02  # photo vs camera aspect ratio; larger means the wrong photo or a rotated one
@@ -107,6 +107,8 @@ def load_dataset(
     config: DatasetConfig | None = None,
     sfm_scene: Any = None,
     reconstruction_metadata: Mapping[str, Any] | None = None,
+    *,
+    need_images: bool = True,
 ) -> ViewDataset:
     """Load a capture's views, downsampled and aligned with a reconstruction.
 
@@ -120,6 +122,7 @@ def load_dataset(
         reconstruction_metadata: The reconstruction's file metadata (``GaussianScene.metadata``);
             its ``normalization_transform`` aligns the cameras when ``config.normalization`` is
             ``"auto"``.
+        need_images: Check that every view's photo exists (False for a caller that needs only cameras).
 
     Raises:
         SceneFormatError: nothing at ``path`` is a known dataset, or images are missing.
@@ -136,7 +139,8 @@ def load_dataset(
 
     target = _target_transform(config, reconstruction_metadata, default=scene_frame)
     _check_unique_names(posed, root)
-    _check_images_exist(posed, root)
+    if need_images:
+        _check_images_exist(posed, root)
 
     views = []
     for index, p in enumerate(sorted(posed, key=lambda p: p.name)):
@@ -177,7 +181,7 @@ def _read_colmap(path: Path) -> tuple[list[PosedImage], Path, np.ndarray]:
 
         posed, frame = _read_sfm_scene(SfmScene.from_colmap(path))
         return posed, path, frame
-    raise ImportError(
+    raise MissingDependencyError(
         f"{path}: reading a COLMAP scene needs pycolmap (pip install pycolmap) "
         "or fvdb-reality-capture (pip install fvdb-reality-capture)"
     )

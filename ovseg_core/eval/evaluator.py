@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ovseg_core.camera import Camera
+from ovseg_core.errors import UsageError
 from ovseg_core.eval import lerf_ovs as lo
 from ovseg_core.eval.providers import RelevancyProvider
 from ovseg_core.eval.visualize import frame_picture, prompt_panel
@@ -198,7 +199,7 @@ def evaluate_scene(
     n = len(scene.dataset)
     for f in frames:
         if f.index >= n:
-            raise ValueError(
+            raise UsageError(
                 f"{f.source}: annotates view {f.index} ({f.name}) but the capture has only {n} views "
                 f"(frame_00001 is the first view in name order)"
             )
@@ -236,7 +237,7 @@ def evaluate_scenes(
     """Evaluate several scenes; with ``out_dir`` also writes ``<out_dir>/lerf_results.json``."""
     names = [lo.safe_name(s.name) for s in scenes]
     if len(set(names)) != len(names):
-        raise ValueError(f"scene names must be distinct (they name output folders): {[s.name for s in scenes]}")
+        raise UsageError(f"scene names must be distinct (they name output folders): {[s.name for s in scenes]}")
     result = EvalResult([evaluate_scene(s, out_dir, config) for s in scenes], config)
     if out_dir is not None:
         _write_json(Path(out_dir) / "lerf_results.json", result.to_json())

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ovseg_core.errors import MissingFileError, SceneFormatError
+
 BLEND_KERNEL = 29
 """AvgPool window blended 50/50 with the raw relevancy before thresholding."""
 SMOOTH_KERNEL = 7
@@ -78,7 +80,7 @@ def frame_index(name: str) -> int:
     stem = Path(name).name.split(".")[0]
     digits = stem.rsplit("_", 1)[-1]
     if not digits.isdigit() or int(digits) < 1:
-        raise ValueError(f"frame name {name!r} does not end in _<number> counted from 1 (e.g. frame_00001)")
+        raise SceneFormatError(f"frame name {name!r} does not end in _<number> counted from 1 (e.g. frame_00001)")
     return int(digits) - 1
 
 
@@ -124,7 +126,7 @@ def _objects(data: Mapping[str, Any], path: Path) -> tuple[str, int, int, list[t
                 pts = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
             objs.append((str(s["label"]), pts, polygon_box(pts)))
         return name, h, w, objs
-    raise ValueError("neither LERF-OVS ('info' + 'objects') nor labelme ('shapes') annotations")
+    raise SceneFormatError("neither LERF-OVS ('info' + 'objects') nor labelme ('shapes') annotations")
 
 
 def load_frame_truth(path: str | os.PathLike[str]) -> FrameTruth:
@@ -134,25 +136,25 @@ def load_frame_truth(path: str | os.PathLike[str]) -> FrameTruth:
         data = json.loads(path.read_text())
         name, h, w, objs = _objects(data, path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: annotation file not found") from None
+        raise MissingFileError(f"{path}: annotation file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        raise SceneFormatError(f"{path}: not valid JSON ({e})") from e
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: malformed annotation ({type(e).__name__}: {e})") from e
+        raise SceneFormatError(f"{path}: malformed annotation ({type(e).__name__}: {e})") from e
     if h <= 0 or w <= 0:
-        raise ValueError(f"{path}: image size {w}x{h} is not positive")
+        raise SceneFormatError(f"{path}: image size {w}x{h} is not positive")
     if not objs:
-        raise ValueError(f"{path}: no annotated objects")
+        raise SceneFormatError(f"{path}: no annotated objects")
     try:
         index = frame_index(name)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
+        raise SceneFormatError(f"{path}: {e}") from e
     labels: dict[str, LabelTruth] = {}
     for label, pts, box in objs:
         try:
             mask = polygon_mask(h, w, pts)
         except Exception as e:  # cv2 raises its own error type for bad point arrays
-            raise ValueError(f"{path}: label {label!r}: unusable polygon ({e})") from e
+            raise SceneFormatError(f"{path}: label {label!r}: unusable polygon ({e})") from e
         if label in labels:
             labels[label].mask |= mask
             labels[label].boxes = np.concatenate([labels[label].boxes, box.reshape(1, 4)])
@@ -160,7 +162,7 @@ def load_frame_truth(path: str | os.PathLike[str]) -> FrameTruth:
             labels[label] = LabelTruth(mask, box.reshape(1, 4).astype(np.float64))
     for label, t in labels.items():
         if not t.mask.any():
-            raise ValueError(f"{path}: label {label!r} covers no pixel of the {w}x{h} image")
+            raise SceneFormatError(f"{path}: label {label!r} covers no pixel of the {w}x{h} image")
     stem = Path(name).name.split(".")[0]
     image = next(
         (
@@ -177,15 +179,15 @@ def load_ground_truth(folder: str | os.PathLike[str]) -> list[FrameTruth]:
     """All ``frame_*.json`` in ``folder`` (name-sorted), as the reference globs them."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: ground-truth folder not found")
+        raise MissingFileError(f"{folder}: ground-truth folder not found")
     paths = sorted(folder.glob("frame_*.json"))
     if not paths:
-        raise FileNotFoundError(f"{folder}: no frame_*.json annotation files")
+        raise MissingFileError(f"{folder}: no frame_*.json annotation files")
     frames = [load_frame_truth(p) for p in paths]
     seen: dict[int, Path] = {}
     for f in frames:
         if f.index in seen:
-            raise ValueError(f"{f.source}: frame index {f.index} is annotated twice (also in {seen[f.index]})")
+            raise SceneFormatError(f"{f.source}: frame index {f.index} is annotated twice (also in {seen[f.index]})")
         seen[f.index] = f.source
     return frames
 

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from ovseg_core.camera import Camera
+from ovseg_core.errors import UsageError
 from ovseg_core.fields.language_fields import LanguageFields
 from ovseg_core.fields.relevancy import DEFAULT_NEGATIVES, FieldQuery
 from ovseg_core.models.protocols import TextEncoder
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 
@@ -74,7 +75,7 @@ class FieldRelevancyProvider:
     def relevancy(self, frame_index: int, camera: Camera, prompt: str) -> dict[int, np.ndarray]:
         codes = self._codes_for(frame_index, camera)
         if not prompt.strip():
-            raise ValueError("the prompt is empty")
+            raise UsageError("the prompt is empty")
         q = self.query.embed([prompt, *[n for n in self.settings.negatives if n.strip()]])
         return {
             lvl: self.query.pixel_relevancy_from_codes(c, lvl, q, self.settings.temperature, self.settings.min_alpha)

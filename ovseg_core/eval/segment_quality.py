@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ovseg_core.camera import Camera
-from ovseg_core.eval.faint_capture import FaintCapture, region_labels
 from ovseg_core.fields.relevancy import FieldQuery, QuerySettings
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
+from ovseg_core.synthetic.faint_capture import FaintCapture, region_labels
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 

@@ -23,7 +23,7 @@ import torch
 
 from ovseg_core.camera import Camera
 from ovseg_core.fields.config import BackprojectionConfig
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 

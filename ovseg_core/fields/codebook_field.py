@@ -78,10 +78,6 @@ class CodebookField(nn.Module):
             C = torch.where(frozen[:, None, None], C.detach(), C)
         return C.reshape(-1, C.shape[-1])
 
-    def gaussian_features(self, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoded features ``[n, D]`` (all layers, not normalised)."""
-        return self.dense_codes(ids) @ self.stacked_codebooks()
-
     @torch.no_grad()
     def init_codebooks(self, features: np.ndarray | torch.Tensor, seed: int = 42) -> None:
         """K-means initialisation as the reference does it: MiniBatchKMeans(S) per layer, each

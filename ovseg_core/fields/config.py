@@ -7,6 +7,7 @@ import dataclasses
 import math
 from typing import Literal
 
+from ovseg_core.errors import UsageError
 from ovseg_core.preprocess.config import PreprocessConfig, RayConfig  # noqa: F401 - preprocessing's own settings
 
 DEFAULT_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
@@ -29,13 +30,13 @@ class FieldConfig:
 
     def __post_init__(self) -> None:
         if self.num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
+            raise UsageError(f"num_layers must be >= 1, got {self.num_layers}")
         if not 1 <= self.top_k <= self.codebook_size:
-            raise ValueError(
+            raise UsageError(
                 f"need 1 <= top_k <= codebook_size, got top_k={self.top_k}, codebook_size={self.codebook_size}"
             )
         if self.embed_dim < 1:
-            raise ValueError(f"embed_dim must be >= 1, got {self.embed_dim}")
+            raise UsageError(f"embed_dim must be >= 1, got {self.embed_dim}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +53,9 @@ class BackprojectionConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_weight <= 1.0:
-            raise ValueError(f"min_weight must lie in (0, 1], got {self.min_weight}")
+            raise UsageError(f"min_weight must lie in (0, 1], got {self.min_weight}")
         if self.max_entries < 1:
-            raise ValueError(f"max_entries must be >= 1, got {self.max_entries}")
+            raise UsageError(f"max_entries must be >= 1, got {self.max_entries}")
 
     @property
     def top_k(self) -> int:
@@ -140,17 +141,17 @@ class LanguageTrainConfig:
 
     def __post_init__(self) -> None:
         if self.feature_level not in (0, 1, 2, 3):
-            raise ValueError(
+            raise UsageError(
                 f"feature_level must be 0 (default), 1 (small), 2 (medium) or 3 (large), got {self.feature_level}"
             )
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+            raise UsageError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UsageError(f"lr must be > 0, got {self.lr}")
         if self.contributions_top_k < 1:
-            raise ValueError(f"contributions_top_k must be >= 1, got {self.contributions_top_k}")
+            raise UsageError(f"contributions_top_k must be >= 1, got {self.contributions_top_k}")
         if not self.contributions_cache_gb >= 0:
-            raise ValueError(f"contributions_cache_gb must be >= 0, got {self.contributions_cache_gb}")
+            raise UsageError(f"contributions_cache_gb must be >= 0, got {self.contributions_cache_gb}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,8 +6,6 @@ import os
 from pathlib import Path
 
 from ovseg_core.fields.language_fields import CHECKPOINT_NAME, LanguageFields, load_fields
-from ovseg_core.models.config import OpenClipConfig
-from ovseg_core.models.protocols import TextEncoder
 from ovseg_core.scene import GaussianScene
 
 
@@ -42,12 +40,3 @@ def discover_fields(scene_path: str | os.PathLike[str], scene: GaussianScene) ->
             if fields.scene_fingerprint == scene.fingerprint():
                 return fields
     return None
-
-
-def text_encoder_for(fields: LanguageFields, clip: OpenClipConfig | None = None) -> TextEncoder:
-    """The text tower of the encoder that made the fields' targets, chosen by the scheme of its
-    name (``ovseg_core.models.registry``): the fixed-vocabulary encoder stored in the fields, the tiny
-    test model, or the recorded OpenCLIP; ``clip`` overrides the OpenCLIP model and weights."""
-    from ovseg_core.models.registry import text_encoder_for_record
-
-    return text_encoder_for_record(fields, clip)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ovseg_core.errors import FieldMismatchError
+from ovseg_core.errors import FieldMismatchError, MissingFileError
 from ovseg_core.fields.checkpoint_checks import check_levels
 from ovseg_core.fields.codebook_field import CodebookField, FieldConfig
 from ovseg_core.io.atomic import atomic_write_bytes
@@ -239,10 +239,10 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if path.is_file():
         return path
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such language-field checkpoint or directory")
+        raise MissingFileError(f"{path}: no such language-field checkpoint or directory")
     candidates = list(path.rglob(CHECKPOINT_NAME)) or list(path.rglob("*.pt"))
     if not candidates:
-        raise FileNotFoundError(f"{path}: no {CHECKPOINT_NAME} (or other .pt checkpoint) found inside")
+        raise MissingFileError(f"{path}: no {CHECKPOINT_NAME} (or other .pt checkpoint) found inside")
     candidates.sort(key=lambda p: (p.stat().st_mtime, _step_of(p)))
     return candidates[-1]
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ovseg_core.errors import Cancelled
+from ovseg_core.errors import Cancelled, UsageError
 from ovseg_core.fields.backprojection import (
     accumulate_entries,
     accumulate_entries_torch,
@@ -32,7 +32,7 @@ from ovseg_core.fields.backprojection import (
 from ovseg_core.fields.config import LiftConfig
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.fields.training import CancelFlag, TrainingView
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 
@@ -52,7 +52,7 @@ def lift_language_fields(
     from sklearn.cluster import MiniBatchKMeans
 
     if not views:
-        raise ValueError("lifting needs at least one view")
+        raise UsageError("lifting needs at least one view")
     started = time.perf_counter()
     S = config.codebook_size
     floor = np.float32(config.contributions.min_weight)
@@ -65,7 +65,7 @@ def lift_language_fields(
         used = [v.features[torch.unique(v.seg_maps[level][v.seg_maps[level] >= 0])] for v in views]
         pooled = torch.cat([u for u in used if len(u)]) if any(len(u) for u in used) else torch.zeros(0)
         if pooled.numel() == 0:
-            raise ValueError(f"no view has a mask at feature level {level}; pick another level")
+            raise UsageError(f"no view has a mask at feature level {level}; pick another level")
         data = pooled.float().numpy()
         if len(data) < S:  # K-means needs S samples; repeated ones give duplicate (harmless) entries
             data = np.resize(data, (S, data.shape[1]))

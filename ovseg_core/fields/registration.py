@@ -31,7 +31,7 @@ from ovseg_core.fields.backprojection import (
 )
 from ovseg_core.fields.config import BackprojectionConfig, RegistrationConfig
 from ovseg_core.fields.language_fields import LevelCodes
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 

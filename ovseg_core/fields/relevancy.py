@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from ovseg_core.camera import Camera
+from ovseg_core.errors import FieldMismatchError, UsageError
 from ovseg_core.fields import _relevancy_kernels as kernels
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.models.protocols import TextEncoder
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 
@@ -57,7 +58,7 @@ class FieldQuery:
 
     def __init__(self, fields: LanguageFields, text_encoder: TextEncoder) -> None:
         if text_encoder.embed_dim != fields.embed_dim:
-            raise ValueError(
+            raise FieldMismatchError(
                 f"the text encoder {text_encoder.name!r} embeds into {text_encoder.embed_dim} dims but the fields "
                 f"were trained on {fields.embed_dim}-dim features from {fields.encoder_name!r}; use that model"
             )
@@ -125,7 +126,7 @@ class FieldQuery:
     def queries(self, prompt: str, settings: QuerySettings) -> torch.Tensor:
         """``[1 + negatives, D]`` embeddings: the prompt, then the non-empty negatives."""
         if not prompt.strip():
-            raise ValueError("the prompt is empty; type what to look for")
+            raise UsageError("the prompt is empty; type what to look for")
         return self.embed([prompt, *[n for n in settings.negatives if n.strip()]])
 
     # -- 3D ------------------------------------------------------------------------------------
@@ -209,5 +210,5 @@ class FieldQuery:
         if settings.level is None:
             return sorted(self.levels)
         if settings.level not in self.levels:
-            raise ValueError(f"level {settings.level} is not in these fields (they have {sorted(self.levels)})")
+            raise UsageError(f"level {settings.level} is not in these fields (they have {sorted(self.levels)})")
         return [settings.level]

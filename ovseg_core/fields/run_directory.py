@@ -20,6 +20,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from ovseg_core.errors import MissingDependencyError, UsageError
 from ovseg_core.fields.language_fields import CHECKPOINT_NAME, LanguageFields
 from ovseg_core.io.atomic import atomic_write_bytes
 
@@ -40,7 +41,7 @@ class RunDirectory:
     ) -> None:
         name = run_name or time.strftime("run_%Y-%m-%d-%H-%M-%S")
         if run_name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", run_name):
-            raise ValueError(f"run name {run_name!r} may only use letters, digits, '.', '_' and '-'")
+            raise UsageError(f"run name {run_name!r} may only use letters, digits, '.', '_' and '-'")
         self.path = Path(log_path) / name
         self.path.mkdir(parents=True, exist_ok=True)
         self.save_images_enabled = save_images
@@ -52,7 +53,7 @@ class RunDirectory:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:  # the tensorboard package is optional
-                raise RuntimeError(
+                raise MissingDependencyError(
                     "--io.use-tensorboard needs the tensorboard package: pip install 'ovseg[tensorboard]'"
                 ) from e
             self._tb = SummaryWriter(log_dir=str(self.path / "tensorboard"))

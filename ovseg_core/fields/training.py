@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ovseg_core.camera import Camera
-from ovseg_core.errors import Cancelled
+from ovseg_core.errors import Cancelled, UsageError
 from ovseg_core.fields.codebook_field import CodebookField
 from ovseg_core.fields.config import LanguageTrainConfig
 from ovseg_core.fields.contribution_cache import ContributionCache
@@ -102,15 +102,6 @@ class CancelFlag(Protocol):
     def is_set(self) -> bool: ...
 
 
-@dataclasses.dataclass
-class _LevelData:
-    """Per view targets of one level; sparse contributions built lazily."""
-
-    views: list[TrainingView]
-    level: int
-    contributions: dict[int, ViewContributions] = dataclasses.field(default_factory=dict)
-
-
 class LanguageFieldTrainer:
     """Trains one CodebookField per requested level on a frozen ``scene``, on the scene's device.
 
@@ -132,10 +123,10 @@ class LanguageFieldTrainer:
         cancel: CancelFlag | None = None,
     ) -> None:
         if not train_views:
-            raise ValueError("language-field training needs at least one training view")
+            raise UsageError("language-field training needs at least one training view")
         dims = {v.features.shape[1] for v in [*train_views, *val_views] if v.features.shape[0]}
         if len(dims) > 1:
-            raise ValueError(f"views carry features of different sizes {sorted(dims)}; were they encoded by one model?")
+            raise UsageError(f"views carry features of different sizes {sorted(dims)}; were they encoded by one model?")
         self.scene = scene
         self.train_views = list(train_views)
         self.val_views = list(val_views)
@@ -144,7 +135,7 @@ class LanguageFieldTrainer:
         # The sparse path reads contributions from any backend; the dense path needs gradients.
         self.renderer = renderer or make_renderer("cpu" if self.config.method == "sparse" else "torch")
         if self.config.method == "dense" and self.renderer.name != "torch":
-            raise ValueError("the dense (reference) method needs the differentiable torch renderer")
+            raise UsageError("the dense (reference) method needs the differentiable torch renderer")
         self.encoder_name = encoder_name
         self.observer = observer
         self.progress = progress
@@ -263,9 +254,9 @@ class LanguageFieldTrainer:
         field = CodebookField(self.scene.num_gaussians, cfg.field, seed=cfg.seed).to(self.device)
         pooled = [v.features for v in self.train_views if v.features.shape[0]]
         if not pooled:
-            raise ValueError("no training view has any mask features; preprocessing found no masks")
+            raise UsageError("no training view has any mask features; preprocessing found no masks")
         if not any(bool((v.seg_maps[level] >= 0).any()) for v in self.train_views):
-            raise ValueError(
+            raise UsageError(
                 f"no training view has a mask at feature level {level} ({LEVEL_NAMES[level]}); "
                 "pick another feature level (masks are grouped by area: small < 1%, medium 1-10%, large >= 10%)"
             )

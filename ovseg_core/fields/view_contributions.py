@@ -16,7 +16,7 @@ import torch
 from ovseg_core.camera import Camera
 from ovseg_core.fields import _blend_kernels as kernels
 from ovseg_core.fields import _blend_torch as blend_torch
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 

@@ -6,7 +6,7 @@ From a capture on disk (preprocessing included): ``ovseg_core.pipeline.build_ins
 from ovseg_core.instances.build import LiftedMasks, build_instances, lift_views
 from ovseg_core.instances.config import InstanceConfig
 from ovseg_core.instances.export import export_instances, instance_file_names, safe_name
-from ovseg_core.instances.instance_set import InstanceSet, load_instances, text_encoder_for_instances
+from ovseg_core.instances.instance_set import InstanceSet, load_instances
 from ovseg_core.instances.lifting_masks import lift_view_masks
 from ovseg_core.instances.merge import MergeResult, merge_view_masks
 
@@ -23,5 +23,4 @@ __all__ = [
     "load_instances",
     "merge_view_masks",
     "safe_name",
-    "text_encoder_for_instances",
 ]

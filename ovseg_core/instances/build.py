@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ovseg_core.data import ViewDataset
+from ovseg_core.errors import UsageError
 from ovseg_core.fields.view_contributions import compute_contributions
 from ovseg_core.instances.config import InstanceConfig
 from ovseg_core.instances.instance_set import InstanceSet
@@ -54,7 +55,7 @@ def lift_views(
             vf = _with_masks(features_seq, pos)
             cam = dataset[i].camera
             if (vf.height, vf.width) != (cam.height, cam.width):
-                raise ValueError(
+                raise UsageError(
                     f"view {dataset[i].name}: features are {vf.height}x{vf.width} but the camera is "
                     f"{cam.height}x{cam.width}; preprocess with the same image_downsample_factor"
                 )

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Literal
 
+from ovseg_core.errors import UsageError
 from ovseg_core.models.protocols import SCALES
 
 
@@ -59,17 +60,17 @@ class InstanceConfig:
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+            raise UsageError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         for name in ("min_inside_fraction", "iou_threshold", "consensus"):
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
-                raise ValueError(f"{name} must lie in (0, 1], got {v}")
+                raise UsageError(f"{name} must lie in (0, 1], got {v}")
         if not 0.0 < self.min_contribution <= 1.0:
-            raise ValueError(f"min_contribution must lie in (0, 1], got {self.min_contribution}")
+            raise UsageError(f"min_contribution must lie in (0, 1], got {self.min_contribution}")
         if not 0.0 <= self.relative_weight <= 1.0:
-            raise ValueError(f"relative_weight must lie in [0, 1], got {self.relative_weight}")
+            raise UsageError(f"relative_weight must lie in [0, 1], got {self.relative_weight}")
         if self.min_inside_weight < 0:
-            raise ValueError(f"min_inside_weight must be >= 0, got {self.min_inside_weight}")
+            raise UsageError(f"min_inside_weight must be >= 0, got {self.min_inside_weight}")
         for name in ("min_views", "min_gaussians", "min_mask_gaussians"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be positive, got {getattr(self, name)}")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ovseg_core.errors import FieldMismatchError
+from ovseg_core.errors import FieldMismatchError, MissingFileError
 from ovseg_core.fields.checkpoint_checks import check_instance_tensors
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.tensor_file import load_tagged_payload
@@ -162,7 +162,7 @@ def load_instances(path: str | os.PathLike[str], scene: GaussianScene | None = N
     """Read an instances file; with ``scene``, refuse one built on another splat (``FieldMismatchError``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such instances file")
+        raise MissingFileError(f"{path}: no such instances file")
     payload = load_tagged_payload(path, INSTANCES_FORMAT, INSTANCES_VERSION, "instances file")
     check_instance_tensors(payload, str(path))
     try:
@@ -180,18 +180,11 @@ def load_instances(path: str | os.PathLike[str], scene: GaussianScene | None = N
             source=str(path),
         )
         if int(payload["scene"]["num_gaussians"]) != instances.num_gaussians:
-            raise ValueError(f"{instances.num_gaussians} labels for {payload['scene']['num_gaussians']} Gaussians")
+            raise FieldMismatchError(
+                f"{instances.num_gaussians} labels for {payload['scene']['num_gaussians']} Gaussians"
+            )
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise FieldMismatchError(f"{path}: malformed instances file ({e})") from e
     if scene is not None:
         instances.check_scene(scene)
     return instances
-
-
-def text_encoder_for_instances(instances: InstanceSet, clip: Any = None) -> TextEncoder:
-    """The text tower matching the instances' image encoder (same rules as for language fields:
-    stored vocabulary, tiny test CLIP, or the recorded / configured OpenCLIP)."""
-    from ovseg_core.fields.discovery import text_encoder_for
-
-    # text_encoder_for reads only encoder_name, config, source and embed_dim, which InstanceSet shares
-    return text_encoder_for(instances, clip)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ovseg_core.camera import Camera, intrinsics
-from ovseg_core.errors import SceneFormatError
+from ovseg_core.errors import MissingDependencyError, SceneFormatError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +82,7 @@ def load_colmap(path: str | os.PathLike[str], images_dir: str | os.PathLike[str]
     try:
         import pycolmap
     except ImportError as e:
-        raise ImportError("pycolmap is not installed. Install it with: pip install pycolmap") from e
+        raise MissingDependencyError("pycolmap is not installed. Install it with: pip install pycolmap") from e
     root = Path(path)
     model = next((p for p in (root / "sparse" / "0", root / "sparse", root) if _is_colmap_model(p)), None)
     if model is None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ovseg_core.errors import SceneFormatError
+from ovseg_core.errors import SceneFormatError, UsageError
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.compressed_ply import decode_compressed_ply, is_compressed_ply
 from ovseg_core.io.ply import scene_from_ply_table, write_ply
 from ovseg_core.io.ply_table import read_ply_table, read_regular_file
 from ovseg_core.io.splat_file import read_splat, write_splat
 from ovseg_core.scene import GaussianScene
-
-SCENE_SUFFIXES = (".ply", ".splat")
 
 
 def load_scene(path: str | os.PathLike[str]) -> GaussianScene:
@@ -46,5 +44,5 @@ def save_scene(scene: GaussianScene, path: str | os.PathLike[str], **ply_options
     elif suffix == ".splat":
         data = write_splat(scene)
     else:
-        raise ValueError(f"{path}: cannot save a scene as {suffix!r}; use .ply or .splat")
+        raise UsageError(f"{path}: cannot save a scene as {suffix!r}; use .ply or .splat")
     return atomic_write_bytes(path, data)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ovseg_core.errors import SceneFormatError
+from ovseg_core.errors import SceneFormatError, UsageError
 from ovseg_core.io.finite_rows import finite_rows
 from ovseg_core.io.ply_table import read_regular_file
 from ovseg_core.scene import SH_C0, GaussianScene
@@ -51,7 +51,7 @@ def read_splat(path: str | os.PathLike[str]) -> GaussianScene:
 def write_splat(scene: GaussianScene) -> bytes:
     """Encode as ``.splat`` (degree-0 colour only; lossy: 8-bit colour, opacity and rotation)."""
     if scene.num_channels != 3:
-        raise ValueError(f".splat stores RGB; the scene has {scene.num_channels} channels")
+        raise UsageError(f".splat stores RGB; the scene has {scene.num_channels} channels")
     rec = np.zeros(scene.num_gaussians, dtype=RECORD)
     rec["position"] = scene.means.detach().cpu().numpy()
     rec["scale"] = scene.scales.detach().cpu().numpy()

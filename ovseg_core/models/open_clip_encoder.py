@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ovseg_core.errors import ModelLoadError
+from ovseg_core.errors import ModelLoadError, UsageError
 from ovseg_core.models._device import resolve_device, seeded
 from ovseg_core.models.config import OpenClipConfig
 
@@ -133,7 +133,7 @@ def _resolve_weights(config: OpenClipConfig) -> tuple[str, str | None, str]:
         return pretrained, None, f"open_clip:{pretrained}"
 
     if config.model not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip model {config.model!r}; see open_clip.list_models()")
+        raise UsageError(f"unknown open_clip model {config.model!r}; see open_clip.list_models()")
     if open_clip.get_pretrained_cfg(config.model, pretrained):
         return config.model, pretrained, f"open_clip:{config.model}:{pretrained}"
     path = Path(pretrained).expanduser()

@@ -22,7 +22,7 @@ own region high and everything else low.
 
 The vocabulary serialises to plain lists, strings and tensors (``to_dict`` / ``from_dict``) so it can
 ride inside a language-field checkpoint (``LanguageFields.config["vocabulary"]``) that loads with
-``torch.load(weights_only=True)``; ``ovseg_core.fields.discovery.text_encoder_for`` rebuilds the text
+``torch.load(weights_only=True)``; ``ovseg_core.models.registry.text_encoder_for`` rebuilds the text
 encoder from it for fields whose encoder name starts with ``vocabulary:``.
 """
 

@@ -43,7 +43,7 @@ def scheme_of(encoder_name: str) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def text_encoder_for_record(record: EncoderRecord, clip: OpenClipConfig | None = None) -> TextEncoder:
+def text_encoder_for(record: EncoderRecord, clip: OpenClipConfig | None = None) -> TextEncoder:
     """The text encoder matching ``record.encoder_name``; ``clip`` overrides OpenCLIP's model and
     weights (also for a name of no registered scheme). Raises ``ModelLoadError`` when no scheme fits."""
     scheme = scheme_of(record.encoder_name)

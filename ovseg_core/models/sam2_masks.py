@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ovseg_core.errors import ModelLoadError
+from ovseg_core.errors import ModelLoadError, UsageError
 from ovseg_core.models._device import resolve_device, seeded
 from ovseg_core.models.config import SAM2_CHECKPOINTS, Sam2Config
 from ovseg_core.models.mask_scales import scales_with_nms
@@ -79,7 +79,7 @@ class Sam2MaskGenerator:
         """Build SAM 2 from ``config`` (hub download or ``checkpoint_path``); ``ModelLoadError`` if impossible."""
         config = config or Sam2Config()
         if config.checkpoint not in SAM2_CHECKPOINTS:
-            raise ValueError(f"checkpoint must be one of {list(SAM2_CHECKPOINTS)}, got {config.checkpoint!r}")
+            raise UsageError(f"checkpoint must be one of {list(SAM2_CHECKPOINTS)}, got {config.checkpoint!r}")
         build_sam2 = _sam2_module("build_sam").build_sam2
 
         device = resolve_device(config.device)

@@ -20,7 +20,7 @@ from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.pipeline.progress import PipelineProgress, Reporter, after_preprocess, reporter
 from ovseg_core.pipeline.views import prepare_views
 from ovseg_core.preprocess.config import PreprocessConfig
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 

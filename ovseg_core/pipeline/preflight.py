@@ -15,7 +15,7 @@ from ovseg_core.data.view_dataset import ViewDataset
 from ovseg_core.fields.training import CancelFlag
 from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.preprocess.config import PreprocessConfig
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 MIN_VISIBLE_FRACTION = 0.05

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ovseg_core.errors import UsageError
 from ovseg_core.models.config import OpenClipConfig, Sam2Config
 
 
@@ -48,8 +49,8 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
-            raise ValueError(f"ray concurrency must be at least 1, got {self.concurrency}")
+            raise UsageError(f"ray concurrency must be at least 1, got {self.concurrency}")
         if self.num_gpus_per_actor is not None and self.num_gpus_per_actor < 0:
-            raise ValueError(f"num_gpus_per_actor must not be negative, got {self.num_gpus_per_actor}")
+            raise UsageError(f"num_gpus_per_actor must not be negative, got {self.num_gpus_per_actor}")
         if self.num_cpus_per_actor <= 0:
-            raise ValueError(f"num_cpus_per_actor must be positive, got {self.num_cpus_per_actor}")
+            raise UsageError(f"num_cpus_per_actor must be positive, got {self.num_cpus_per_actor}")

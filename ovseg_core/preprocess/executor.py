@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ovseg_core.data.view_dataset import ViewDataset
+from ovseg_core.errors import MissingDependencyError
 from ovseg_core.fields.config import RayConfig
 from ovseg_core.models.protocols import ImageEncoder, MaskGenerator
 from ovseg_core.preprocess.cache import CachedViewFeatures
@@ -42,7 +43,7 @@ ModelFactory = Callable[[], tuple[MaskGenerator, ImageEncoder]]
 RAY_INSTALL_HINT = "pip install 'ovseg[ray]'  (or: pip install 'ray[data]>=2.60')"
 
 
-class RayUnavailableError(ImportError):
+class RayUnavailableError(MissingDependencyError):
     """``--executor ray`` was asked for but Ray Data cannot be imported; the message says how to install it."""
 
 

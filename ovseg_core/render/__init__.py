@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from ovseg_core.errors import UsageError
 from ovseg_core.render.types import Pick, Renderer, RenderOutput, RenderSettings
 
 
@@ -73,7 +74,7 @@ def make_renderer(
     if backend == "auto":
         backend = next(name for name, b in BACKENDS.items() if b.auto and b.is_available())
     if backend not in BACKENDS:
-        raise ValueError(f"unknown render backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown render backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
     cls = BACKENDS[backend].renderer_class()
     return cls(settings) if device is None else cls(settings, device=device)
 

@@ -14,6 +14,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ovseg_core.errors import UsageError
+
 if TYPE_CHECKING:  # torch loads with the first backend, not with the CLIs that name one
     import torch
 
@@ -45,11 +47,11 @@ class RenderSettings:
 
     def __post_init__(self) -> None:
         if not 0 < self.near < self.far:
-            raise ValueError(f"need 0 < near < far, got near={self.near}, far={self.far}")
+            raise UsageError(f"need 0 < near < far, got near={self.near}, far={self.far}")
         if self.eps_2d < 0:
-            raise ValueError(f"eps_2d must be >= 0, got {self.eps_2d}")
+            raise UsageError(f"eps_2d must be >= 0, got {self.eps_2d}")
         if self.tile_size not in (8, 16, 32):
-            raise ValueError(f"tile_size must be 8, 16 or 32, got {self.tile_size}")
+            raise UsageError(f"tile_size must be 8, 16 or 32, got {self.tile_size}")
 
 
 @dataclasses.dataclass

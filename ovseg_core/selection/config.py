@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ovseg_core.errors import UsageError
+
 
 @dataclasses.dataclass(frozen=True)
 class SelectionConfig:
@@ -29,9 +31,9 @@ class SelectionConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.neighbourhood_weight < float("inf"):
-            raise ValueError(f"neighbourhood_weight must be finite and >= 0, got {self.neighbourhood_weight}")
+            raise UsageError(f"neighbourhood_weight must be finite and >= 0, got {self.neighbourhood_weight}")
         if not 0.0 <= self.min_component_fraction <= 1.0:
-            raise ValueError(f"min_component_fraction must lie in [0, 1], got {self.min_component_fraction}")
+            raise UsageError(f"min_component_fraction must lie in [0, 1], got {self.min_component_fraction}")
         for name in ("neighbours", "min_component"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -48,14 +48,6 @@ class GaussianGraph:
         a = self.adjacency.astype(np.float64)
         return (sp.diags(self.weighted_degree()) - a).tocsr()
 
-    def neighbour_mean(self, values: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Link-weighted mean of ``values`` [N] over each Gaussian's neighbours, counting neighbour j
-        also with ``weights[j]`` (default 1) -> (mean [N], total weight [N]; mean 0 where that is 0)."""
-        w = np.ones(self.num_gaussians, np.float32) if weights is None else weights.astype(np.float32)
-        total = self.adjacency @ w
-        s = self.adjacency @ (w * values.astype(np.float32))
-        return np.where(total > 0, s / np.maximum(total, 1e-12), 0.0).astype(np.float32), total
-
 
 def build_graph(
     scene: GaussianScene, *, neighbours: int = 12, link_factor: float = 1.5, colour_affinity: bool = True

@@ -7,10 +7,12 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from random_capture import write_capture
 
 from ovseg_app import render_cli
 from ovseg_core.camera import Camera
-from ovseg_core.io import save_scene
+from ovseg_core.data import DatasetConfig, load_dataset
+from ovseg_core.io import load_scene, save_scene
 from ovseg_core.synthetic import DEMO_OBJECTS, demo_scene
 
 
@@ -77,6 +79,53 @@ def test_render_dataset_view(tmp_path, shared_data):
         == 0
     )
     assert iio.imread(out).shape == (80, 45, 3)
+
+
+def _render_view(scene_path, dataset, view, out):
+    args = [str(scene_path), "--dataset", str(dataset), "--view", str(view), "--output", str(out), "--backend", "cpu"]
+    assert render_cli.main(args) == 0
+    return iio.imread(out).astype(float) / 255
+
+
+def _direct(scene, camera):
+    from ovseg_core.render import make_renderer
+
+    return make_renderer("cpu").render(scene, camera).rgb[0].clamp(0, 1).numpy()
+
+
+def test_render_dataset_view_is_the_view_train_and_query_number(tmp_path):
+    """transforms.json lists its frames in reverse name order; --view N is the N-th by name, as in
+    train and query (``load_dataset``), not the N-th in the file."""
+    scene = demo_scene()
+    save_scene(scene, tmp_path / "scene.ply")
+    by_name = write_capture(tmp_path / "capture", num_views=5)
+    cameras = load_dataset(tmp_path / "capture").cameras
+    for view in (1, 4):
+        np.testing.assert_allclose(cameras[view].w2c, by_name[view].w2c, atol=1e-9)
+        ours = _render_view(tmp_path / "scene.ply", tmp_path / "capture", view, tmp_path / f"v{view}.png")
+        assert np.abs(ours - _direct(scene, cameras[view])).max() <= 1 / 255 + 1e-6
+        in_file_order = _direct(scene, by_name[4 - view])
+        assert np.abs(ours - in_file_order).max() > 0.2
+
+
+def test_render_dataset_view_applies_the_scene_normalisation(tmp_path):
+    """An fVDB splat carries the similarity its Gaussians were trained in; the dataset's cameras are moved
+    by it, as train and query move them."""
+    import torch
+
+    scene = demo_scene()
+    t = np.eye(4)
+    t[:3, :3] = 0.5 * np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    t[:3, 3] = [0.2, -0.1, 0.3]
+    scene.metadata["normalization_transform"] = torch.from_numpy(t.astype(np.float32))
+    save_scene(scene, tmp_path / "scene.ply", flavour="fvdb")
+    loaded = load_scene(tmp_path / "scene.ply")
+    write_capture(tmp_path / "capture", num_views=3)
+    raw = load_dataset(tmp_path / "capture", DatasetConfig(normalization="none")).cameras[2]
+    aligned = load_dataset(tmp_path / "capture", reconstruction_metadata=loaded.metadata).cameras[2]
+    ours = _render_view(tmp_path / "scene.ply", tmp_path / "capture", 2, tmp_path / "v.png")
+    assert np.abs(ours - _direct(loaded, aligned)).max() <= 1 / 255 + 1e-6
+    assert np.abs(ours - _direct(loaded, raw)).max() > 0.2
 
 
 @pytest.mark.parametrize(

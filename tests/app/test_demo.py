@@ -19,7 +19,8 @@ from ovseg_app.demo import (
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.fields import FieldQuery
-from ovseg_core.fields.discovery import discover_fields, text_encoder_for
+from ovseg_core.fields.discovery import discover_fields
+from ovseg_core.models.registry import text_encoder_for
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import DEMO_OBJECTS
 

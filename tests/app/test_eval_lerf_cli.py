@@ -21,8 +21,7 @@ def test_cli_end_to_end_on_trained_fields(tmp_path, capsys):
     from ovseg_core.models.palette_models import PaletteImageEncoder, PaletteMaskGenerator, Vocabulary
     from ovseg_core.pipeline import train_from_dataset
     from ovseg_core.render import make_renderer
-    from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
-    from ovseg_core.synthetic_capture import write_capture
+    from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene, write_capture
 
     scene = floating_objects_scene(points_per_object=300)
     names = [o.name for o in FLOATING_OBJECTS]

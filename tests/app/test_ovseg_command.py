@@ -10,6 +10,8 @@ import imageio.v3 as iio
 import pytest
 
 from ovseg_app import cli
+from ovseg_app.command_runner import REPORT_BUGS_TO, run_command
+from ovseg_core.errors import MissingDependencyError, MissingFileError, SceneFormatError, UsageError
 
 
 def _help(main, argv: list[str], capsys) -> str:  # noqa: ANN001
@@ -92,3 +94,38 @@ def test_every_entry_point_is_a_main_and_every_subcommand_has_its_alias():
     assert scripts["ovseg"] == "ovseg_app.cli:main"
     for name, module in cli.SUBCOMMANDS.items():
         assert targets.get(module) == f"ovseg-{name}", name  # `ovseg NAME` and `ovseg-NAME` run one main
+
+
+class _Command:
+    """A parsed command whose ``execute`` raises ``error`` (as a real command's code would)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def execute(self) -> None:
+        raise self.error
+
+
+def test_a_bug_prints_its_traceback_and_says_it_is_a_bug(capsys):
+    assert run_command("ovseg-x", _Command(ValueError("too many values to unpack"))) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ValueError: too many values to unpack" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("ovseg-x: internal error: this is a bug in ovseg") and REPORT_BUGS_TO in last
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UsageError("--threshold must lie in [0, 1], got 2"),
+        SceneFormatError("scene.ply: truncated"),
+        MissingFileError("scene.ply: no such file"),
+        MissingDependencyError("reading a COLMAP scene needs pycolmap (pip install pycolmap)"),
+        FileNotFoundError(2, "No such file or directory", "scene.ply"),
+        PermissionError(13, "Permission denied", "out/"),
+    ],
+)
+def test_input_errors_are_one_line(error, capsys):
+    assert run_command("ovseg-x", _Command(error)) == 2
+    err = capsys.readouterr().err
+    assert err == f"ovseg-x: error: {error}\n"

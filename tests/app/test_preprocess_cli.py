@@ -22,8 +22,7 @@ from ovseg_app.preprocess_cli import main
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.preprocess import load_view_features
 from ovseg_core.preprocess.executor import RayConfig
-from ovseg_core.synthetic import floating_objects_scene
-from ovseg_core.synthetic_capture import write_capture
+from ovseg_core.synthetic import floating_objects_scene, write_capture
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--preprocess.tiny-models"]

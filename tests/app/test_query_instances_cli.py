@@ -10,8 +10,7 @@ from ovseg_core.camera import orbit_cameras
 from ovseg_core.io import load_scene, save_scene
 from ovseg_core.models.palette_models import Vocabulary, palette_models
 from ovseg_core.pipeline import build_instances_from_dataset
-from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
-from ovseg_core.synthetic_capture import write_capture
+from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene, write_capture
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
 NAMES = [o.name for o in FLOATING_OBJECTS]

@@ -11,8 +11,7 @@ from ovseg_app.query_cli import main as query_main
 from ovseg_app.train_cli import main as train_main
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.io import load_scene, save_scene
-from ovseg_core.synthetic import floating_objects_scene
-from ovseg_core.synthetic_capture import write_capture
+from ovseg_core.synthetic import floating_objects_scene, write_capture
 
 pytestmark = pytest.mark.slow  # the module fixture preprocesses with tiny SAM 2 and OpenCLIP (~30 s)
 

@@ -20,8 +20,7 @@ from ovseg_core.camera import Camera, orbit_cameras
 from ovseg_core.errors import SceneFormatError
 from ovseg_core.render import make_renderer
 from ovseg_core.render.frames import DIM
-from ovseg_core.synthetic import FLOATING_OBJECTS
-from ovseg_core.synthetic_capture import write_capture
+from ovseg_core.synthetic import FLOATING_OBJECTS, write_capture
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
 NAMES = [o.name for o in FLOATING_OBJECTS]
@@ -121,7 +120,7 @@ def test_training_job_runs_in_the_background_and_swaps_fields(trained, tmp_path)
     scene, root, _, _ = trained
     lock = threading.RLock()
     session = ViewerSession(scene, make_renderer("cpu"), device_lock=lock)
-    from ovseg_core.fields.discovery import text_encoder_for
+    from ovseg_core.models.registry import text_encoder_for
 
     job = TrainingJob(scene, session.renderer, on_finished=lambda f: session.set_fields(f, text_encoder_for(f)))
     small = tmp_path / "capture"

@@ -32,7 +32,7 @@ from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.models.palette_models import PaletteImageEncoder, PaletteMaskGenerator
 from ovseg_core.render import make_renderer
-from ovseg_core.synthetic_capture import write_capture
+from ovseg_core.synthetic import write_capture
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason=skip_reason())
 

@@ -105,7 +105,7 @@ def test_transforms_json_on_fox(shared_data):
 
 
 def test_colmap_text_model(tmp_path):
-    pycolmap = pytest.importorskip("pycolmap")
+    pytest.importorskip("pycolmap")
     model = tmp_path / "sparse" / "0"
     model.mkdir(parents=True)
     (model / "cameras.txt").write_text("1 PINHOLE 64 48 50 52 32 24\n")
@@ -118,4 +118,3 @@ def test_colmap_text_model(tmp_path):
     assert np.allclose(cam.K, intrinsics(50, 52, 32, 24))
     assert np.allclose(project(cam, [0, 0, 0]), [32, 24, 3])
     assert views[0].image_path == (tmp_path / "images" / "a.png").resolve()
-    assert pycolmap is not None

@@ -214,8 +214,8 @@ def test_training_leaves_no_spill_files(small_setup, tmp_path, cancel):
 
 
 def test_floor_complete_renders_hold_every_contribution_above_the_floor_with_fewer_slots():
-    from ovseg_core.eval.faint_capture import faint_capture
     from ovseg_core.fields.backprojection import FloorCompleteRenderer
+    from ovseg_core.synthetic.faint_capture import faint_capture
 
     cap = faint_capture(num_objects=3, gaussians_per_object=1500, num_cameras=2, width=64, height=48)
     renderer, floor = make_renderer("cpu"), 1.0 / 1024.0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ovseg_core.render import _cpu_kernels as kernels
-from ovseg_core.render.cpu import _cache_aligned_empty
+from ovseg_core.render.cpu.binning import bin_tiles
+from ovseg_core.render.cpu.records import FOOT_WIDE, record_width
+from ovseg_core.render.cpu.scratch import cache_aligned_empty
+from ovseg_core.render.cpu.sorting import depth_order
 
 
 @pytest.mark.parametrize("n_chunks", [1, 3, 8])
@@ -15,7 +17,7 @@ def test_depth_order_is_numpys_stable_argsort(n_chunks):
     depths = rng.uniform(0.1, 50.0, 5000).astype(np.float32)
     depths[rng.integers(0, 5000, 1500)] = np.float32(7.25)  # many ties: order by id must survive
     ids = np.sort(rng.choice(5000, 3001, replace=False)).astype(np.int32)
-    order = kernels.depth_order(ids, depths, n_chunks)
+    order = depth_order(ids, depths, n_chunks)
     expected = ids[np.argsort(depths[ids], kind="stable")]
     np.testing.assert_array_equal(order, expected)
 
@@ -24,7 +26,7 @@ def _random_footprints(rng, m, tiles_x, tiles_y):
     """Tile rects ``[m, 4]`` and footprint codes ``[m]`` of every kind ``bin_tiles`` meets: up to 2 x 2
     tiles with any crossing mask, wide rects one tile thick (listed whole), and empty (culled) rects."""
     rects = np.zeros((m, 4), np.int32)
-    foot = np.full(m, kernels._FOOT_WIDE, np.int32)
+    foot = np.full(m, FOOT_WIDE, np.int32)
     for g in range(m):
         kind = rng.integers(0, 10)
         if kind < 7:
@@ -47,7 +49,7 @@ def _random_footprints(rng, m, tiles_x, tiles_y):
 def _listed_tiles(g, rects, foot, tiles_x):
     """The tiles Gaussian g's footprint names, in the order ``bin_tiles`` visits them."""
     code = int(foot[g])
-    if code == kernels._FOOT_WIDE:
+    if code == FOOT_WIDE:
         x0, y0, x1, y1 = rects[g]
         return [ty * tiles_x + tx for ty in range(y0, y1) for tx in range(x0, x1)]
     base = code >> 4
@@ -59,9 +61,9 @@ def test_bin_tiles_is_a_stable_sort_by_tile(n_chunks):
     rng = np.random.default_rng(1)
     n, m, tiles_x, tiles_y = 3000, 997, 9, 5
     rects, foot = _random_footprints(rng, n, tiles_x, tiles_y)
-    rec = np.zeros((n, kernels.record_width(3)), np.float32)  # read only by the ellipse test of wide rects
+    rec = np.zeros((n, record_width(3)), np.float32)  # read only by the ellipse test of wide rects
     order = rng.permutation(n)[:m].astype(np.int32)  # depth rank -> scene row
-    offsets, gids = kernels.bin_tiles(order, foot, rects, rec, 16, tiles_x, tiles_x * tiles_y, n_chunks)
+    offsets, gids = bin_tiles(order, foot, rects, rec, 16, tiles_x, tiles_x * tiles_y, n_chunks)
     owner, tiles = [], []
     for g in order:
         listed = _listed_tiles(g, rects, foot, tiles_x)
@@ -78,7 +80,7 @@ def test_bin_tiles_is_a_stable_sort_by_tile(n_chunks):
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int64, np.uint8])
 @pytest.mark.parametrize("size", [1, 17, 100_003, 1_000_003])  # the last on huge pages
 def test_scratch_buffers_start_on_a_cache_line(dtype, size):
-    buf = _cache_aligned_empty(size, dtype)
+    buf = cache_aligned_empty(size, dtype)
     assert buf.dtype == dtype and buf.shape == (size,)
     assert buf.ctypes.data % 64 == 0
     buf[:] = 1  # the whole view is writable memory of its own

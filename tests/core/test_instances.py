@@ -22,8 +22,7 @@ from ovseg_core.instances import (
 )
 from ovseg_core.io import load_scene, save_scene
 from ovseg_core.pipeline import build_instances_from_dataset
-from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
-from ovseg_core.synthetic_capture import write_capture
+from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene, write_capture
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
 NAMES = [o.name for o in FLOATING_OBJECTS]

@@ -12,8 +12,7 @@ from ovseg_core.camera import orbit_cameras
 from ovseg_core.fields import FieldQuery, LanguageTrainConfig, load_fields
 from ovseg_core.pipeline import PipelineProgress, PreprocessConfig, train_from_dataset
 from ovseg_core.render import make_renderer
-from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene
-from ovseg_core.synthetic_capture import write_capture
+from ovseg_core.synthetic import FLOATING_OBJECTS, floating_objects_scene, write_capture
 
 PALETTE = np.array([o.color for o in FLOATING_OBJECTS])
 NAMES = [o.name for o in FLOATING_OBJECTS]

@@ -12,7 +12,6 @@ from ovseg_app.demo import (
 )
 from ovseg_core.errors import FieldMismatchError
 from ovseg_core.fields import LanguageFields, LevelCodes, load_fields
-from ovseg_core.fields.discovery import text_encoder_for
 from ovseg_core.models import ImageEncoder, MaskGenerator, TextEncoder
 from ovseg_core.models.palette_models import (
     PaletteImageEncoder,
@@ -20,6 +19,7 @@ from ovseg_core.models.palette_models import (
     Vocabulary,
     VocabularyTextEncoder,
 )
+from ovseg_core.models.registry import text_encoder_for
 from ovseg_core.synthetic import DEMO_OBJECTS
 
 NAMES = [o.name for o in DEMO_OBJECTS]

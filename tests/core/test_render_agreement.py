@@ -188,7 +188,8 @@ def test_sh_matches_gsplat():
 @pytest.mark.parametrize("channels", [3, 5])  # the unrolled RGB path at degree 3 and the general one
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
 def test_cpu_sh_kernel_matches_torch(degree, channels):
-    from ovseg_core.render import _cpu_kernels as kernels
+    from ovseg_core.render.cpu.records import COL, record_width
+    from ovseg_core.render.cpu.shading import sh_colors as cpu_sh_colors
 
     g = torch.Generator().manual_seed(degree * 10 + channels)
     n = 700
@@ -196,10 +197,10 @@ def test_cpu_sh_kernel_matches_torch(degree, channels):
     means = torch.randn(n, 3, generator=g) * 2
     cam_pos = np.array([0.3, -2.5, 1.1])
     ref = sh_colors(sh[:, :1], sh[:, 1:], means - torch.from_numpy(cam_pos).float(), degree)
-    rec = np.full((n, kernels.record_width(channels)), np.nan, np.float32)
+    rec = np.full((n, record_width(channels)), np.nan, np.float32)
     ids = np.arange(0, n, 2, dtype=np.int32)  # only the listed Gaussians are written
-    kernels.sh_colors(ids, means.numpy(), sh[:, :1].numpy(), sh[:, 1:].numpy(), degree, cam_pos, rec)
-    ours = torch.from_numpy(rec[:, kernels._COL : kernels._COL + channels])
+    cpu_sh_colors(ids, means.numpy(), sh[:, :1].numpy(), sh[:, 1:].numpy(), degree, cam_pos, rec)
+    ours = torch.from_numpy(rec[:, COL : COL + channels])
     torch.testing.assert_close(ours[ids], ref[ids], atol=2e-6, rtol=1e-5)
     assert torch.isnan(ours[1::2]).all()
 
@@ -234,7 +235,7 @@ def test_projection_matches_gsplat_on_garden(shared_data):
 
 def test_exp_neg_error_bound():
     """The compositing kernel's polynomial exp stays within its stated bound (2.5e-7 relative)."""
-    from ovseg_core.render._cpu_kernels import EXP_ARG_MAX, exp_neg_array
+    from ovseg_core.render.cpu.numerics import EXP_ARG_MAX, exp_neg_array
 
     s = np.concatenate([np.linspace(0, float(EXP_ARG_MAX), 200_001), np.linspace(0, 1e-3, 1001)]).astype(np.float32)
     rel = np.abs(exp_neg_array(s).astype(np.float64) / np.exp(-s.astype(np.float64)) - 1.0)
@@ -288,8 +289,8 @@ def test_projection_culls_like_the_reference_at_the_frustum_edges():
     and just past the near plane far to the side (projected thousands of pixels out): the vectorised
     projection culls exactly what the reference gives no pixel, renders the rest as it does, and
     leaves each survivor the footprint code of its rect."""
-    from ovseg_core.render._cpu_kernels import _FOOT_WIDE
     from ovseg_core.render.cpu import CpuRenderer
+    from ovseg_core.render.cpu.records import FOOT_WIDE
 
     g = np.random.default_rng(3)
     cam = Camera.look_at([0.0, -3.0, 0.0], [0, 0, 0], width=96, height=64)
@@ -333,7 +334,7 @@ def test_projection_culls_like_the_reference_at_the_frustum_edges():
         x0, y0, x1, y1 = (int(v) for v in rects[i])
         w, h = x1 - x0, y1 - y0
         if w > 2 or h > 2:
-            assert foot[i] == _FOOT_WIDE
+            assert foot[i] == FOOT_WIDE
         else:
             mask = 1 | (w == 2) << 1 | (h == 2) << 2 | (w == 2 and h == 2) << 3
             assert foot[i] == ((y0 * tiles_x + x0) << 4) | mask

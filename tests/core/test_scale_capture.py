@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ovseg_core.eval.faint_capture import region_labels
-from ovseg_core.eval.scale_capture import PointMasks, scale_capture, scale_views
 from ovseg_core.render import make_renderer
+from ovseg_core.synthetic.faint_capture import region_labels
+from ovseg_core.synthetic.scale_capture import PointMasks, scale_capture, scale_views
 
 
 def test_scale_capture_has_the_requested_size_and_faint_statistics():

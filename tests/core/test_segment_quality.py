@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovseg_core.eval.faint_capture import capture_stats, faint_capture, planted_views
 from ovseg_core.eval.segment_quality import instance_quality, iou
 from ovseg_core.fields.backprojection import (
     BackprojectionConfig,
@@ -34,6 +33,7 @@ from ovseg_core.models.palette_models import VocabularyTextEncoder
 from ovseg_core.render import make_renderer
 from ovseg_core.scene import make_scene
 from ovseg_core.selection import SelectionConfig, build_graph, consistent_selection
+from ovseg_core.synthetic.faint_capture import capture_stats, faint_capture, planted_views
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from ovseg_core.eval.faint_capture import faint_capture, planted_views
 from ovseg_core.fields import CodebookField, FieldConfig, LanguageFieldTrainer, LanguageTrainConfig
 from ovseg_core.fields.config import LiftConfig
 from ovseg_core.fields.lifting import lift_language_fields
@@ -17,6 +16,7 @@ from ovseg_core.fields.registration import register_level
 from ovseg_core.fields.view_contributions import blend_sparse_codes, compute_contributions
 from ovseg_core.instances.build import instances_from_views
 from ovseg_core.render import make_renderer
+from ovseg_core.synthetic.faint_capture import faint_capture, planted_views
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ovseg_app.demo import demo_vocabulary, load_demo_scene
 from ovseg_core.fields import load_fields
-from ovseg_core.fields.discovery import text_encoder_for
 from ovseg_core.models.palette_models import Vocabulary
+from ovseg_core.models.registry import text_encoder_for
 from ovseg_core.synthetic import DEMO_OBJECTS
 
 NAMES = [o.name for o in DEMO_OBJECTS]

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ovseg_app.cli_checks import MAX_VIDEO_FRAMES
 from ovseg_core.camera import Camera
 from ovseg_core.io.video import atomic_video
 
 MAX_KEYFRAMES = 100
-MAX_FRAMES = 3000
-"""At most this many frames a video (e.g. 100 s at 30 fps)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +44,8 @@ def path_cameras(keyframes: list[Keyframe], frames: int, width: int, height: int
     """``frames`` cameras along the keyframes (the first and last frames are the end keyframes)."""
     if len(keyframes) < 2:
         raise ValueError(f"a camera path needs at least 2 keyframes, got {len(keyframes)}")
-    if not 2 <= frames <= MAX_FRAMES:
-        raise ValueError(f"a video has 2-{MAX_FRAMES} frames, got {frames}")
+    if not 2 <= frames <= MAX_VIDEO_FRAMES:
+        raise ValueError(f"a video has 2-{MAX_VIDEO_FRAMES} frames, got {frames}")
     segments = len(keyframes) - 1
     cams = []
     for i in range(frames):

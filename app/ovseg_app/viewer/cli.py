@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import tyro
 
 from ovseg_app.command_runner import describe, run_cli
-from ovseg_core.errors import FieldMismatchError, ModelLoadError
+from ovseg_core.errors import FieldMismatchError, ModelLoadError, UsageError
 from ovseg_core.render import BackendName
 from ovseg_core.selection.config import SelectionConfig
 
@@ -65,15 +65,15 @@ class ViewCommand:
         from ovseg_app.viewer.tab import MAX_HEIGHT, MIN_HEIGHT
 
         if not MIN_HEIGHT <= self.height <= MAX_HEIGHT:
-            raise ValueError(f"--height must be between {MIN_HEIGHT} and {MAX_HEIGHT} pixels, got {self.height}")
+            raise UsageError(f"--height must be between {MIN_HEIGHT} and {MAX_HEIGHT} pixels, got {self.height}")
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"--port must be 0-65535, got {self.port}")
+            raise UsageError(f"--port must be 0-65535, got {self.port}")
         out = self.output_dir
         if out.exists() and not out.is_dir():
-            raise ValueError(f"--output-dir {out} is a file, not a folder")
+            raise UsageError(f"--output-dir {out} is a file, not a folder")
         parent = next((p for p in out.absolute().parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
-            raise ValueError(f"--output-dir {out}: {parent} is a file, not a folder")
+            raise UsageError(f"--output-dir {out}: {parent} is a file, not a folder")
 
     def execute(self) -> None:
         serve(self)
@@ -95,8 +95,9 @@ def merge_fields(parts: list[LanguageFields]) -> LanguageFields:
 def load_session_inputs(cmd: ViewCommand):  # noqa: ANN201
     from ovseg_app.demo import DEMO_PATH, load_demo_scene
     from ovseg_core.fields import load_fields
-    from ovseg_core.fields.discovery import discover_fields, text_encoder_for
+    from ovseg_core.fields.discovery import discover_fields
     from ovseg_core.io import load_scene
+    from ovseg_core.models.registry import text_encoder_for
 
     scene_path = cmd.scene if cmd.scene is not None else DEMO_PATH
     scene = load_scene(scene_path) if cmd.scene is not None else load_demo_scene()
@@ -139,10 +140,11 @@ def serve(cmd: ViewCommand) -> None:
     )
     instances_path = cmd.instances or (cmd.scene.with_suffix(".instances.pt") if cmd.scene is not None else None)
     if instances_path is not None and (cmd.instances is not None or instances_path.is_file()):
-        from ovseg_core.instances import load_instances, text_encoder_for_instances
+        from ovseg_core.instances import load_instances
+        from ovseg_core.models.registry import text_encoder_for
 
         instances = load_instances(instances_path, scene)
-        session.set_instances(instances, text_encoder_for_instances(instances))
+        session.set_instances(instances, text_encoder_for(instances))
     viewer = Viewer(
         session,
         host=cmd.host,

@@ -15,7 +15,7 @@ from typing import Any
 
 from ovseg_app.viewer.saved_state import SavedState
 from ovseg_app.viewer.session import ViewerSession
-from ovseg_core.fields.discovery import text_encoder_for
+from ovseg_core.models.registry import text_encoder_for
 
 log = logging.getLogger("ovseg.viewer")
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from ovseg_core.camera import Camera
-from ovseg_core.render.base import Pick, Renderer, RenderOutput, RenderSettings
+from ovseg_core.render import Pick, Renderer, RenderOutput, RenderSettings
 from ovseg_core.scene import GaussianScene
 
 

@@ -25,6 +25,7 @@ from ovseg_app.viewer.saved_state import SavedState
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.tab import Tab
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
+from ovseg_core.models.registry import text_encoder_for
 
 log = logging.getLogger("ovseg.viewer")
 
@@ -191,10 +192,10 @@ class Viewer:
         if not restore or inst is None or self.session.instances is not None:
             return
         try:
-            from ovseg_core.instances import load_instances, text_encoder_for_instances
+            from ovseg_core.instances import load_instances
 
             instances = load_instances(inst, self.session.base_scene)
-            self.session.set_instances(instances, text_encoder_for_instances(instances))
+            self.session.set_instances(instances, text_encoder_for(instances))
             self.restored.append(f"instances `{inst.name}` ({len(instances.sizes)})")
         except Exception as e:  # noqa: BLE001 - a stale entry must not stop the viewer
             log.warning("could not restore the instances in %s: %s", inst, e)
@@ -220,10 +221,10 @@ class Viewer:
 
     def load_instances(self, path: Path) -> None:
         """Use the instance set in ``path`` (all tabs switch); remembered for the next start."""
-        from ovseg_core.instances import load_instances, text_encoder_for_instances
+        from ovseg_core.instances import load_instances
 
         instances = load_instances(path, self.session.base_scene)
-        self.session.set_instances(instances, text_encoder_for_instances(instances))
+        self.session.set_instances(instances, text_encoder_for(instances))
         self.saved.use_instances(path)
         self.shared_changed()
 

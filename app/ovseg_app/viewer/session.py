@@ -26,7 +26,7 @@ from ovseg_core.camera import Camera
 from ovseg_core.colormaps import COLORMAPS
 from ovseg_core.fields import LanguageFields, QuerySettings
 from ovseg_core.models import TextEncoder
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.render.frames import VIEW_MODES, ViewMode
 from ovseg_core.scene import GaussianScene
 from ovseg_core.selection import SelectionConfig

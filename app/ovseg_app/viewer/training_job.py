@@ -28,7 +28,7 @@ from ovseg_core.models.open_clip_encoder import OpenClipConfig
 from ovseg_core.models.sam2_masks import SAM2_INSTALL_HINT
 from ovseg_core.pipeline import PipelineProgress, PipelineResult, PreprocessConfig, train_from_dataset
 from ovseg_core.pipeline.progress import EtaModel
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import GaussianScene
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ class TrainingJob:
             log.warning("%s", self.warning)
 
     def _build_instances(self, request: TrainingRequest, preprocess: PreprocessConfig, models, started: float) -> str:  # noqa: ANN001
-        from ovseg_core.instances.instance_set import text_encoder_for_instances
+        from ovseg_core.models.registry import text_encoder_for
         from ovseg_core.pipeline import build_instances_from_dataset
 
         # no lock around the build: SAM2/CLIP preprocessing runs while every tab keeps rendering;
@@ -255,7 +255,7 @@ class TrainingJob:
             folder = Path(request.log_path) / time.strftime("instances_%Y-%m-%d_%H-%M-%S")
             self.instances_path = instances.save(folder / "scene.instances.pt")
         if self.on_instances is not None:
-            self.on_instances((instances, text_encoder_for_instances(instances)))
+            self.on_instances((instances, text_encoder_for(instances)))
         return f"{len(instances.sizes)} instances in {time.perf_counter() - started:.0f} s; click one to select it"
 
     def _train(self, request: TrainingRequest, config, preprocess: PreprocessConfig, models, started: float) -> str:  # noqa: ANN001

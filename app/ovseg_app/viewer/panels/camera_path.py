@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ovseg_app.viewer.camera_path import MAX_FRAMES, MAX_KEYFRAMES, Keyframe, path_cameras, write_mp4
+from ovseg_app.cli_checks import MAX_VIDEO_FRAMES
+from ovseg_app.viewer.camera_path import MAX_KEYFRAMES, Keyframe, path_cameras, write_mp4
 from ovseg_app.viewer.panels.inputs import clamped_number
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class CameraPathPanel:
         seconds = clamped_number(self.seconds_in, 0.1, 100.0)
         fps = int(clamped_number(self.fps_in, 1, 60, integer=True))
         height = int(clamped_number(self.height_in, 32, 1080, integer=True)) // 2 * 2
-        frames = min(max(2, round(seconds * fps)), MAX_FRAMES)
+        frames = min(max(2, round(seconds * fps)), MAX_VIDEO_FRAMES)
         probe = self.tab.camera(height)
         aspect = probe.width / probe.height if probe is not None else 16 / 9
         width = max(2, round(height * aspect) // 2 * 2)  # H.264 wants even sizes

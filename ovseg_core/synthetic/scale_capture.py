@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ovseg_core.camera import Camera
-from ovseg_core.eval.faint_capture import FaintCapture, faint_capture
 from ovseg_core.fields.training import TrainingView
+from ovseg_core.synthetic.faint_capture import FaintCapture, faint_capture
 
 HAZE = 600
 """Haze blobs (their size is fixed, so their count sets how much of the view they veil: kept as in

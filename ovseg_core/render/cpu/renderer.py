@@ -1,10 +1,8 @@
-"""Fast CPU renderer: numba-compiled projection, depth sort, tile binning and compositing, parallel over tiles."""
+"""The CPU renderer: runs the stages (projection, colours and depth sort, binning, compositing) per frame."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import mmap
 import threading
 import time
 from collections.abc import Sequence
@@ -14,7 +12,6 @@ import numpy as np
 import torch
 
 from ovseg_core.camera import Camera
-from ovseg_core.render import _cpu_kernels as kernels
 from ovseg_core.render.base import (
     Pick,
     RenderOutput,
@@ -23,49 +20,15 @@ from ovseg_core.render.base import (
     check_features,
     pick_by_tile,
 )
+from ovseg_core.render.cpu.binning import bin_tiles
+from ovseg_core.render.cpu.projection import project
+from ovseg_core.render.cpu.records import alpha_extent_sigma, record_width
+from ovseg_core.render.cpu.scratch import ScratchBuffers, threads_for
+from ovseg_core.render.cpu.shading import sh_colors
+from ovseg_core.render.cpu.sorting import depth_order
+from ovseg_core.render.cpu.tiles import rasterize
 from ovseg_core.render.projection import covariances
 from ovseg_core.scene import GaussianScene
-
-PARALLEL_MIN_ITEMS = 100_000
-"""Stages over fewer Gaussians (or pairs) than this run on one thread: waking the pool costs more than it
-saves, and far more when other processes keep the cores busy."""
-
-
-@contextlib.contextmanager
-def _threads_for(n_items: int):
-    if n_items >= PARALLEL_MIN_ITEMS:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
-
-
-_HUGE_PAGE = 2 << 20
-
-
-def _cache_aligned_empty(size: int, dtype: type) -> np.ndarray:
-    """A 1D array starting on a 64-byte cache line: numpy's large arrays start 16 bytes past one, so
-    every 64-byte record spanned two lines, and the stages that read records at random fetched both.
-
-    From 2 MiB on it is an anonymous mapping aligned to 2 MiB and marked for transparent huge pages
-    (where the kernel offers them, e.g. ``madvise`` mode): records and tile lists are read at random,
-    and with 4 KiB pages most of those reads also missed the TLB."""
-    itemsize = np.dtype(dtype).itemsize
-    nbytes = size * itemsize
-    if nbytes >= _HUGE_PAGE and hasattr(mmap, "MADV_HUGEPAGE"):
-        region = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        raw = np.frombuffer(region, np.uint8)
-        skip = -raw.ctypes.data % _HUGE_PAGE
-        with contextlib.suppress(OSError):  # a kernel without THP: plain pages
-            region.madvise(mmap.MADV_HUGEPAGE, skip, nbytes)
-        return raw[skip : skip + nbytes].view(dtype)
-    raw = np.empty(nbytes + 64, np.uint8)
-    skip = -raw.ctypes.data % 64
-    return raw[skip : skip + nbytes].view(dtype)
 
 
 class _SceneArrays:
@@ -82,7 +45,7 @@ class _SceneArrays:
             cov = covariances(scene.quats.detach().float(), scene.log_scales.detach().float())
             self.cov3d = f(cov.reshape(-1, 9)[:, [0, 1, 2, 4, 5, 8]])
             self.opacities = f(scene.opacities)
-        self.smax = kernels.alpha_extent_sigma(self.opacities)
+        self.smax = alpha_extent_sigma(self.opacities)
         self.sh0 = f(scene.sh0)
         self.shN = (
             f(scene.shN) if scene.shN.shape[1] else np.zeros((scene.num_gaussians, 1, scene.num_channels), np.float32)
@@ -109,7 +72,7 @@ class CpuRenderer:
         self._lock = threading.Lock()
         self.last_timings: dict[str, float] = {}
         """Seconds per stage of the last frame (project, sh_sort, bin, composite)."""
-        self._buffers: dict[str, np.ndarray] = {}
+        self._buffers = ScratchBuffers()
 
     def _scene_arrays(self, scene: GaussianScene) -> _SceneArrays:
         key = _scene_key(scene)
@@ -158,17 +121,6 @@ class CpuRenderer:
     def pick(self, scene: GaussianScene, camera: Camera, pixel: tuple[float, float], k: int = 8) -> Pick:
         return pick_by_tile(self, scene, camera, pixel, k)
 
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        """A scratch array kept across frames and grown when too small: fresh ones cost a page fault
-        per 4 KiB every frame, which was a third of a frame's time. Every stage writes all entries a
-        later stage reads, so none needs clearing. Returned arrays never alias these."""
-        size = math.prod(shape)
-        buf = self._buffers.get(name)
-        if buf is None or buf.dtype != dtype or buf.size < size:
-            buf = _cache_aligned_empty(max(size, int(size * 1.25) if buf is not None else size), dtype)
-            self._buffers[name] = buf
-        return buf[:size].reshape(shape)
-
     def _render_one(
         self,
         a: _SceneArrays,
@@ -183,13 +135,13 @@ class CpuRenderer:
         W, H, T = cam.width, cam.height, s.tile_size
         tiles_x, tiles_y = math.ceil(W / T), math.ceil(H / T)
         degree = a.sh_degree if s.sh_degree < 0 else min(s.sh_degree, a.sh_degree)
-        width = kernels.record_width(n_col)
-        depths, rec = self._buffer("depths", (n,), np.float32), self._buffer("rec", (n, width), np.float32)
-        rects, foot = self._buffer("rects", (n, 4), np.int32), self._buffer("foot", (n,), np.int32)
+        width = record_width(n_col)
+        depths, rec = self._buffers.get("depths", (n,), np.float32), self._buffers.get("rec", (n, width), np.float32)
+        rects, foot = self._buffers.get("rects", (n, 4), np.int32), self._buffers.get("foot", (n,), np.int32)
         K = cam.K
         clock = [time.perf_counter()]
-        with _threads_for(n):
-            kernels.project(
+        with threads_for(n):
+            project(
                 a.means, a.cov3d, a.opacities, a.smax,
                 np.ascontiguousarray(cam.w2c[:3, :3]), np.ascontiguousarray(cam.w2c[:3, 3]),
                 float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), W, H,
@@ -199,14 +151,14 @@ class CpuRenderer:
         visible = np.flatnonzero((rects[:, 2] > rects[:, 0]) & (rects[:, 3] > rects[:, 1])).astype(np.int32)
         clock.append(time.perf_counter())
         m = len(visible)
-        with _threads_for(m):
+        with threads_for(m):
             # One depth sort: tile lists are made in that order, so a stable bin by tile leaves each
             # tile's list depth-ordered. Records stay in scene order and are read through indices.
-            kernels.sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
-            order = kernels.depth_order(visible, depths, 2 * numba.get_num_threads())
+            sh_colors(visible, a.means, a.sh0, a.shN, degree, np.ascontiguousarray(cam.position), rec)
+            order = depth_order(visible, depths, 2 * numba.get_num_threads())
             clock.append(time.perf_counter())
-        with _threads_for(m):
-            offsets, gids = kernels.bin_tiles(
+        with threads_for(m):
+            offsets, gids = bin_tiles(
                 order, foot, rects, rec, T, tiles_x, tiles_x * tiles_y, 4 * numba.get_num_threads()
             )
         self._last_binning = {
@@ -218,7 +170,7 @@ class CpuRenderer:
             "gids": gids,
         }
         if tiles is None:
-            # Busiest tiles first, dealt out in turn to the threads (see ``kernels.rasterize``).
+            # Busiest tiles first, dealt out in turn to the threads (see ``rasterize``).
             todo = np.argsort(-np.diff(offsets), kind="stable")
         else:
             todo = np.array([ty * tiles_x + tx for tx, ty in tiles], dtype=np.int64)
@@ -232,7 +184,7 @@ class CpuRenderer:
         feat = blank((H, W, feats.shape[1]), np.float32)
         ids = np.full((H, W, top_k), -1, np.int64) if tiles is not None else np.empty((H, W, top_k), np.int64)
         ws = blank((H, W, top_k), np.float32)
-        kernels.rasterize(
+        rasterize(
             offsets, gids, todo, rec, feats,
             W, H, T, tiles_x, background, rgb, alpha[..., 0], depth[..., 0], feat, ids, ws, numba.get_num_threads(),
         )  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 
 from ovseg_core.scene import SH_C0, GaussianScene, make_scene
 
@@ -165,10 +164,6 @@ def demo_scene(seed: int = 7) -> GaussianScene:
         sh0=((colour - 0.5) / SH_C0)[:, None, :],
         extras={"object_id": ids},
     )
-
-
-def to_torch_ids(ids: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(ids, dtype=np.int64))
 
 
 FLOATING_OBJECTS = (

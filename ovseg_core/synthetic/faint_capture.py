@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ovseg_core.camera import Camera
 from ovseg_core.fields.training import TrainingView
 from ovseg_core.models.palette_models import Vocabulary
-from ovseg_core.render.base import Renderer
+from ovseg_core.render import Renderer
 from ovseg_core.scene import SH_C0, GaussianScene, make_scene
 
 PARTS: tuple[str, ...] = ("object", "floor", "wall", "haze", "floater")
