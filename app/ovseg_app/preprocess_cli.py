@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import tyro
 
-from ovseg_core.errors import Cancelled, OvsegError
+from ovseg_app.command_runner import run_cli
 from ovseg_core.preprocess.config import PreprocessConfig, RayConfig
 
 if TYPE_CHECKING:
@@ -98,20 +98,14 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "ovseg-preprocess") -> int:
-    cmd = tyro.cli(COMMAND, args=argv, prog=prog, description=DESCRIPTION)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a killed run unwinds like ctrl-C
     try:
-        run = cmd.execute()
-    except (Cancelled, KeyboardInterrupt):
-        print(f"{prog}: interrupted; finished cache entries are kept", file=sys.stderr)
-        return 130
-    except (OvsegError, ImportError, ValueError, OSError) as e:  # ImportError: RayUnavailableError
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+        status = run_cli(prog, COMMAND, argv, description=DESCRIPTION, report=report)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(report(run), flush=True)
-    return 0
+    if status == 130:
+        print(f"{prog}: finished cache entries are kept", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
