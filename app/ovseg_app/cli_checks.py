@@ -190,7 +190,7 @@ def check_render_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.render_cli.Render
         raise ValueError(f"--orbit-frames must lie in 1..{MAX_FRAMES}, got {cmd.orbit_frames}")
     if cmd.view is not None and cmd.view < 0:
         raise ValueError(f"--view must not be negative, got {cmd.view}")
-    if not all(math.isfinite(v) for v in (*cmd.up, *cmd.background, cmd.elevation_deg)):
+    if not all(math.isfinite(v) for v in (*(cmd.up or ()), *cmd.background, cmd.elevation_deg)):
         raise ValueError("--up, --background and --elevation-deg must be finite numbers")
 
 

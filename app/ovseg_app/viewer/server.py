@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ovseg_app.command_runner import USER_ERRORS
 from ovseg_app.viewer.saved_state import SavedState
+from ovseg_app.viewer.scene_orientation import SceneOrientation
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.tab import Tab
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
@@ -79,6 +81,7 @@ class Viewer:
         """What was brought back from the last session (shown in the Fields panel)."""
         self._restore(restore)
         self._browser_geometry: dict | None = None
+        self.orientation = SceneOrientation(session.base_scene, session.output_dir, dataset)
         self.job = TrainingJob(
             session.scene, session.renderer, on_finished=self._fields_trained, on_instances=self._instances_built
         )
@@ -103,7 +106,11 @@ class Viewer:
             try:
                 return fn(*args, **kwargs)
             except Exception as e:  # the server must keep serving whatever a callback does
-                log.error("error in %s:\n%s", getattr(fn, "__name__", fn), traceback.format_exc())
+                name = getattr(fn, "__name__", fn)
+                if isinstance(e, USER_ERRORS):  # bad input: one line, no traceback
+                    log.error("error in %s: %s", name, e)
+                else:
+                    log.error("error in %s:\n%s", name, traceback.format_exc())
                 self.errors.append(f"{type(e).__name__}: {e}")
                 del self.errors[:-MAX_ERRORS_KEPT]
                 target = client or next((getattr(a, "client", None) for a in args if getattr(a, "client", None)), None)
