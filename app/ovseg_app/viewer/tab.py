@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ovseg_app.viewer.frame_budget import MOVING_JPEG_QUALITY, FrameProfile, MovingScale
 from ovseg_app.viewer.heap import trim_heap_now_and_then
 from ovseg_app.viewer.panels import build_panels
 from ovseg_core.camera import Camera
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ovseg.viewer")
 
 MOVING_SECONDS = 0.25
-"""A camera that changed more recently than this counts as moving (low-resolution frames)."""
+"""A camera that changed more recently than this counts as moving (smaller frames, see ``frame_budget``)."""
 MIN_HEIGHT, MAX_HEIGHT = 32, 2160
 """Bounds of a frame's height in pixels, whatever the client or the panel asks for."""
 MAX_ASPECT = 4.0
@@ -56,6 +57,9 @@ class Tab:
         self.frames = 0
         self.render_ms: float | None = None
         self.last_camera_change = time.monotonic()
+        self.moving_scale = MovingScale()
+        self.profile = FrameProfile()
+        """Per-stage times of recent frames (``ovseg-bench view`` reads it)."""
         self.rendered_key: tuple | None = None
         self.last_frame: np.ndarray | None = None
         self.last_camera: Camera | None = None
@@ -138,13 +142,14 @@ class Tab:
 
     # -- frames ----------------------------------------------------------------------------------
     def frame_height(self, *, moving: bool) -> int:
-        """The browser's canvas height, capped by the panel's maximum (half of it while moving)."""
+        """The browser's canvas height, capped by the panel's maximum (while moving: a quarter
+        to half of it, as the last moving frames' cost allows)."""
         try:
             canvas = int(self.client.camera.image_height)
         except (AssertionError, TypeError, ValueError, OverflowError):  # no camera message yet
             canvas = self.max_height
         height = min(max(canvas, MIN_HEIGHT), self.max_height)
-        return max(MIN_HEIGHT, height // 2) if moving else height
+        return self.moving_scale.height(height, MIN_HEIGHT) if moving else height
 
     def camera(
         self, height: int, *, width: int | None = None, max_height: int = MAX_HEIGHT, max_pixels: int = MAX_FRAME_PIXELS
@@ -185,24 +190,36 @@ class Tab:
     def _maybe_render(self) -> None:
         if self.display_mode == "browser":
             return
-        moving = time.monotonic() - self.last_camera_change < MOVING_SECONDS
+        changed_at = self.last_camera_change
+        moving = time.monotonic() - changed_at < MOVING_SECONDS
         height = self.frame_height(moving=moving)
         camera = self.camera(height)
         if camera is None:
             return
+        quality = min(self.jpeg_quality, MOVING_JPEG_QUALITY) if moving else self.jpeg_quality
         key = (camera.w2c.round(6).tobytes(), camera.K.round(4).tobytes(), camera.width, camera.height)
-        key += (self.view_mode, self.jpeg_quality, self.version, self.viewer.version)
+        key += (self.view_mode, quality, self.version, self.viewer.version)
         if key == self.rendered_key:
             if moving:  # re-check once the camera has settled, for the full-resolution frame
                 self.wake.set()
                 time.sleep(0.02)
             return
         started = time.perf_counter()
+        waited = max(0.0, time.monotonic() - changed_at)
         frame = self.session.render(camera, self.view_mode)
+        rendered = time.perf_counter()
         if not self.alive:  # the tab closed while we rendered
             return
-        self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=self.jpeg_quality)
-        self.render_ms = 1000 * (time.perf_counter() - started)
+        # viser encodes with OpenCV when it is installed (~1 ms for a moving frame; PIL is slower)
+        self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=quality)
+        done = time.perf_counter()
+        self.render_ms = 1000 * (done - started)
+        if moving:
+            self.moving_scale.update(done - started)
+        self.profile.add(
+            moving, wait=waited, render=rendered - started, encode_send=done - rendered, total=waited + done - started,
+            pixels=float(camera.width * camera.height),
+        )  # fmt: skip
         self.rendered_key, self.last_frame, self.last_camera = key, frame, camera
         self.frames += 1
         self.panels.display.show_render_time()
