@@ -114,9 +114,10 @@ def raw_client_fps(
     }
 
 
-def chromium_drag_fps(viewer: Any, *, width: int, height: int, seconds: float = 6.0) -> float | None:
+def chromium_drag_fps(viewer: Any, *, width: int, height: int, seconds: float = 6.0) -> dict | None:
     """Frames/s the server sends a headless Chromium tab (``width`` x ``height`` window) while
-    its mouse drags the camera round in circles; None without Chromium or playwright."""
+    its mouse drags the camera round in circles, the camera updates/s it got from the tab and the
+    moving frames' profile; None without Chromium or playwright."""
     import os
     import shutil
     import tempfile
@@ -148,25 +149,47 @@ def chromium_drag_fps(viewer: Any, *, width: int, height: int, seconds: float = 
                 if not viewer.tabs:
                     return None
                 tab = next(iter(viewer.tabs.values()))
-                box = canvas.bounding_box()
-                cx, cy = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
-                r = 0.15 * min(box["width"], box["height"])
-                page.mouse.move(cx + r, cy)
-                page.mouse.down()
-                frames, started, steps = tab.frames, time.perf_counter(), 0
-                while time.perf_counter() - started < seconds and steps < 100_000:
-                    a = 2 * math.pi * steps / 60
-                    page.mouse.move(cx + r * math.cos(a), cy + 0.5 * r * math.sin(a))
-                    page.wait_for_timeout(16)
-                    steps += 1
+                tab.profile.clear()
+                frames, updates, started = tab.frames, tab.camera_updates, time.perf_counter()
+                # Pointer events dispatched inside the page at 60 Hz, as a hand on a mouse would make
+                # them: driving each move over the devtools protocol waits for the busy page every time.
+                steps = page.evaluate(_DRAG_JS, {"seconds": seconds})
                 elapsed = time.perf_counter() - started
-                sent = tab.frames - frames
-                page.mouse.up()
-                return sent / elapsed
+                result = {
+                    "frames_per_s": (tab.frames - frames) / elapsed,
+                    "camera_updates_per_s": (tab.camera_updates - updates) / elapsed,
+                    "mouse_moves_per_s": steps / elapsed,
+                    "moving_frame_ms": tab.profile.summary(moving=True),
+                }
+                return result
             finally:
                 ctx.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+_DRAG_JS = """async ({seconds}) => {
+  const canvas = document.querySelector("canvas[data-engine]");
+  const box = canvas.getBoundingClientRect();
+  const cx = box.left + box.width / 2, cy = box.top + box.height / 2, r = 0.15 * Math.min(box.width, box.height);
+  const fire = (type, x, y) => canvas.dispatchEvent(new PointerEvent(type, {
+    clientX: x, clientY: y, pointerId: 1, pointerType: "mouse", button: 0, buttons: type === "pointerup" ? 0 : 1,
+    bubbles: true, cancelable: true, isPrimary: true,
+  }));
+  fire("pointerdown", cx + r, cy);
+  let steps = 0;
+  const end = performance.now() + 1000 * seconds;
+  await new Promise((done) => {
+    const timer = setInterval(() => {
+      const a = 2 * Math.PI * steps / 60;
+      fire("pointermove", cx + r * Math.cos(a), cy + 0.5 * r * Math.sin(a));
+      steps += 1;
+      if (performance.now() >= end || steps > 100000) { clearInterval(timer); done(); }
+    }, 16);
+  });
+  fire("pointerup", cx + r, cy);
+  return steps;
+}"""
 
 
 def orbit_for(scene: Any, frames: int, width: int, height: int) -> list[Camera]:
@@ -179,3 +202,68 @@ def orbit_for(scene: Any, frames: int, width: int, height: int) -> list[Camera]:
 def percentiles(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, np.float64)
     return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90))} if len(a) else {}
+
+
+def stream_report(
+    scene: Any, *, window: tuple[int, int], seconds: float, chromium: bool, warmup_s: float = 2.0
+) -> dict:
+    """Serve ``scene`` (CPU renderer, still frames up to 720 px like ``ovseg-view``) and measure the
+    raw client's frames/s with the per-stage profile of its moving frames, then Chromium's."""
+    import contextlib
+    import io
+    import os
+    import socket
+    import tempfile
+
+    from ovseg_app.viewer.server import Viewer
+    from ovseg_app.viewer.session import ViewerSession
+    from ovseg_core.render import make_renderer
+
+    width, height = window
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="ovseg-bench-stream-") as out:
+        session = ViewerSession(scene, make_renderer("cpu"), output_dir=out)
+        with contextlib.redirect_stdout(io.StringIO()):  # viser's banner
+            viewer = Viewer(session, port=port, still_height=720)
+        try:
+            load_before = os.getloadavg()[0]
+
+            def measured() -> dict:
+                tab = next(iter(viewer.tabs.values()))
+                kernel = getattr(session.renderer, "last_timings", {}) or {}
+                return {
+                    "moving_frame_ms": tab.profile.summary(moving=True),
+                    "kernel_ms_last_frame": {k: round(1000 * v, 2) for k, v in kernel.items()},
+                    "last_frame": f"{tab.last_camera.width}x{tab.last_camera.height}" if tab.last_camera else None,
+                }
+
+            cams = orbit_for(scene, 240, width, height)
+            raw = raw_client_fps(port, cams, width=width, height=height, seconds=seconds, warmup_s=warmup_s,
+                                 on_measured=measured)  # fmt: skip
+            result = {"gaussians": scene.num_gaussians, "window": f"{width}x{height}", **raw.pop("measured"), **raw}
+            result["chromium_drag"] = (
+                chromium_drag_fps(viewer, width=width, height=height, seconds=seconds) if chromium else None
+            )
+            result["load_avg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            result["cpu_count"] = os.cpu_count()
+            return result
+        finally:
+            with contextlib.redirect_stdout(io.StringIO()):
+                viewer.stop()
+
+
+def garden_capture() -> Any | None:
+    """The real garden points (138,766, ../shared/data) as Gaussians turned into COLMAP's y-down
+    convention, like a real INRIA capture; None when the data is absent."""
+    from pathlib import Path
+
+    from ovseg_core.orientation import rotate_scene, rotation_to
+    from ovseg_core.synthetic import scene_from_points
+
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsplat_test_garden" / "test_garden.npz"
+    if not path.exists():
+        return None
+    data = np.load(path)
+    return rotate_scene(scene_from_points(data["means3d"], data["colors"]), rotation_to((0, 0, 1), (0, -1, 0)))

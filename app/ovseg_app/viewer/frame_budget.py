@@ -66,3 +66,16 @@ class FrameProfile:
         if rows and "pixels" in rows[-1]:
             out["pixels_median"] = float(np.median([r["pixels"] for r in rows]))
         return out
+
+
+def frame_unsent(client: object) -> bool:
+    """True while a background image queued for ``client`` has not yet been taken for sending:
+    the client (or the socket to it) is behind, and a newer frame would only replace that one in
+    viser's queue, so rendering it now is wasted work. Reads viser's per-client buffer (not a public
+    API: any other viser answers False, i.e. frames are rendered as before)."""
+    try:
+        buffer = client._websock_connection.get_message_buffer()  # type: ignore[attr-defined]
+        with buffer.buffer_lock:
+            return any(type(m).__name__ == "BackgroundImageMessage" for m in buffer.message_from_id.values())
+    except AttributeError:
+        return False

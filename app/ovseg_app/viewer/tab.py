@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ovseg_app.viewer.frame_budget import MOVING_JPEG_QUALITY, FrameProfile, MovingScale
+from ovseg_app.viewer.frame_budget import MOVING_JPEG_QUALITY, FrameProfile, MovingScale, frame_unsent
 from ovseg_app.viewer.heap import trim_heap_now_and_then
 from ovseg_app.viewer.panels import build_panels
 from ovseg_core.camera import Camera
@@ -57,10 +57,13 @@ class Tab:
         self.frames = 0
         self.render_ms: float | None = None
         self.last_camera_change = time.monotonic()
+        self.camera_updates = 0
+        """Camera messages received from the client."""
         self.moving_scale = MovingScale()
         self.profile = FrameProfile()
         """Per-stage times of recent frames (``ovseg-bench view`` reads it)."""
         self.rendered_key: tuple | None = None
+        self.rendered_view: tuple | None = None
         self.last_frame: np.ndarray | None = None
         self.last_camera: Camera | None = None
         self.bad_camera_logged = False
@@ -176,6 +179,7 @@ class Tab:
         return Camera.from_viser(wxyz / max(np.linalg.norm(wxyz), 1e-12), position, fov, aspect, height)
 
     def _on_camera(self, _camera: Any) -> None:
+        self.camera_updates += 1
         self.last_camera_change = time.monotonic()
         self.wake.set()
 
@@ -197,12 +201,15 @@ class Tab:
         if camera is None:
             return
         quality = min(self.jpeg_quality, MOVING_JPEG_QUALITY) if moving else self.jpeg_quality
-        key = (camera.w2c.round(6).tobytes(), camera.K.round(4).tobytes(), camera.width, camera.height)
-        key += (self.view_mode, quality, self.version, self.viewer.version)
-        if key == self.rendered_key:
-            if moving:  # re-check once the camera has settled, for the full-resolution frame
+        view = (camera.w2c.round(6).tobytes(), round(float(camera.K[1, 1]) / camera.height, 4))  # pose, fov
+        view += (self.view_mode, self.version, self.viewer.version)
+        key = (*view[:2], camera.K.round(4).tobytes(), camera.width, camera.height, quality, *view[2:])
+        # while moving, a frame is due only for a new view (not for a new size of the same one), and
+        # only once the last frame has left: a newer one would just replace it in viser's queue
+        if key == self.rendered_key or (moving and (view == self.rendered_view or frame_unsent(self.client))):
+            if moving:  # re-check soon: the next camera update, or the full-size frame once it settles
                 self.wake.set()
-                time.sleep(0.02)
+                time.sleep(0.002 if view != self.rendered_view else 0.02)
             return
         started = time.perf_counter()
         waited = max(0.0, time.monotonic() - changed_at)
@@ -212,6 +219,7 @@ class Tab:
             return
         # viser encodes with OpenCV when it is installed (~1 ms for a moving frame; PIL is slower)
         self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=quality)
+        self.client.flush()  # out now: viser would hold it up to a 1/60 s batching window
         done = time.perf_counter()
         self.render_ms = 1000 * (done - started)
         if moving:
@@ -220,7 +228,7 @@ class Tab:
             moving, wait=waited, render=rendered - started, encode_send=done - rendered, total=waited + done - started,
             pixels=float(camera.width * camera.height),
         )  # fmt: skip
-        self.rendered_key, self.last_frame, self.last_camera = key, frame, camera
+        self.rendered_key, self.rendered_view, self.last_frame, self.last_camera = key, view, frame, camera
         self.frames += 1
         self.panels.display.show_render_time()
         trim_heap_now_and_then()
