@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
 import os
 import socket
@@ -42,6 +44,9 @@ def default_output_dir() -> Path:
 class ViewCommand:
     """Open a Gaussian-splat scene with its language fields in a browser viewer."""
 
+    # One line per field docstring: tyro (1.0) breaks help at every continuation line of an
+    # indented attribute docstring, so wrapped ones show with ragged breaks in --help.
+
     scene: tyro.conf.Positional[Path | None] = None
     """Scene file; default: the built-in demo scene (prompts work offline)."""
     fields: tuple[Path, ...] = ()
@@ -49,7 +54,7 @@ class ViewCommand:
     instances: Path | None = None
     """3D instances file (``ovseg-query``/viewer built); default: ``scene.instances.pt`` beside the scene."""
     dataset: Path | None = None
-    """Capture for the training panel (COLMAP scene or transforms.json)."""
+    """Capture (COLMAP scene or transforms.json) for the training panel; its cameras also set the up axis."""
     backend: BackendName = "auto"
     """Renderer of the streamed frames."""
     host: str = "127.0.0.1"
@@ -61,14 +66,11 @@ class ViewCommand:
     display: Literal["server", "browser"] = "server"
     """server: frames rendered here and streamed; browser: viser draws the splats client-side."""
     restore: bool = True
-    """Bring back the fields and 3D instances in use when the last viewer on this scene stopped, as
-    remembered under the output folder (saved fields and selections are listed either way)."""
+    """Bring back the fields and 3D instances the last viewer on this scene used (saved ones are listed anyway)."""
     selection: SelectionConfig = SelectionConfig()
-    """Spatial consistency of prompt and click selections: every tab starts with these, and its
-    Prompt panel switches it and sets the neighbourhood weight."""
+    """Spatial consistency of prompt and click selections (each tab's Prompt panel can change it)."""
     height: int = 720
-    """Largest frame height when the camera is still: frames follow the browser's canvas up to this
-    height, half of it while the camera moves; each tab can change it in its Display panel."""
+    """Largest still frame height (frames follow the canvas up to it, smaller while moving; per tab: Display)."""
 
     def check(self) -> None:
         """Refuse unusable values before anything is loaded (ValueError naming the problem)."""
@@ -168,15 +170,16 @@ def serve(cmd: ViewCommand) -> None:
 
         instances = load_instances(instances_path, scene)
         session.set_instances(instances, text_encoder_for_instances(instances))
-    viewer = Viewer(
-        session,
-        host=cmd.host,
-        port=cmd.port,
-        dataset=cmd.dataset,
-        display_mode=cmd.display,
-        still_height=cmd.height,
-        restore=cmd.restore,
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # viser's own banner: the URL is printed once, below
+        viewer = Viewer(
+            session,
+            host=cmd.host,
+            port=cmd.port,
+            dataset=cmd.dataset,
+            display_mode=cmd.display,
+            still_height=cmd.height,
+            restore=cmd.restore,
+        )
     if cmd.port and viewer.port != cmd.port:  # taken between the check and the start
         viewer.stop()
         raise ValueError(f"port {cmd.port} on {cmd.host} is in use; choose another with --port")
