@@ -185,10 +185,11 @@ def serve(cmd: ViewCommand) -> None:
         raise ValueError(f"port {cmd.port} on {cmd.host} is in use; choose another with --port")
     if note:
         log.warning(note)
+    url = viewer.url if cmd.host not in ("0.0.0.0", "::") else f"http://localhost:{viewer.port} (all interfaces)"
     print(
-        f"ovseg-view: {scene.num_gaussians:,} Gaussians (renderer: {session.renderer.name}, text encoder: "
-        f"{session.encoder_name}); exports and saved state in {session.output_dir}\n"
-        f"ovseg-view: open {viewer.url} in a browser (Ctrl-C stops the viewer)",
+        f"ovseg-view: serving {scene.num_gaussians:,} Gaussians at {url} (renderer: {session.renderer.name}, "
+        f"text encoder: {session.encoder_name})\n"
+        f"ovseg-view: exports and saved state go to {session.output_dir}; Ctrl-C stops the viewer",
         flush=True,
     )
     try:
