@@ -28,6 +28,8 @@ log = logging.getLogger("ovseg.viewer")
 
 MOVING_SECONDS = 0.25
 """A camera that changed more recently than this counts as moving (smaller frames, see ``frame_budget``)."""
+UNSENT_GRACE_S = 0.01
+"""A frame still queued this long after it was flushed means the client is behind."""
 MIN_HEIGHT, MAX_HEIGHT = 32, 2160
 """Bounds of a frame's height in pixels, whatever the client or the panel asks for."""
 MAX_ASPECT = 4.0
@@ -64,6 +66,7 @@ class Tab:
         """Per-stage times of recent frames (``ovseg-bench view`` reads it)."""
         self.rendered_key: tuple | None = None
         self.rendered_view: tuple | None = None
+        self.queued_at = 0.0
         self.last_frame: np.ndarray | None = None
         self.last_camera: Camera | None = None
         self.bad_camera_logged = False
@@ -205,8 +208,10 @@ class Tab:
         view += (self.view_mode, self.version, self.viewer.version)
         key = (*view[:2], camera.K.round(4).tobytes(), camera.width, camera.height, quality, *view[2:])
         # while moving, a frame is due only for a new view (not for a new size of the same one), and
-        # only once the last frame has left: a newer one would just replace it in viser's queue
-        if key == self.rendered_key or (moving and (view == self.rendered_view or frame_unsent(self.client))):
+        # not while the last one is still queued (a newer one would just replace it in viser's queue)
+        # once it had time to leave: a client that keeps up gets the next frame rendered right away
+        behind = time.perf_counter() - self.queued_at > UNSENT_GRACE_S and frame_unsent(self.client)
+        if key == self.rendered_key or (moving and (view == self.rendered_view or behind)):
             if moving:  # re-check soon: the next camera update, or the full-size frame once it settles
                 self.wake.set()
                 time.sleep(0.002 if view != self.rendered_view else 0.02)
@@ -220,6 +225,7 @@ class Tab:
         # viser encodes with OpenCV when it is installed (~1 ms for a moving frame; PIL is slower)
         self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=quality)
         self.client.flush()  # out now: viser would hold it up to a 1/60 s batching window
+        self.queued_at = time.perf_counter()
         done = time.perf_counter()
         self.render_ms = 1000 * (done - started)
         if moving:
