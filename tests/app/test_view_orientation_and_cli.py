@@ -128,3 +128,30 @@ def test_help_keeps_each_options_text_whole():
     for i, row in enumerate(rows):
         assert flags[i] or (i > 0 and flags[i - 1] and "  " not in rows[i - 1].strip()), f"help row cut: {row!r}"
     assert any("--port INT" in row and "exactly" in row for row in rows)
+
+
+def test_callback_input_errors_are_logged_in_one_line_and_bugs_with_their_traceback(tmp_path, caplog):
+    import logging
+
+    from ovseg_app.viewer.server import Viewer
+    from ovseg_app.viewer.session import ViewerSession
+    from ovseg_core.render import make_renderer
+
+    viewer = Viewer(ViewerSession(random_scene(50, seed=2), make_renderer("cpu"), output_dir=tmp_path), port=0)
+    try:
+
+        def bad_input() -> None:
+            raise ValueError("no such prompt file: x.txt")
+
+        def bug() -> None:
+            raise RuntimeError("broken")
+
+        with caplog.at_level(logging.ERROR, logger="ovseg.viewer"):
+            viewer.guarded(bad_input)()
+            viewer.guarded(bug)()
+        first, second = (r.getMessage() for r in caplog.records[-2:])
+        assert first == "error in bad_input: no such prompt file: x.txt"
+        assert second.startswith("error in bug:\nTraceback") and "RuntimeError: broken" in second
+        assert viewer.errors[-2:] == ["ValueError: no such prompt file: x.txt", "RuntimeError: broken"]
+    finally:
+        viewer.stop()
