@@ -192,7 +192,7 @@ def check_render_args(cmd) -> None:  # noqa: ANN001 (ovseg_app.render_cli.Render
         raise UsageError(f"--orbit-frames must lie in 1..{MAX_VIDEO_FRAMES}, got {cmd.orbit_frames}")
     if cmd.view is not None and cmd.view < 0:
         raise UsageError(f"--view must not be negative, got {cmd.view}")
-    if not all(math.isfinite(v) for v in (*cmd.up, *cmd.background, cmd.elevation_deg)):
+    if not all(math.isfinite(v) for v in (*(cmd.up or ()), *cmd.background, cmd.elevation_deg)):
         raise UsageError("--up, --background and --elevation-deg must be finite numbers")
 
 

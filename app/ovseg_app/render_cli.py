@@ -55,8 +55,8 @@ class RenderCommand:
     """Orbit vertical field of view in degrees."""
     elevation_deg: float = 25.0
     """Orbit elevation above the horizontal plane, degrees."""
-    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
-    """World up direction for the orbit."""
+    up: tuple[float, float, float] | None = None
+    """World up direction for the orbit; default: detected (see ``ovseg_core.orientation``)."""
     radius_scale: float = 1.2
     """Orbit radius as a multiple of the scene's robust diagonal."""
     backend: BackendName = "auto"
@@ -93,9 +93,7 @@ class RenderCommand:
         raise UsageError(f"--output must end in .png, .mp4 or .gif, got {self.output.name!r}")
 
     def _cameras(self, scene: GaussianScene) -> list[Camera]:
-        import numpy as np
-
-        from ovseg_core.camera import load_camera_json, orbit_cameras
+        from ovseg_core.camera import load_camera_json
         from ovseg_core.data import load_dataset
 
         if self.camera is not None and self.dataset is not None:
@@ -108,11 +106,11 @@ class RenderCommand:
             dataset = load_dataset(self.dataset, reconstruction_metadata=scene.metadata, need_images=False)
             cams = check_cameras([c.downsampled(self.downsample) for c in dataset.cameras], str(self.dataset))
         else:
-            lo, hi = scene.bounds()
-            radius = self.radius_scale * float(np.linalg.norm(hi - lo))
+            from ovseg_core.orientation import default_orbit
+
             n = self.orbit_frames if video else 1
-            return orbit_cameras(
-                (lo + hi) / 2, max(radius, 1e-3), n, elevation_deg=self.elevation_deg, up=self.up,
+            return default_orbit(
+                scene, n, up=self.up, radius_scale=self.radius_scale, elevation_deg=self.elevation_deg,
                 width=self.width, height=self.height, fov_y_deg=self.fov_deg,
             )  # fmt: skip
         if self.view is not None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ovseg_app.cli_checks import MAX_VIDEO_FRAMES
 from ovseg_core.camera import Camera
+from ovseg_core.errors import UsageError
 from ovseg_core.io.video import atomic_video
 
 MAX_KEYFRAMES = 100
@@ -43,9 +44,9 @@ def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
 def path_cameras(keyframes: list[Keyframe], frames: int, width: int, height: int) -> list[Camera]:
     """``frames`` cameras along the keyframes (the first and last frames are the end keyframes)."""
     if len(keyframes) < 2:
-        raise ValueError(f"a camera path needs at least 2 keyframes, got {len(keyframes)}")
+        raise UsageError(f"a camera path needs at least 2 keyframes, got {len(keyframes)}")
     if not 2 <= frames <= MAX_VIDEO_FRAMES:
-        raise ValueError(f"a video has 2-{MAX_VIDEO_FRAMES} frames, got {frames}")
+        raise UsageError(f"a video has 2-{MAX_VIDEO_FRAMES} frames, got {frames}")
     segments = len(keyframes) - 1
     cams = []
     for i in range(frames):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import logging
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -29,9 +33,19 @@ log = logging.getLogger("ovseg.viewer")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def default_output_dir() -> Path:
+    """Per-user data folder (``$XDG_DATA_HOME/ovseg``, else ``~/.local/share/ovseg``): running the
+    viewer from a checkout or any other folder leaves nothing behind there."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ovseg"
+
+
 @dataclasses.dataclass
 class ViewCommand:
     """Open a Gaussian-splat scene with its language fields in a browser viewer."""
+
+    # One line per field docstring: tyro (1.0) breaks help at every continuation line of an
+    # indented attribute docstring, so wrapped ones show with ragged breaks in --help.
 
     scene: tyro.conf.Positional[Path | None] = None
     """Scene file; default: the built-in demo scene (prompts work offline)."""
@@ -40,25 +54,23 @@ class ViewCommand:
     instances: Path | None = None
     """3D instances file (``ovseg-query``/viewer built); default: ``scene.instances.pt`` beside the scene."""
     dataset: Path | None = None
-    """Capture for the training panel (COLMAP scene or transforms.json)."""
+    """Capture (COLMAP scene or transforms.json) for the training panel; its cameras also set the up axis."""
     backend: BackendName = "auto"
     """Renderer of the streamed frames."""
     host: str = "127.0.0.1"
     """Interface to bind; anything but localhost lets others on the network use the viewer."""
     port: int = 8080
-    output_dir: Path = Path("ovseg_exports")
-    """Where 'Save PLY' writes (the GUI cannot write anywhere else)."""
+    """Port to serve on, exactly (the viewer stops with an error when it is taken); 0: any free port."""
+    output_dir: Path = dataclasses.field(default_factory=default_output_dir)
+    """Where exports, trained fields and the viewer's remembered state go (the GUI writes nowhere else)."""
     display: Literal["server", "browser"] = "server"
     """server: frames rendered here and streamed; browser: viser draws the splats client-side."""
     restore: bool = True
-    """Bring back the fields and 3D instances in use when the last viewer on this scene stopped
-    (remembered under --output-dir/viewer_state; saved fields and selections are listed either way)."""
+    """Bring back the fields and 3D instances the last viewer on this scene used (saved ones are listed anyway)."""
     selection: SelectionConfig = SelectionConfig()
-    """Spatial consistency of prompt and click selections (every tab starts with these; its Prompt
-    panel switches it and sets the neighbourhood weight)."""
+    """Spatial consistency of prompt and click selections (each tab's Prompt panel can change it)."""
     height: int = 720
-    """Largest frame height when the camera is still (frames follow the browser's canvas up to
-    this; half while it moves); each tab can change it in its Display panel."""
+    """Largest still frame height (frames follow the canvas up to it, smaller while moving; per tab: Display)."""
 
     def check(self) -> None:
         """Refuse unusable values before anything is loaded (ValueError naming the problem)."""
@@ -77,6 +89,20 @@ class ViewCommand:
 
     def execute(self) -> None:
         serve(self)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ValueError naming the port when something already listens on it (viser would quietly
+    take the next one, and the printed URL would point at whatever holds this one)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise UsageError(f"port {port} on {host} is in use ({e.strerror}); choose another with --port") from None
 
 
 def merge_fields(parts: list[LanguageFields]) -> LanguageFields:
@@ -120,6 +146,7 @@ def serve(cmd: ViewCommand) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cmd.check()
+    check_port_free(cmd.host, cmd.port)
     scene, fields, encoder, note = load_session_inputs(cmd)
     from ovseg_app.viewer.server import Viewer
     from ovseg_app.viewer.session import ViewerSession
@@ -145,20 +172,26 @@ def serve(cmd: ViewCommand) -> None:
 
         instances = load_instances(instances_path, scene)
         session.set_instances(instances, text_encoder_for(instances))
-    viewer = Viewer(
-        session,
-        host=cmd.host,
-        port=cmd.port,
-        dataset=cmd.dataset,
-        display_mode=cmd.display,
-        still_height=cmd.height,
-        restore=cmd.restore,
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # viser's own banner: the URL is printed once, below
+        viewer = Viewer(
+            session,
+            host=cmd.host,
+            port=cmd.port,
+            dataset=cmd.dataset,
+            display_mode=cmd.display,
+            still_height=cmd.height,
+            restore=cmd.restore,
+        )
+    if cmd.port and viewer.port != cmd.port:  # taken between the check and the start
+        viewer.stop()
+        raise UsageError(f"port {cmd.port} on {cmd.host} is in use; choose another with --port")
     if note:
         log.warning(note)
+    url = viewer.url if cmd.host not in ("0.0.0.0", "::") else f"http://localhost:{viewer.port} (all interfaces)"
     print(
-        f"ovseg-view: serving {scene.num_gaussians:,} Gaussians at {viewer.url} "
-        f"(renderer: {session.renderer.name}, text encoder: {session.encoder_name})",
+        f"ovseg-view: serving {scene.num_gaussians:,} Gaussians at {url} (renderer: {session.renderer.name}, "
+        f"text encoder: {session.encoder_name})\n"
+        f"ovseg-view: exports and saved state go to {session.output_dir}; Ctrl-C stops the viewer",
         flush=True,
     )
     try:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ovseg_core.errors import UsageError
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.ply import write_ply
 
@@ -24,7 +25,7 @@ _SAVE_LOCK = threading.Lock()
 def export_mask(session: ViewerSession, kind: str) -> np.ndarray:
     """``[N]`` bool: the Gaussians ``kind`` exports (hidden ones never)."""
     if kind not in EXPORT_KINDS:
-        raise ValueError(f"unknown export {kind!r}; choose one of {', '.join(EXPORT_KINDS)}")
+        raise UsageError(f"unknown export {kind!r}; choose one of {', '.join(EXPORT_KINDS)}")
     st = session.state
     base = st.selection if kind.startswith("selection") else session.prompt_selection()
     return ~base & ~st.hidden if kind.endswith("complement") else base & ~st.hidden
@@ -33,14 +34,14 @@ def export_mask(session: ViewerSession, kind: str) -> np.ndarray:
 def export_ply(session: ViewerSession, kind: str) -> bytes:
     keep = export_mask(session, kind)
     if not keep.any():
-        raise ValueError(f"nothing to export: the {kind.replace('-', ' ')} is empty")
+        raise UsageError(f"nothing to export: the {kind.replace('-', ' ')} is empty")
     return write_ply(session.base_scene.subset(keep))
 
 
 def export_instance_ply(session: ViewerSession, k: int) -> bytes:
     inst = session.instances
     if inst is None or not 0 <= k < len(inst.sizes):
-        raise ValueError(f"no instance {k}")
+        raise UsageError(f"no instance {k}")
     return write_ply(session.base_scene.subset(inst.labels == k))
 
 
@@ -54,16 +55,16 @@ def save_output(output_dir: Path | None, name: str, data: bytes) -> Path:
 def output_path(output_dir: Path | None, name: str) -> Path:
     """A path in ``output_dir`` for ``name``, sanitised, confined to it, and not yet taken."""
     if output_dir is None:
-        raise ValueError("no output directory was given at start-up (--output-dir)")
+        raise UsageError("no output directory was given at start-up (--output-dir)")
     base = Path(name).name
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip("._")
     if not Path(base).stem.strip("._- ") or not Path(safe).stem.strip("._-"):
-        raise ValueError(f"{name!r} is not a usable file name; type a name such as 'mug.ply'")
+        raise UsageError(f"{name!r} is not a usable file name; type a name such as 'mug.ply'")
     path = (output_dir / safe).resolve()
     if path.parent != output_dir:
-        raise ValueError(f"refusing to write outside {output_dir}")
+        raise UsageError(f"refusing to write outside {output_dir}")
     if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output directory {output_dir} is a file")
+        raise UsageError(f"output directory {output_dir} is a file")
     stem, suffix, n = path.stem, path.suffix, 0
     while path.exists():
         n += 1

@@ -15,6 +15,7 @@ from typing import Any
 
 from ovseg_app.viewer.saved_state import SavedState
 from ovseg_app.viewer.session import ViewerSession
+from ovseg_core.errors import UsageError
 from ovseg_core.models.registry import text_encoder_for
 
 log = logging.getLogger("ovseg.viewer")
@@ -51,7 +52,7 @@ class FieldsLibrary:
     def use(self, index: int) -> None:
         """Use entry ``index`` in every tab; remembered for the next start."""
         if not 0 <= index < len(self.entries):
-            raise ValueError(f"no fields entry {index}")
+            raise UsageError(f"no fields entry {index}")
         entry = self.entries[index]
         if entry.fields is None and entry.path is not None:  # saved by an earlier session
             from ovseg_core.fields import load_fields

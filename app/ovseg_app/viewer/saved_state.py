@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ovseg_core.errors import UsageError
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.scene import GaussianScene
 
@@ -38,7 +39,7 @@ def selection_file_name(name: str) -> str:
     """``name`` as a file stem: letters, digits, ``._-`` (anything else becomes ``_``)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name.strip()).strip("._-")[:80]
     if not safe:
-        raise ValueError(f"{name!r} is not a usable selection name; type one such as 'mug'")
+        raise UsageError(f"{name!r} is not a usable selection name; type one such as 'mug'")
     return safe
 
 
@@ -67,7 +68,7 @@ class SavedState:
         try:
             data = json.loads(path.read_text())
             if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-                raise ValueError(f"unknown state version {data.get('version') if isinstance(data, dict) else data!r}")
+                raise UsageError(f"unknown state version {data.get('version') if isinstance(data, dict) else data!r}")
             fields = [
                 {"label": str(e["label"]), "path": str(e["path"])}
                 for e in data.get("fields", [])
@@ -130,7 +131,7 @@ class SavedState:
     # -- selections -------------------------------------------------------------------------------
     def _selection_dir(self) -> Path:
         if self.dir is None:
-            raise ValueError("selections are saved in the output folder; start ovseg-view with --output-dir")
+            raise UsageError("selections are saved in the output folder; start ovseg-view with --output-dir")
         return self.dir / "selections"
 
     def selection_names(self) -> list[str]:
@@ -143,13 +144,13 @@ class SavedState:
         name used."""
         mask = np.asarray(mask, bool)
         if mask.shape != (self.num_gaussians,):
-            raise ValueError(f"a selection has {self.num_gaussians} entries, got {list(mask.shape)}")
+            raise UsageError(f"a selection has {self.num_gaussians} entries, got {list(mask.shape)}")
         if not mask.any():
-            raise ValueError("nothing selected to save")
+            raise UsageError("nothing selected to save")
         stem = selection_file_name(name)
         folder = self._selection_dir()
         if stem not in self.selection_names() and len(self.selection_names()) >= MAX_SELECTIONS:
-            raise ValueError(f"{MAX_SELECTIONS} selections are saved already; delete some in {folder}")
+            raise UsageError(f"{MAX_SELECTIONS} selections are saved already; delete some in {folder}")
         buf = io.BytesIO()
         np.save(buf, np.packbits(mask), allow_pickle=False)
         atomic_write_bytes(folder / f"{stem}.npy", buf.getvalue())
@@ -158,12 +159,12 @@ class SavedState:
     def load_selection(self, name: str) -> np.ndarray:
         path = self._selection_dir() / f"{selection_file_name(name)}.npy"
         if not path.is_file():
-            raise ValueError(f"no saved selection {name!r}")
+            raise UsageError(f"no saved selection {name!r}")
         try:
             packed = np.load(path, allow_pickle=False)
             mask = np.unpackbits(np.asarray(packed, np.uint8))[: self.num_gaussians].astype(bool)
         except (OSError, ValueError) as e:
-            raise ValueError(f"saved selection {path} is unreadable: {e}") from e
+            raise UsageError(f"saved selection {path} is unreadable: {e}") from e
         if packed.ndim != 1 or packed.shape[0] != (self.num_gaussians + 7) // 8:
-            raise ValueError(f"saved selection {path} is not one for this splat's {self.num_gaussians} Gaussians")
+            raise UsageError(f"saved selection {path} is not one for this splat's {self.num_gaussians} Gaussians")
         return mask

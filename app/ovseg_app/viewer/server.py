@@ -20,11 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ovseg_app.command_runner import is_user_error
 from ovseg_app.viewer.fields_library import FieldsEntry, FieldsLibrary
 from ovseg_app.viewer.saved_state import SavedState
+from ovseg_app.viewer.scene_orientation import SceneOrientation
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.tab import Tab
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
+from ovseg_core.errors import UsageError
 from ovseg_core.models.registry import text_encoder_for
 
 log = logging.getLogger("ovseg.viewer")
@@ -74,6 +77,7 @@ class Viewer:
         self._stop = threading.Event()
         self._job_changed = threading.Event()
         self._runs = 0
+        self.orientation = SceneOrientation(session.base_scene, session.output_dir, dataset)
         self.job = TrainingJob(
             session.scene,
             session.renderer,
@@ -101,7 +105,11 @@ class Viewer:
             try:
                 return fn(*args, **kwargs)
             except Exception as e:  # the server must keep serving whatever a callback does
-                log.error("error in %s:\n%s", getattr(fn, "__name__", fn), traceback.format_exc())
+                name = getattr(fn, "__name__", fn)
+                if is_user_error(e):  # bad input: one line, no traceback
+                    log.error("error in %s: %s", name, e)
+                else:
+                    log.error("error in %s:\n%s", name, traceback.format_exc())
                 self.errors.append(f"{type(e).__name__}: {e}")
                 del self.errors[:-MAX_ERRORS_KEPT]
                 target = client or next((getattr(a, "client", None) for a in args if getattr(a, "client", None)), None)
@@ -231,7 +239,7 @@ class Viewer:
     def save_instances(self, client: Any) -> None:
         inst = self.session.instances
         if inst is None:
-            raise ValueError("no 3D instances to save (build them in the Training panel: Method = instances)")
+            raise UsageError("no 3D instances to save (build them in the Training panel: Method = instances)")
         path = inst.save(self.session.output_path("scene.instances.pt"))
         self.saved.use_instances(path)
         self.notify(client, "Saved", f"{path} (open with ovseg-view --instances {path.name})")

@@ -24,6 +24,7 @@ from ovseg_app.viewer.selection_history import SelectionHistory, Snapshot
 from ovseg_app.viewer.tab_state import PromptState, SharedState, TabState, frozen, scene_without
 from ovseg_core.camera import Camera
 from ovseg_core.colormaps import COLORMAPS
+from ovseg_core.errors import UsageError
 from ovseg_core.fields import LanguageFields, QuerySettings
 from ovseg_core.models import TextEncoder
 from ovseg_core.render import Renderer
@@ -53,7 +54,7 @@ def combine(current: np.ndarray, mask: np.ndarray, op: SelectOp) -> np.ndarray:
         return current | mask
     if op == "remove":
         return current & ~mask
-    raise ValueError(f"unknown selection op {op!r}; choose replace, add or remove")
+    raise UsageError(f"unknown selection op {op!r}; choose replace, add or remove")
 
 
 class ViewerSession:
@@ -133,11 +134,11 @@ class ViewerSession:
             if key in changes:
                 changes[key] = tuple(p.strip() for p in changes[key] if p.strip())
         if "colormap" in changes and changes["colormap"] not in COLORMAPS:
-            raise ValueError(f"unknown colormap {changes['colormap']!r}; choose one of {', '.join(COLORMAPS)}")
+            raise UsageError(f"unknown colormap {changes['colormap']!r}; choose one of {', '.join(COLORMAPS)}")
         if "threshold" in changes and not 0.0 <= float(changes["threshold"]) <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {changes['threshold']}")
+            raise UsageError(f"threshold must lie in [0, 1], got {changes['threshold']}")
         if changes.get("level") is not None and changes["level"] not in self.levels:
-            raise ValueError(f"level {changes['level']} is not in the loaded fields (they have {self.levels})")
+            raise UsageError(f"level {changes['level']} is not in the loaded fields (they have {self.levels})")
         with self._lock:
             self.state = dataclasses.replace(self.state, prompt=dataclasses.replace(self.state.prompt, **changes))
             return self.state.prompt
@@ -156,7 +157,7 @@ class ViewerSession:
 
     def set_relevancy_source(self, source: Literal["splat", "pixel"]) -> None:
         if source not in ("splat", "pixel"):
-            raise ValueError(f"relevancy source must be splat or pixel, got {source!r}")
+            raise UsageError(f"relevancy source must be splat or pixel, got {source!r}")
         with self._lock:
             self.state = dataclasses.replace(self.state, relevancy_source=source)
 
@@ -225,7 +226,7 @@ class ViewerSession:
             sel = st.selection if selection is None else np.asarray(selection, bool)
             for what, mask in (("selection", sel), ("hidden mask", hid)):
                 if mask.shape != st.selection.shape:
-                    raise ValueError(f"{what} must have shape {list(st.selection.shape)}, got {list(mask.shape)}")
+                    raise UsageError(f"{what} must have shape {list(st.selection.shape)}, got {list(mask.shape)}")
             sel = sel & ~hid
             if np.array_equal(sel, st.selection) and np.array_equal(hid, st.hidden):
                 return int(sel.sum())
@@ -261,7 +262,7 @@ class ViewerSession:
     def select_instance(self, k: int, op: SelectOp = "replace") -> int:
         inst = self.instances
         if inst is None or not 0 <= k < len(inst.sizes):
-            raise ValueError(f"no instance {k}")
+            raise UsageError(f"no instance {k}")
         return self.select(inst.labels == k, op)
 
     def set_hidden(self, hidden: np.ndarray) -> int:
@@ -272,7 +273,7 @@ class ViewerSession:
     def hide_selected(self) -> int:
         """Hide the selected Gaussians (undoable: the selection comes back with them)."""
         if not self.selection.any():
-            raise ValueError("nothing selected to hide")
+            raise UsageError("nothing selected to hide")
         return self.set_hidden(self.hidden | self.selection)
 
     def show_all(self) -> int:
@@ -290,7 +291,7 @@ class ViewerSession:
             st = self.state
             back = step(Snapshot(st.selection, st.hidden))
             if back is None:
-                raise ValueError(f"nothing to {step.__name__}")
+                raise UsageError(f"nothing to {step.__name__}")
             self._set(back.selection & ~back.hidden, back.hidden)
             return int(self.selection.sum())
 

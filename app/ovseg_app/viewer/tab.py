@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ovseg_app.viewer.frame_budget import MOVING_JPEG_QUALITY, FrameProfile, MovingScale, frame_unsent
 from ovseg_app.viewer.heap import trim_heap_now_and_then
 from ovseg_app.viewer.panels import build_panels
 from ovseg_core.camera import Camera
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("ovseg.viewer")
 
 MOVING_SECONDS = 0.25
-"""A camera that changed more recently than this counts as moving (low-resolution frames)."""
+"""A camera that changed more recently than this counts as moving (smaller frames, see ``frame_budget``)."""
+UNSENT_GRACE_S = 0.01
+"""A frame still queued this long after it was flushed means the client is behind."""
 MIN_HEIGHT, MAX_HEIGHT = 32, 2160
 """Bounds of a frame's height in pixels, whatever the client or the panel asks for."""
 MAX_ASPECT = 4.0
@@ -56,7 +59,14 @@ class Tab:
         self.frames = 0
         self.render_ms: float | None = None
         self.last_camera_change = time.monotonic()
+        self.camera_updates = 0
+        """Camera messages received from the client."""
+        self.moving_scale = MovingScale()
+        self.profile = FrameProfile()
+        """Per-stage times of recent frames (``ovseg-bench view`` reads it)."""
         self.rendered_key: tuple | None = None
+        self.rendered_view: tuple | None = None
+        self.queued_at = 0.0
         self.last_frame: np.ndarray | None = None
         self.last_camera: Camera | None = None
         self.bad_camera_logged = False
@@ -129,13 +139,14 @@ class Tab:
 
     # -- frames ----------------------------------------------------------------------------------
     def frame_height(self, *, moving: bool) -> int:
-        """The browser's canvas height, capped by the panel's maximum (half of it while moving)."""
+        """The browser's canvas height, capped by the panel's maximum (while moving: a quarter
+        to half of it, as the last moving frames' cost allows)."""
         try:
             canvas = int(self.client.camera.image_height)
         except (AssertionError, TypeError, ValueError, OverflowError):  # no camera message yet
             canvas = self.max_height
         height = min(max(canvas, MIN_HEIGHT), self.max_height)
-        return max(MIN_HEIGHT, height // 2) if moving else height
+        return self.moving_scale.height(height, MIN_HEIGHT) if moving else height
 
     def camera(
         self, height: int, *, width: int | None = None, max_height: int = MAX_HEIGHT, max_pixels: int = MAX_FRAME_PIXELS
@@ -162,6 +173,7 @@ class Tab:
         return Camera.from_viser(wxyz / max(np.linalg.norm(wxyz), 1e-12), position, fov, aspect, height)
 
     def _on_camera(self, _camera: Any) -> None:
+        self.camera_updates += 1
         self.last_camera_change = time.monotonic()
         self.wake.set()
 
@@ -176,25 +188,44 @@ class Tab:
     def _maybe_render(self) -> None:
         if self.display_mode == "browser":
             return
-        moving = time.monotonic() - self.last_camera_change < MOVING_SECONDS
+        changed_at = self.last_camera_change
+        moving = time.monotonic() - changed_at < MOVING_SECONDS
         height = self.frame_height(moving=moving)
         camera = self.camera(height)
         if camera is None:
             return
-        key = (camera.w2c.round(6).tobytes(), camera.K.round(4).tobytes(), camera.width, camera.height)
-        key += (self.view_mode, self.jpeg_quality, self.version, self.viewer.version)
-        if key == self.rendered_key:
-            if moving:  # re-check once the camera has settled, for the full-resolution frame
+        quality = min(self.jpeg_quality, MOVING_JPEG_QUALITY) if moving else self.jpeg_quality
+        view = (camera.w2c.round(6).tobytes(), round(float(camera.K[1, 1]) / camera.height, 4))  # pose, fov
+        view += (self.view_mode, self.version, self.viewer.version)
+        key = (*view[:2], camera.K.round(4).tobytes(), camera.width, camera.height, quality, *view[2:])
+        # while moving, a frame is due only for a new view (not for a new size of the same one), and
+        # not while the last one is still queued (a newer one would just replace it in viser's queue)
+        # once it had time to leave: a client that keeps up gets the next frame rendered right away
+        behind = time.perf_counter() - self.queued_at > UNSENT_GRACE_S and frame_unsent(self.client)
+        if key == self.rendered_key or (moving and (view == self.rendered_view or behind)):
+            if moving:  # re-check soon: the next camera update, or the full-size frame once it settles
                 self.wake.set()
-                time.sleep(0.02)
+                time.sleep(0.002 if view != self.rendered_view else 0.02)
             return
         started = time.perf_counter()
+        waited = max(0.0, time.monotonic() - changed_at)
         frame = self.session.render(camera, self.view_mode)
+        rendered = time.perf_counter()
         if not self.alive:  # the tab closed while we rendered
             return
-        self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=self.jpeg_quality)
-        self.render_ms = 1000 * (time.perf_counter() - started)
-        self.rendered_key, self.last_frame, self.last_camera = key, frame, camera
+        # viser encodes with OpenCV when it is installed (~1 ms for a moving frame; PIL is slower)
+        self.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=quality)
+        self.client.flush()  # out now: viser would hold it up to a 1/60 s batching window
+        self.queued_at = time.perf_counter()
+        done = time.perf_counter()
+        self.render_ms = 1000 * (done - started)
+        if moving:
+            self.moving_scale.update(done - started)
+        self.profile.add(
+            moving, wait=waited, render=rendered - started, encode_send=done - rendered, total=waited + done - started,
+            pixels=float(camera.width * camera.height),
+        )  # fmt: skip
+        self.rendered_key, self.rendered_view, self.last_frame, self.last_camera = key, view, frame, camera
         self.frames += 1
         self.panels.display.show_render_time()
         trim_heap_now_and_then()

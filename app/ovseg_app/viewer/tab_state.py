@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ovseg_app.viewer.locked_renderer import LockedRenderer
+from ovseg_core.errors import UsageError
 from ovseg_core.fields import DEFAULT_NEGATIVES, FieldQuery, LanguageFields
 from ovseg_core.models import TextEncoder
 from ovseg_core.scene import GaussianScene
@@ -103,7 +104,7 @@ class SharedState:
         if fields is not None:
             fields.check_scene(self.scene)
             if text_encoder is None:
-                raise ValueError("fields need a text encoder to be queried")
+                raise UsageError("fields need a text encoder to be queried")
         with self.lock:
             self.fields = fields
             self.text_encoder = text_encoder

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from ovseg_core.errors import Cancelled, ModelLoadError
+from ovseg_core.errors import Cancelled, ModelLoadError, UsageError
 from ovseg_core.fields import LanguageFields, LanguageTrainConfig
 from ovseg_core.models import Sam2Config
 from ovseg_core.models.open_clip_encoder import OpenClipConfig
@@ -80,12 +80,12 @@ class TrainingRequest:
         if self.levels == (1, 2, 3):
             return LanguageTrainConfig(all_levels=True, **common)
         if len(self.levels) != 1:
-            raise ValueError(f"train one level or all of 1, 2, 3; got {self.levels}")
+            raise UsageError(f"train one level or all of 1, 2, 3; got {self.levels}")
         return LanguageTrainConfig(feature_level=self.levels[0], **common)
 
     def preprocess_config(self) -> PreprocessConfig:
         if not 1 <= self.image_downsample_factor <= 64:
-            raise ValueError(f"image downsample must be 1-64, got {self.image_downsample_factor}")
+            raise UsageError(f"image downsample must be 1-64, got {self.image_downsample_factor}")
         if self.model_size in ("tiny-random", "demo-palette"):
             return PreprocessConfig(
                 image_downsample_factor=self.image_downsample_factor,

@@ -10,6 +10,7 @@ import torch
 
 from ovseg_app.viewer.tab_state import PromptState, TabState
 from ovseg_core.camera import Camera
+from ovseg_core.errors import UsageError
 from ovseg_core.fields.feature_pca import pca_colors
 from ovseg_core.render import frames
 from ovseg_core.render.frames import COVERED, VIEW_MODES, FrameLayers
@@ -29,7 +30,7 @@ def render(session: ViewerSession, st: TabState, camera: Camera, mode: str) -> n
     pixel's blended feature (LERF's exact definition, ~64x the channels). Either way the prompt's
     answer is drawn from its Gaussians, so the frame shows exactly what the panel counts."""
     if mode not in VIEW_MODES:
-        raise ValueError(f"unknown view mode {mode!r}; choose one of {', '.join(VIEW_MODES)}")
+        raise UsageError(f"unknown view mode {mode!r}; choose one of {', '.join(VIEW_MODES)}")
     query, prompt = session.query, st.prompt
     found = session.answer(st) if mode in PROMPT_MODES else None
     channels: list[torch.Tensor] = []

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ovseg_app.cli_checks import MAX_VIDEO_FRAMES
 from ovseg_app.viewer.camera_path import MAX_KEYFRAMES, Keyframe, path_cameras, write_mp4
 from ovseg_app.viewer.panels.inputs import clamped_number
+from ovseg_core.errors import UsageError
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.tab import Tab
@@ -37,10 +38,10 @@ class CameraPathPanel:
 
     def _on_add(self, event: Any) -> None:
         if len(self.keyframes) >= MAX_KEYFRAMES:
-            raise ValueError(f"at most {MAX_KEYFRAMES} keyframes")
+            raise UsageError(f"at most {MAX_KEYFRAMES} keyframes")
         cam = self.tab.camera(self.tab.frame_height(moving=False))
         if cam is None:
-            raise ValueError("this tab has no usable camera yet")
+            raise UsageError("this tab has no usable camera yet")
         c = self.tab.client.camera
         self.keyframes.append(Keyframe(tuple(c.wxyz), tuple(c.position), float(c.fov)))
         self._show()

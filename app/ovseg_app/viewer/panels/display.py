@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ovseg_app.viewer.panels.inputs import checked_choice, clamped_number
+from ovseg_app.viewer.scene_orientation import as_tuple
+from ovseg_core.errors import UsageError
+from ovseg_core.orientation import AXES as UP_AXES
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.tab import Tab
 
-UP_AXES = {"+z": (0.0, 0.0, 1.0), "+y": (0.0, 1.0, 0.0), "-y": (0.0, -1.0, 0.0), "-z": (0.0, 0.0, -1.0)}
 MAX_SCREENSHOT = 4096
 """Longest screenshot side in pixels."""
 
@@ -34,7 +36,7 @@ class DisplayPanel:
             )
             self.quality_in = gui.add_slider("JPEG quality", min=10, max=100, step=1, initial_value=85.0)
             self.timing_md = gui.add_markdown("Render: -")
-            self.up_in = gui.add_dropdown("Up axis", options=tuple(UP_AXES), initial_value="+z")
+            self.up_in = gui.add_dropdown("Up axis", options=tuple(UP_AXES), initial_value=tab.viewer.orientation.axis)
             self.reset_btn = gui.add_button("Reset camera")
             self.shot_w_in = gui.add_number(
                 "Screenshot width", initial_value=1920.0, min=16, max=MAX_SCREENSHOT, step=1
@@ -67,23 +69,26 @@ class DisplayPanel:
         self.tab.wake.set()
 
     def _on_up(self, event: Any) -> None:
-        axis = checked_choice(self.up_in, tuple(UP_AXES), "+z")
+        """A new up axis: the view turns upright about its target and the choice is remembered."""
+        orientation = self.tab.viewer.orientation
+        axis = checked_choice(self.up_in, tuple(UP_AXES), orientation.axis)
+        orientation.choose(axis)
         self.tab.client.camera.up_direction = UP_AXES[axis]
 
     def reset_camera(self) -> None:
-        """Look at the scene's centre from outside its bounds, with the chosen up axis."""
-        scene = self.tab.session.base_scene
+        """Look at the bulk of the scene (robust percentiles, not its floaters) from outside it,
+        upright for the chosen up axis."""
         cam = self.tab.client.camera
-        up = np.asarray(UP_AXES.get(self.up_in.value, UP_AXES["+z"]))
-        if scene.num_gaussians:
-            lo, hi = scene.bounds()
-            center = (np.asarray(lo) + np.asarray(hi)) / 2
-            radius = float(np.linalg.norm(np.asarray(hi) - np.asarray(lo))) or 1.0
-            side = np.cross(up, [1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.cross(up, [0.0, 1.0, 0.0])
-            offset = -0.9 * side / np.linalg.norm(side) + 0.6 * up
-            cam.position = tuple(center + offset * radius)
-            cam.look_at = tuple(center)
-        cam.up_direction = tuple(up)
+        axis = self.up_in.value
+        if self.tab.session.base_scene.num_gaussians:
+            try:
+                fov, aspect = float(cam.fov), float(cam.aspect)
+            except (AssertionError, TypeError, ValueError):  # no camera message yet
+                fov, aspect = np.radians(60.0), 1.0
+            view = self.tab.viewer.orientation.framing(axis, fov_y_deg=float(np.degrees(fov)), aspect=aspect)
+            cam.position = as_tuple(view.position)
+            cam.look_at = as_tuple(view.look_at)
+        cam.up_direction = UP_AXES.get(axis, UP_AXES["+z"])
 
     def show_render_time(self) -> None:
         """Frame time and size, at most twice a second (each update is a message to the tab)."""
@@ -99,6 +104,6 @@ class DisplayPanel:
         height = int(clamped_number(self.shot_h_in, 16, MAX_SCREENSHOT, integer=True))
         camera = self.tab.camera(height, width=width, max_height=MAX_SCREENSHOT, max_pixels=MAX_SCREENSHOT**2)
         if camera is None:
-            raise ValueError("this tab has no usable camera yet")
+            raise UsageError("this tab has no usable camera yet")
         mode = self.tab.view_mode
         event.client.send_file_download(f"{mode}_{width}x{height}.png", self.tab.session.relevancy_png(camera, mode))

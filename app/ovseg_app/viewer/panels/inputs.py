@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from ovseg_core.errors import UsageError
+
 MAX_TEXT = 2000
 """Longest text a panel accepts (a prompt list, a path, a file name)."""
 
@@ -43,7 +45,7 @@ def checked_choice(handle: Any, options: Sequence[str], fallback: str) -> str:
         return value
     handle.value = fallback
     shown = value[:40] if isinstance(value, str) else type(value).__name__
-    raise ValueError(f"{shown!r} is not one of {', '.join(options)}; kept {fallback!r}")
+    raise UsageError(f"{shown!r} is not one of {', '.join(options)}; kept {fallback!r}")
 
 
 def checked_text(handle: Any, what: str, limit: int = MAX_TEXT) -> str:
@@ -51,7 +53,7 @@ def checked_text(handle: Any, what: str, limit: int = MAX_TEXT) -> str:
     value = handle.value
     if not isinstance(value, str):
         handle.value = ""
-        raise ValueError(f"{what} must be text")
+        raise UsageError(f"{what} must be text")
     if len(value) > limit:
-        raise ValueError(f"{what} is {len(value):,} characters long; the limit is {limit:,}")
+        raise UsageError(f"{what} is {len(value):,} characters long; the limit is {limit:,}")
     return value

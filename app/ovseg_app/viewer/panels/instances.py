@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ovseg_app.viewer.panels.inputs import checked_choice
+from ovseg_core.errors import UsageError
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.tab import Tab
@@ -46,7 +47,7 @@ class InstancesPanel:
         options = self._file_options()
         value = checked_choice(self.file_in, options, options[0])
         if value == "none" or self.tab.session.output_dir is None:
-            raise ValueError("no saved instance set under the output folder (build one: Training, Method = instances)")
+            raise UsageError("no saved instance set under the output folder (build one: Training, Method = instances)")
         self.tab.viewer.load_instances(self.tab.session.output_dir / value)
 
     def refresh_files(self) -> None:
@@ -71,7 +72,7 @@ class InstancesPanel:
         options = self._options()
         value = checked_choice(self.instance_in, options, options[0])
         if value == "none":
-            raise ValueError("no 3D instances loaded")
+            raise UsageError("no 3D instances loaded")
         return int(value.split(":")[0])
 
     def _on_select(self, event: Any) -> None:

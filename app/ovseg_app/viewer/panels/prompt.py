@@ -8,6 +8,7 @@ import numpy as np
 
 from ovseg_app.viewer.panels.inputs import checked_choice, checked_text, clamped_number
 from ovseg_core.colormaps import COLORMAPS
+from ovseg_core.errors import UsageError
 from ovseg_core.render.frames import LEGEND_MODES, VIEW_MODES
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class PromptPanel:
         text = checked_text(self.prompt_in, "the prompt")
         positives = [p for p in text.split(",") if p.strip()]
         if len(positives) > MAX_PROMPTS:
-            raise ValueError(f"{len(positives)} prompts at once; the limit is {MAX_PROMPTS}")
+            raise UsageError(f"{len(positives)} prompts at once; the limit is {MAX_PROMPTS}")
         self.tab.session.set_prompt(positives=positives)
         self.tab.panels.instances.refresh()
         self.tab.changed()

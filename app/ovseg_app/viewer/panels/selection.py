@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ovseg_app.viewer.panels.inputs import checked_choice, checked_text
+from ovseg_core.errors import UsageError
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.tab import Tab
@@ -65,7 +66,7 @@ class SelectionPanel:
         options = self._saved_options()
         name = checked_choice(self.saved_in, options, options[0])
         if name == "none":
-            raise ValueError("no saved selection to load")
+            raise UsageError("no saved selection to load")
         mask = self.tab.viewer.saved.load_selection(name)
         s = self.tab.session
         self.tab.edit_selection(lambda: s.set_selection(mask))

@@ -14,6 +14,7 @@ import numpy as np
 from ovseg_app.demo import DEMO_CAPTURE_DIR, DEMO_MODELS, demo_capture_for
 from ovseg_app.viewer.panels.inputs import checked_choice, checked_text, clamped_number
 from ovseg_app.viewer.training_job import MODEL_SIZES, TrainingRequest
+from ovseg_core.errors import UsageError
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.tab import Tab
@@ -119,10 +120,10 @@ class TrainingPanel:
                 return None
             return out / "cache" if out is not None else _user_cache_dir() / "demo_capture"
         if out is None:
-            raise ValueError("a cache folder needs an output folder (start ovseg-view with --output-dir)")
+            raise UsageError("a cache folder needs an output folder (start ovseg-view with --output-dir)")
         path = (out / Path(text).expanduser()).resolve()
         if path != out and out not in path.parents:
-            raise ValueError(f"the cache folder must lie inside the output folder {out}; got {text!r}")
+            raise UsageError(f"the cache folder must lie inside the output folder {out}; got {text!r}")
         return path
 
     def _fields_text(self) -> str:
@@ -137,7 +138,7 @@ class TrainingPanel:
     def request(self) -> TrainingRequest:
         dataset = checked_text(self.dataset_in, "the dataset path").strip()
         if not dataset:
-            raise ValueError("enter the dataset path (a COLMAP scene or transforms.json) first")
+            raise UsageError("enter the dataset path (a COLMAP scene or transforms.json) first")
         levels = tuple(int(x) for x in checked_choice(self.levels_in, LEVEL_CHOICES, "1").split(","))
         paths = {}
         for name, handle in (("SAM2 checkpoint", self.sam2_in), ("CLIP weights", self.clip_in)):
@@ -167,7 +168,7 @@ class TrainingPanel:
     def _on_load(self, event: Any) -> None:
         path = checked_text(self.load_in, "the fields path").strip()
         if not path:
-            raise ValueError("enter a fields checkpoint or run directory to load")
+            raise UsageError("enter a fields checkpoint or run directory to load")
         self.tab.viewer.load_fields(Path(path).expanduser())
 
     # -- announcements from the shared job and fields ------------------------------------------------
