@@ -135,13 +135,14 @@ def test_callback_input_errors_are_logged_in_one_line_and_bugs_with_their_traceb
 
     from ovseg_app.viewer.server import Viewer
     from ovseg_app.viewer.session import ViewerSession
+    from ovseg_core.errors import UsageError
     from ovseg_core.render import make_renderer
 
     viewer = Viewer(ViewerSession(random_scene(50, seed=2), make_renderer("cpu"), output_dir=tmp_path), port=0)
     try:
 
         def bad_input() -> None:
-            raise ValueError("no such prompt file: x.txt")
+            raise UsageError("no such prompt file: x.txt")
 
         def bug() -> None:
             raise RuntimeError("broken")
@@ -152,6 +153,6 @@ def test_callback_input_errors_are_logged_in_one_line_and_bugs_with_their_traceb
         first, second = (r.getMessage() for r in caplog.records[-2:])
         assert first == "error in bad_input: no such prompt file: x.txt"
         assert second.startswith("error in bug:\nTraceback") and "RuntimeError: broken" in second
-        assert viewer.errors[-2:] == ["ValueError: no such prompt file: x.txt", "RuntimeError: broken"]
+        assert viewer.errors[-2:] == ["UsageError: no such prompt file: x.txt", "RuntimeError: broken"]
     finally:
         viewer.stop()
