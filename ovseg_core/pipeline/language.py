@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ovseg_core.errors import UsageError
 from ovseg_core.fields.config import IOConfig
 from ovseg_core.fields.language_fields import LanguageFields
 from ovseg_core.fields.lifting import LiftConfig
@@ -61,7 +62,7 @@ def train_from_dataset(
     models need to rebuild their text encoder), in the result and in every saved checkpoint.
     Raises ``Cancelled`` on cancel."""
     if method not in ("langsplatv2", "lift"):
-        raise ValueError(f"unknown method {method!r}; choose langsplatv2 or lift")
+        raise UsageError(f"unknown method {method!r}; choose langsplatv2 or lift")
     report = reporter(progress)
     prepared = prepare_views(
         scene,

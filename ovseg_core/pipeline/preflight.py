@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ovseg_core.data.view_dataset import ViewDataset
+from ovseg_core.errors import UsageError
 from ovseg_core.fields.training import CancelFlag
 from ovseg_core.models import ImageEncoder, MaskGenerator
 from ovseg_core.preprocess.config import PreprocessConfig
@@ -73,7 +74,7 @@ def check_cameras(scene: GaussianScene, dataset: ViewDataset) -> str:
         seen.append(float(inside.mean()))
     seeing = sum(f >= MIN_VISIBLE_FRACTION for f in seen)
     if seeing < MIN_SEEING_VIEWS * len(seen):
-        raise ValueError(
+        raise UsageError(
             f"the capture's cameras do not see the loaded splat: only {seeing} of {len(seen)} views show at least "
             f"{MIN_VISIBLE_FRACTION:.0%} of its Gaussians (median {np.median(seen):.1%}); is {dataset.root} "
             "the capture this splat was reconstructed from?"

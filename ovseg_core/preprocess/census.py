@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ovseg_core.data.view_dataset import ViewDataset
+from ovseg_core.errors import UsageError
 from ovseg_core.fields.language_fields import LEVEL_NAMES
 from ovseg_core.preprocess.cache import FeatureCache, file_sha256
 
@@ -48,14 +49,14 @@ class MaskCensus:
             f"any of the capture's {total} views" if complete else f"any of the {n} views checked so far (of {total})"
         )
         if not any(int(v.sum()) for v in self.lengths.values()):
-            raise ValueError(
+            raise UsageError(
                 f"{'SAM2' if self.masks == 'SAM2 mask' else 'the mask generator'} found no mask at all in "
                 f"{checked}; use less image downsampling (or other mask-generator weights)"
             )
         missing = [lvl for lvl in levels if not self.views_with(lvl)]
         if missing:
             names = ", ".join(f"{lvl} ({LEVEL_NAMES[lvl]})" for lvl in missing)
-            raise ValueError(
+            raise UsageError(
                 f"no {self.masks} at level {names} in {checked}; views with masks per level: "
                 f"{self.summary()}. Choose a level that has masks, or use less image downsampling"
             )

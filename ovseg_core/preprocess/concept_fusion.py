@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ovseg_core.errors import UsageError
 from ovseg_core.models.protocols import ImageEncoder, MaskSet
 from ovseg_core.preprocess.crops import mask_crops
 
@@ -37,7 +38,7 @@ def fuse_local_global(local: torch.Tensor, global_feat: torch.Tensor, temperatur
     if local.shape[0] == 0:
         return local
     if temperature <= 0:
-        raise ValueError(f"fusion temperature must be > 0, got {temperature}")
+        raise UsageError(f"fusion temperature must be > 0, got {temperature}")
     sims = F.normalize(local, dim=-1) @ F.normalize(global_feat, dim=0)
     w = torch.softmax(sims / temperature, dim=0)[:, None]
     return F.normalize(w * global_feat[None] + (1 - w) * local, dim=-1)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ovseg_core.data.view_dataset import ViewDataset
-from ovseg_core.errors import MissingDependencyError
+from ovseg_core.errors import MissingDependencyError, UsageError
 from ovseg_core.fields.config import RayConfig
 from ovseg_core.models.protocols import ImageEncoder, MaskGenerator
 from ovseg_core.preprocess.cache import CachedViewFeatures
@@ -109,7 +109,7 @@ def run_preprocessing(
         batch_size, fuse_global, fusion_temperature: As for ``preprocess_views``.
     """
     if executor not in ("local", "ray"):
-        raise ValueError(f"unknown executor {executor!r}; choose local or ray")
+        raise UsageError(f"unknown executor {executor!r}; choose local or ray")
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     for i in indices:
         if not 0 <= i < len(dataset):
@@ -212,7 +212,7 @@ def _run_ray(
     ray = import_ray()
     relative = [str(v.image_path) for v in dataset if not Path(v.image_path).is_absolute()]
     if relative:  # actors run in their own working directories, maybe on other nodes
-        raise ValueError(
+        raise UsageError(
             f"the ray executor needs absolute image paths; load the dataset from an absolute path (got {relative[0]})"
         )
     # the driver's working directory means nothing to the actors: pass the cache root absolute

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ovseg_core.data.view_dataset import ViewDataset
-from ovseg_core.errors import Cancelled
+from ovseg_core.errors import Cancelled, UsageError
 from ovseg_core.models.protocols import SCALES, ImageEncoder, MaskGenerator, MaskSet
 from ovseg_core.preprocess.cache import CachedViewFeatures, FeatureCache, file_sha256
 from ovseg_core.preprocess.crops import mask_crops
@@ -63,7 +63,7 @@ def preprocess_views(
         A lazy sequence: position ``i`` loads the ``ViewFeatures`` of view ``indices[i]``.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise UsageError(f"batch_size must be positive, got {batch_size}")
     indices = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
     for i in indices:
         if not 0 <= i < len(dataset):

@@ -194,7 +194,7 @@ def test_prompt_click_export_and_training_in_the_browser(viewer, chromium, artif
     assert run_dir is not None and run_dir.parent == viewer.runs_dir and any(run_dir.rglob("*.pt"))
     _, fields, encoder, note = load_session_inputs(ViewCommand(fields=(run_dir,)))
     assert fields is not None and fields.levels.keys() == {0} and encoder.name.startswith("open_clip:ovseg-tiny")
-    assert viewer.errors == ["ValueError: nothing to export: the selection is empty"]
+    assert viewer.errors == ["UsageError: nothing to export: the selection is empty"]
     # ... and a viewer restarted on the same scene and output folder still opens the demo with its
     # shipped fields; the trained ones are listed, and one pick uses them again
     start = viewer.fields_history[0]
