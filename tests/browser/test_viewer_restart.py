@@ -87,7 +87,7 @@ def test_preflight_errors_are_shown_in_the_training_panel(demo, chromium, tmp_pa
             page=page,
         )
         screenshot(page, artifact_dir / "1_capture_does_not_see_the_splat.png")
-        assert viewer.job.state == "idle" and viewer.errors[-1].startswith("ValueError: the capture's cameras")
+        assert viewer.job.state == "idle" and viewer.errors[-1].startswith("UsageError: the capture's cameras")
         close_notifications(page)
 
         # 2. a capture that sees the splat, at a level its masks do not have: refused after the
@@ -131,15 +131,17 @@ def test_preflight_errors_are_shown_in_the_training_panel(demo, chromium, tmp_pa
         screenshot(page, artifact_dir / "2_no_masks_at_level.png")
         cached = list((tmp_path / "out" / "cache").rglob("*.npz"))
         assert len(cached) == 3, [p.name for p in cached]
-        # a second quick failure is shown too (the panel does not stay on "running"); the first run
-        # cached 3 views, so this one checks all 6
+        # the next run starts from the 3 cached views and checks all 6: one of the later views has a
+        # level-1 mask, so the level is thinly covered, not absent, and the run trains (with the note)
         click_button(page, "Start training")
         wait_until(
-            lambda: "failed" in training.train_md.content and "capture's 6 views" in training.train_md.content,
-            what="second failure shown in the panel",
+            lambda: viewer.job.state == "done" and "done" in training.train_md.content,
+            what="second run trained and shown in the panel",
+            timeout=60,
             page=page,
             on_timeout=lambda: f"panel says {training.train_md.content!r}, job {viewer.job.state}",
         )
+        assert "masks in all 6 views checked (level 1 has masks in 1 of 6 views)" in viewer.job.preflight
         assert not training.train_btn.disabled and training.cancel_btn.disabled
         # the viewer keeps serving: a prompt still re-renders
         frames = tab.frames
