@@ -10,6 +10,14 @@ import pytest
 from harness import chromium_available, chromium_context, skip_reason
 
 
+@pytest.fixture(scope="session")
+def demo():
+    """(scene, fields, text encoder) of the built-in demo; read once, every test serves its own viewer."""
+    from demo_viewer import demo_inputs
+
+    return demo_inputs()
+
+
 @pytest.fixture
 def chromium():
     """A fresh headless Chromium (persistent context, own temp profile); skips without Chromium."""

@@ -6,48 +6,25 @@ from __future__ import annotations
 import time
 
 import pytest
+from demo_viewer import open_page, start_viewer
 from harness import (
     chromium_available,
     click_button,
-    close_notifications,
-    free_port,
     set_text_input,
     skip_reason,
-    wait_for_viser,
     wait_until,
 )
 
 from ovseg_app.demo import DEMO_CAPTURE_DIR
-from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
 from ovseg_app.viewer.server import Viewer
-from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
-from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import write_capture
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason=skip_reason())
 
-READY = "Clear selection"
-
-
-@pytest.fixture(scope="module")
-def demo():
-    scene, fields, encoder, note = load_session_inputs(ViewCommand())
-    assert fields is not None, f"demo fields missing: {note}"
-    return scene, fields, encoder
-
-
-def start_viewer(demo, output_dir) -> Viewer:
-    scene, fields, encoder = demo
-    session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder, output_dir=output_dir)
-    return Viewer(session, host="127.0.0.1", port=free_port(), still_height=240)
-
 
 def open_training(page, viewer: Viewer):
-    wait_for_viser(page, viewer.url, ready_text=READY)
-    tab = wait_until(lambda: next(iter(viewer.tabs.values()), None), what="tab", page=page)
-    wait_until(lambda: tab.frames > 0, what="first frame", timeout=30, page=page)
-    close_notifications(page)
+    tab = open_page(page, viewer)
     page.get_by_text("Training", exact=True).first.click()
     return tab
 

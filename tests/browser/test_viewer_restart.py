@@ -12,23 +12,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from demo_viewer import open_page, start_viewer
 from harness import (
     chromium_available,
     click_button,
     click_canvas,
     close_notifications,
-    free_port,
     select_dropdown,
     set_text_input,
     skip_reason,
-    wait_for_viser,
     wait_until,
 )
 
 from ovseg_app.demo import DEMO_FIELDS_PATH, demo_vocabulary
-from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
-from ovseg_app.viewer.server import Viewer
-from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
 from ovseg_core.models.palette_models import PaletteImageEncoder, PaletteMaskGenerator
 from ovseg_core.render import make_renderer
@@ -36,29 +32,7 @@ from ovseg_core.synthetic import write_capture
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason=skip_reason())
 
-READY = "Clear selection"
 MUG = 1  # DEMO_OBJECTS index
-
-
-@pytest.fixture(scope="module")
-def demo():
-    scene, fields, encoder, note = load_session_inputs(ViewCommand())
-    assert fields is not None, f"demo fields missing: {note}"
-    return scene, fields, encoder
-
-
-def start_viewer(demo, output_dir) -> Viewer:
-    scene, fields, encoder = demo
-    session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder, output_dir=output_dir)
-    return Viewer(session, host="127.0.0.1", port=free_port(), still_height=240)
-
-
-def open_page(page, viewer: Viewer):
-    wait_for_viser(page, viewer.url, ready_text=READY)
-    tab = wait_until(lambda: next(iter(viewer.tabs.values()), None), what="tab", page=page)
-    wait_until(lambda: tab.frames > 0, what="first frame", timeout=30, page=page)
-    close_notifications(page)
-    return tab
 
 
 def open_folder(page, name: str) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from demo_viewer import READY
 from harness import (
     chromium_available,
     chromium_context,
@@ -29,7 +30,6 @@ from harness import (
 )
 from plyfile import PlyData
 
-from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
 from ovseg_app.viewer.server import Viewer
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_app.viewer.tab import MAX_FRAME_PIXELS
@@ -39,14 +39,6 @@ pytestmark = pytest.mark.skipif(not chromium_available(), reason=skip_reason())
 
 VIEWPORT = {"width": 960, "height": 400}
 MUG, BALL = 1, 2  # DEMO_OBJECTS indices
-READY = "Clear selection"
-
-
-@pytest.fixture(scope="module")
-def demo():
-    scene, fields, encoder, note = load_session_inputs(ViewCommand())
-    assert fields is not None, f"demo fields missing: {note}"
-    return scene, fields, encoder
 
 
 @pytest.fixture
