@@ -200,41 +200,23 @@ def _memory_curve_impl(session, cam, prompts: list[str], n: int) -> list[float]:
 def _browser_prompt_ms_impl(session, repeats: int) -> float | None:  # noqa: ANN001
     """Median ms from filling the Prompt box in headless Chromium to the tab's new frame being sent
     and drawn (one animation frame after the server sent it); None without Chromium."""
-    import os
-    import shutil
     import socket
-    import tempfile
 
-    if not os.access("/usr/bin/chromium", os.X_OK):
-        return None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return None
+    from benchmarks.view_stream import first_tab, headless_chromium
     from ovseg_app.viewer.server import Viewer
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     viewer = Viewer(session.fork(), port=port, still_height=384)
-    profile = tempfile.mkdtemp(prefix="ovseg-bench-chromium-")
     times = []
     try:
-        with sync_playwright() as pw:
-            ctx = pw.chromium.launch_persistent_context(
-                profile,
-                executable_path="/usr/bin/chromium",
-                headless=True,
-                viewport={"width": 1000, "height": 600},
-                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
-            )
-            page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        with headless_chromium(1000, 600) as page:
+            if page is None:
+                return None
             page.goto(viewer.url)
             page.get_by_text("Clear selection", exact=True).first.wait_for(state="visible", timeout=30_000)
-            deadline = time.monotonic() + 60
-            while not (viewer.tabs and next(iter(viewer.tabs.values())).frames) and time.monotonic() < deadline:
-                page.wait_for_timeout(50)
-            tab = next(iter(viewer.tabs.values()))
+            tab = first_tab(viewer, page)
             box = page.locator("xpath=//label[normalize-space()='Prompt']/following::input[1]")
             for i, prompt in enumerate(["red mug", "yellow ball", "blue box", "green plant", "table"] * repeats):
                 if i >= repeats:
@@ -246,8 +228,6 @@ def _browser_prompt_ms_impl(session, repeats: int) -> float | None:  # noqa: ANN
                     page.wait_for_timeout(5)
                 page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
                 times.append(1000 * (time.perf_counter() - started))
-            ctx.close()
     finally:
         viewer.stop()
-        shutil.rmtree(profile, ignore_errors=True)
     return float(np.median(times)) if times else None

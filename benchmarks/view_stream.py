@@ -11,10 +11,11 @@ Everything talks over 127.0.0.1 and every loop is bounded in time and count.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -114,20 +115,22 @@ def raw_client_fps(
     }
 
 
-def chromium_drag_fps(viewer: Any, *, width: int, height: int, seconds: float = 6.0) -> dict | None:
-    """Frames/s the server sends a headless Chromium tab (``width`` x ``height`` window) while
-    its mouse drags the camera round in circles, the camera updates/s it got from the tab and the
-    moving frames' profile; None without Chromium or playwright."""
+@contextlib.contextmanager
+def headless_chromium(width: int, height: int) -> Iterator[Any]:
+    """A headless Debian Chromium page (``width`` x ``height`` window) in a throwaway profile; yields
+    None without /usr/bin/chromium or playwright (the benches then skip their browser part)."""
     import os
     import shutil
     import tempfile
 
     if not os.access("/usr/bin/chromium", os.X_OK):
-        return None
+        yield None
+        return
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        return None
+        yield None
+        return
     profile = tempfile.mkdtemp(prefix="ovseg-bench-chromium-")
     try:
         with sync_playwright() as pw:
@@ -139,33 +142,45 @@ def chromium_drag_fps(viewer: Any, *, width: int, height: int, seconds: float = 
                 args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"],
             )
             try:
-                page = ctx.pages[0] if ctx.pages else ctx.new_page()
-                page.goto(viewer.url)
-                canvas = page.locator("canvas[data-engine]")
-                canvas.wait_for(state="visible", timeout=60_000)
-                deadline = time.monotonic() + 60
-                while not (viewer.tabs and next(iter(viewer.tabs.values())).frames) and time.monotonic() < deadline:
-                    page.wait_for_timeout(50)
-                if not viewer.tabs:
-                    return None
-                tab = next(iter(viewer.tabs.values()))
-                tab.profile.clear()
-                frames, updates, started = tab.frames, tab.camera_updates, time.perf_counter()
-                # Pointer events dispatched inside the page at 60 Hz, as a hand on a mouse would make
-                # them: driving each move over the devtools protocol waits for the busy page every time.
-                steps = page.evaluate(_DRAG_JS, {"seconds": seconds})
-                elapsed = time.perf_counter() - started
-                result = {
-                    "frames_per_s": (tab.frames - frames) / elapsed,
-                    "camera_updates_per_s": (tab.camera_updates - updates) / elapsed,
-                    "mouse_moves_per_s": steps / elapsed,
-                    "moving_frame_ms": tab.profile.summary(moving=True),
-                }
-                return result
+                yield ctx.pages[0] if ctx.pages else ctx.new_page()
             finally:
                 ctx.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def first_tab(viewer: Any, page: Any, timeout: float = 60.0) -> Any:
+    """The viewer's tab of ``page`` once it has sent a frame (None if none came in ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while not (viewer.tabs and next(iter(viewer.tabs.values())).frames) and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    return next(iter(viewer.tabs.values()), None)
+
+
+def chromium_drag_fps(viewer: Any, *, width: int, height: int, seconds: float = 6.0) -> dict | None:
+    """Frames/s the server sends a headless Chromium tab (``width`` x ``height`` window) while
+    its mouse drags the camera round in circles, the camera updates/s it got from the tab and the
+    moving frames' profile; None without Chromium or playwright."""
+    with headless_chromium(width, height) as page:
+        if page is None:
+            return None
+        page.goto(viewer.url)
+        page.locator("canvas[data-engine]").wait_for(state="visible", timeout=60_000)
+        tab = first_tab(viewer, page)
+        if tab is None:
+            return None
+        tab.profile.clear()
+        frames, updates, started = tab.frames, tab.camera_updates, time.perf_counter()
+        # Pointer events dispatched inside the page at 60 Hz, as a hand on a mouse would make
+        # them: driving each move over the devtools protocol waits for the busy page every time.
+        steps = page.evaluate(_DRAG_JS, {"seconds": seconds})
+        elapsed = time.perf_counter() - started
+        return {
+            "frames_per_s": (tab.frames - frames) / elapsed,
+            "camera_updates_per_s": (tab.camera_updates - updates) / elapsed,
+            "mouse_moves_per_s": steps / elapsed,
+            "moving_frame_ms": tab.profile.summary(moving=True),
+        }
 
 
 _DRAG_JS = """async ({seconds}) => {
