@@ -1,9 +1,12 @@
 """``ovseg-bench robustness``: hostile inputs must end in a clear error, never a crash, hang or blow-up.
 
 Part 1, reader fuzz: seeded mutations of every scene flavour (``benchmarks.fuzz_inputs``) plus a FIFO,
-a directory and an empty file are loaded in a worker process. Each case must either load a scene
-with only finite values that renders, or raise ``SceneFormatError``; anything else is a non-domain
-exception. The worker is killed and the case counted as a hang past ``timeout_s`` and as a blow-up
+a directory, empty files and crafted cases are loaded in a worker process. Each case must either load
+a scene with only finite values that renders from ``ovseg-render``'s default camera, or raise
+``SceneFormatError``; anything else is a non-domain exception. The scene's hostile companions
+(``benchmarks.hostile_companions``: oversized or overflowing fields, lying or empty instance sets,
+degenerate camera JSON) run in the same watched worker and must be refused with an ``OvsegError``
+or work without a numeric warning. The worker is killed and the case counted as a hang past ``timeout_s`` and as a blow-up
 past ``max_rss_gib``; its peak RSS is reported.
 
 Part 2, CLI abuse: each hostile invocation in ``CLI_ABUSE`` runs as a subprocess; it must exit
@@ -37,9 +40,9 @@ def check_scene_file(path: str | os.PathLike[str], render: bool = True) -> tuple
     import numpy as np
     import torch
 
-    from ovseg_core.camera import orbit_cameras
     from ovseg_core.errors import SceneFormatError
     from ovseg_core.io import load_scene
+    from ovseg_core.orientation import default_orbit
 
     try:
         with warnings.catch_warnings():
@@ -58,8 +61,7 @@ def check_scene_file(path: str | os.PathLike[str], render: bool = True) -> tuple
     try:
         from ovseg_core.render import make_renderer
 
-        lo, hi = scene.bounds()  # the default view of ovseg-render and the viewer
-        cam = orbit_cameras((lo + hi) / 2, max(1.2 * float(np.linalg.norm(hi - lo)), 1e-3), 1, width=16, height=12)[0]
+        cam = default_orbit(scene, 1, width=16, height=12)[0]  # ovseg-render's default view
         if not render:
             return "loaded", f"{scene.num_gaussians} Gaussians"
         with warnings.catch_warnings():
@@ -71,10 +73,14 @@ def check_scene_file(path: str | os.PathLike[str], render: bool = True) -> tuple
 
 
 def _worker(tasks: mp.Queue, results: mp.Queue, render: bool, warmup: str) -> None:
+    from benchmarks.hostile_companions import check_companion
+
     results.put(("ready", check_scene_file(warmup, render=render)[1]))  # imports and numba compiles, untimed
-    while (path := tasks.get()) is not None:
+    while (task := tasks.get()) is not None:
+        kind, path = task
         try:
-            outcome = check_scene_file(path, render=render)
+            # companions (fields, instances, cameras) belong to the warm-up scene
+            outcome = check_scene_file(path, render=render) if kind == "scene" else check_companion(kind, path, warmup)
         except BaseException as e:  # noqa: BLE001
             outcome = ("failed", f"checker: {type(e).__name__}: {e}\n{traceback.format_exc()[-500:]}")
         results.put(outcome)
@@ -108,16 +114,22 @@ def run_reader_fuzz(
     render: bool = True,
     specials: bool = True,
 ) -> FuzzReport:
-    """Write ``cases`` mutated files under ``workdir`` and check each in a watched worker process."""
-    from benchmarks.fuzz_inputs import mutated_cases, seed_files
+    """Write ``cases`` mutated files under ``workdir`` and check each in a watched worker process;
+    ``specials`` adds a FIFO, a directory, empty files, the crafted reader cases and the hostile
+    companions (fields, instances, cameras) of the first seed."""
+    from benchmarks.fuzz_inputs import crafted_cases, mutated_cases, seed_files
+    from benchmarks.hostile_companions import companion_cases
 
     workdir.mkdir(parents=True, exist_ok=True)
-    paths: list[tuple[str, str]] = []
+    paths: list[tuple[str, str, str]] = []  # (kind, path, summary)
     seeds = seed_files(shared_data)
-    for name, summary, data in mutated_cases(seeds, cases, seed=seed):
+    warmup = workdir / "warmup.ply"
+    warmup.write_bytes(seeds[0][1])
+    specials_made = crafted_cases() if specials else []
+    for name, summary, data in [*mutated_cases(seeds, cases, seed=seed), *specials_made]:
         path = workdir / name
         path.write_bytes(data)
-        paths.append((str(path), summary))
+        paths.append(("scene", str(path), summary))
     if specials:
         fifo = workdir / "fifo.ply"
         if not fifo.exists():
@@ -125,21 +137,22 @@ def run_reader_fuzz(
         (workdir / "folder.ply").mkdir(exist_ok=True)
         (workdir / "empty.ply").write_bytes(b"")
         (workdir / "empty.splat").write_bytes(b"")
-        paths += [(str(workdir / n), "special") for n in ("fifo.ply", "folder.ply", "empty.ply", "empty.splat")]
-    warmup = workdir / "warmup.ply"
-    warmup.write_bytes(seeds[0][1])
+        paths += [
+            ("scene", str(workdir / n), "special") for n in ("fifo.ply", "folder.ply", "empty.ply", "empty.splat")
+        ]
+        paths += companion_cases(warmup, workdir / "companions")
     ctx = mp.get_context("spawn")
     report = FuzzReport(cases=len(paths))
     start = time.perf_counter()
     proc = tasks = results = None
     peak_by_worker: dict[int, int] = {}
-    for path, summary in paths:
+    for kind, path, summary in paths:
         if proc is None:
             tasks, results = ctx.Queue(), ctx.Queue()
             proc = ctx.Process(target=_worker, args=(tasks, results, render, str(warmup)), daemon=True)
             proc.start()
             results.get(timeout=600)
-        tasks.put(path)
+        tasks.put((kind, path))
         t0 = time.perf_counter()
         outcome = None
         while outcome is None:

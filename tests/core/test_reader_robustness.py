@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.fuzz_inputs import compressed_ply_bytes, mutated_cases, seed_files
+from benchmarks.fuzz_inputs import compressed_ply_bytes, crafted_cases, mutated_cases, seed_files
 from benchmarks.robustness import check_scene_file
 from ovseg_core.data.normalization import NORMALIZATION_METADATA_KEY
 from ovseg_core.errors import SceneFormatError
@@ -173,3 +173,42 @@ def test_reader_fuzz_real_files(shared_data, tmp_path):
     assert [n for n, _ in seeds] == ["point_cloud_iter7000.ply", "model_1.splat"]
     outcomes = _fuzz(seeds, 80, tmp_path, seed=2)
     assert outcomes["loaded"] > 5 and outcomes["refused"] > 5
+
+
+CRAFTED_EXPECTED = {
+    "crafted_uchar_x.ply": ("refused", ["['x'] are uint8", "float or double"]),
+    "crafted_uchar_opacity.ply": ("refused", ["['opacity'] are uint8"]),
+    "crafted_uchar_f_dc_0.ply": ("refused", ["['f_dc_0'] are uint8"]),
+    "crafted_uchar_f_rest_2.ply": ("refused", ["['f_rest_2'] are uint8"]),
+    "crafted_f_dc_00.ply": ("refused", ["property 'f_dc_00' is not a spherical-harmonics name (expected f_dc_0)"]),
+    "crafted_far.splat": ("refused", ["all 60 Gaussians", "centres beyond 1e+12"]),
+    "crafted_spread.splat": ("refused", ["all 60 Gaussians", "centres beyond 1e+12"]),
+    "crafted_f_dc_3.ply": ("loaded", ["60 Gaussians"]),
+}
+
+
+@pytest.mark.parametrize(("name", "summary", "data"), crafted_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_crafted_cases_are_refused_naming_file_and_property_or_load_and_render(tmp_path, name, summary, data):
+    """Files that once escaped as bare ValueErrors (strides, broadcast, missing field, look_at)."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    outcome, detail = check_scene_file(path)  # loads, then renders from ovseg-render's default camera
+    expected, parts = CRAFTED_EXPECTED[name]
+    assert outcome == expected, (summary, detail)
+    for part in parts + ([str(path)] if expected == "refused" else []):
+        assert part in detail, (summary, detail)
+
+
+def test_a_fourth_colour_channel_renders_over_the_rgb_background(tmp_path):
+    path = tmp_path / "four.ply"
+    path.write_bytes(dict((n, d) for n, _, d in crafted_cases())["crafted_f_dc_3.ply"])
+    scene = load_scene(path)
+    assert scene.num_channels == 4
+    from ovseg_core.orientation import default_orbit
+    from ovseg_core.render import RenderSettings, make_renderer
+
+    cam = default_orbit(scene, 1, width=24, height=16)[0]
+    four = make_renderer("cpu", RenderSettings(background=(0.2, 0.4, 0.6))).render(scene, cam).rgb
+    padded = make_renderer("cpu", RenderSettings(background=(0.2, 0.4, 0.6, 0.0))).render(scene, cam).rgb
+    assert four.shape[-1] == 4
+    torch.testing.assert_close(four, padded)
