@@ -91,7 +91,8 @@ def test_bad_ascii_values_are_refused(tmp_path):
 
 def test_nonfinite_rows_dropped_in_every_flavour(tmp_path):
     scene = random_scene(30, seed=2)
-    scene.means[4, 1] = 3.0e38  # finite but far: kept, and the default view must stay finite
+    scene.means[4, 1] = 3.0e38  # finite but beyond MAX_COORDINATE: no camera frames it, dropped like an Inf
+    scene.means[7, 0] = -1e11  # far but within it: kept, and the default view must stay finite
     scene.log_scales[5, 2] = 200.0  # exp() overflows float32: an infinite Gaussian
     raw = write_ply(scene)  # the writer drops NaN rows itself, so patch one into the bytes
     start = raw.index(b"end_header\n") + len(b"end_header\n")
@@ -99,10 +100,10 @@ def test_nonfinite_rows_dropped_in_every_flavour(tmp_path):
     x_of_row_3 = start + 3 * row  # x is the first property
     ply = tmp_path / "s.ply"
     ply.write_bytes(raw[:x_of_row_3] + np.float32(np.nan).tobytes() + raw[x_of_row_3 + 4 :])
-    with pytest.warns(UserWarning, match="dropped 2 of 30"):
+    with pytest.warns(UserWarning, match="dropped 3 of 30 Gaussians with NaN/Inf or out-of-range values"):
         back = load_scene(ply)
-    assert back.num_gaussians == 28
-    assert check_scene_file(ply, render=False)[0] == "loaded"
+    assert back.num_gaussians == 27 and float(back.means[:, 0].min()) == float(np.float32(-1e11))
+    assert check_scene_file(ply)[0] == "loaded"
 
     splat = tmp_path / "s.splat"
     data = bytearray(write_splat(random_scene(10, seed=3)))
