@@ -74,7 +74,7 @@ def _cli_abuse(tmp: Path) -> list[tuple[str, list[str]]]:
         ("query --export parent is a file", [*query, str(scene), "--fields", str(tmp / "none.pt"),
                                              "--prompt", "chair", "--export", str(a_file / "x.ply")]),
         ("query fields with a 200,000-row basis", [*query, str(scene), "--fields",
-                                                   str(_fields_for(scene, tmp, rows=200_000)),
+                                                   str(_fields_for(scene, tmp, rows=200_000, dim=64)),
                                                    "--prompt", "chair", "--export", str(tmp / "q2.ply")]),
         ("query instances with sizes of 10^12", [sys.executable, "-m", "ovseg_app.query_cli", "instances", str(scene),
                                                  "--instances", str(_lying_instances(scene, tmp)),
@@ -91,9 +91,9 @@ class _RunsCode:
         return (os.system, ("touch /tmp/ovseg-pwned",))
 
 
-def _fields_for(scene: Path, tmp: Path, corrupt: bool = False, rows: int = 8) -> Path:
-    """A fields checkpoint for ``scene`` claiming OpenCLIP ViT-B-32 (512 dims) with a ``rows``-entry
-    basis; ``corrupt``: code indices far outside the basis (the checkpoint that used to segfault ``ovseg-query``)."""
+def _fields_for(scene: Path, tmp: Path, corrupt: bool = False, rows: int = 8, dim: int = 512) -> Path:
+    """A fields checkpoint for ``scene`` claiming OpenCLIP ViT-B-32 with a ``[rows, dim]`` basis
+    (ViT-B-32 embeds into 512 dims; the encoder only loads after the checks); ``corrupt``: code indices far outside the basis (the checkpoint that used to segfault ``ovseg-query``)."""
     import torch
 
     from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
@@ -103,8 +103,8 @@ def _fields_for(scene: Path, tmp: Path, corrupt: bool = False, rows: int = 8) ->
     n = splat.num_gaussians
     idx = torch.full((n, 2), 10**9) if corrupt else torch.randint(0, rows, (n, 2))
     fields = LanguageFields(
-        levels={0: LevelCodes(idx=idx, val=torch.rand(n, 2), basis=torch.randn(rows, 512))},
-        method="lifted", encoder_name="open_clip:ViT-B-32:openai", embed_dim=512,
+        levels={0: LevelCodes(idx=idx, val=torch.rand(n, 2), basis=torch.randn(rows, dim))},
+        method="lifted", encoder_name="open_clip:ViT-B-32:openai", embed_dim=dim,
         scene_fingerprint=splat.fingerprint(), num_gaussians=n,
     )  # fmt: skip
     return fields.save(tmp / ("corrupt_fields.pt" if corrupt else f"fields_{rows}.pt"))

@@ -30,7 +30,7 @@ FVDB_VERSION_COMMENT = "fvdb_gs_ply_version fvdb_ply 1.0.0"
 
 _CORE = ("x", "y", "z", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 _NORMALS = ("nx", "ny", "nz")
-_SH_PROPERTY = re.compile(r"^f_(dc|rest)_(\d+)$")
+_SH_PROPERTY = re.compile(r"^f_(dc|rest)_(\d{1,9})$")  # bounded: int() of a 5,000-digit name raises
 _CANONICAL_INDEX = re.compile(r"^(0|[1-9]\d*)$")
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 _TENSOR_PLY_TYPES = {"f4": "f4", "f8": "f8", "i4": "i4", "u4": "u4", "i2": "i2", "u2": "u2", "i1": "i1", "u1": "u1"}
@@ -75,7 +75,7 @@ def scene_from_ply_table(ply: PlyTable, path: str | os.PathLike[str]) -> Gaussia
     num_channels = len(dc)
     not_float = [p for p in props if (p in _CORE or _SH_PROPERTY.match(p)) and data.dtype[p].kind != "f"]
     if not_float:
-        # integers here are quantised values of another layout, not the INRIA floats: reading them as floats is garbage
+        # integers are quantised values of another layout: read as INRIA floats they are garbage
         raise SceneFormatError(
             f"{path}: properties {not_float[:8]} are {data.dtype[not_float[0]]}, the INRIA/fVDB layout stores "
             "them as float or double"
