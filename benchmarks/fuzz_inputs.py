@@ -57,6 +57,43 @@ def seed_files(shared_data: Path | None = None) -> list[tuple[str, bytes]]:
     return seeds
 
 
+def crafted_cases() -> list[tuple[str, str, bytes]]:
+    """``(name, summary, bytes)`` of hand-made files that once escaped as non-format errors: INRIA
+    properties stored as integers, a fourth colour channel, a non-canonical SH name and ``.splat``
+    centres at the edge of float32 (no camera can frame them)."""
+    scene = random_scene(60, sh_degree=1, seed=16)
+    table = PlyData.read(io.BytesIO(write_ply(scene)))["vertex"].data
+    out = []
+    for prop in ("x", "opacity", "f_dc_0", "f_rest_2"):
+        retyped = np.empty(len(table), [(n, "u1" if n == prop else table.dtype[n].str) for n in table.dtype.names])
+        for n in table.dtype.names:
+            retyped[n] = np.clip(table[n] * 50, 0, 255) if n == prop else table[n]
+        out.append((f"crafted_uchar_{prop}.ply", f"uchar {prop}", _ply_of(retyped)))
+    flat = random_scene(60, sh_degree=0, seed=17)
+    flat_table = PlyData.read(io.BytesIO(write_ply(flat)))["vertex"].data
+    four = np.empty(len(flat_table), flat_table.dtype.descr + [("f_dc_3", "<f4")])
+    for n in flat_table.dtype.names:
+        four[n] = flat_table[n]
+    four["f_dc_3"] = flat_table["f_dc_0"]
+    out.append(("crafted_f_dc_3.ply", "fourth colour channel", _ply_of(four)))
+    renamed = table.copy()
+    renamed.dtype.names = tuple("f_dc_00" if n == "f_dc_0" else n for n in table.dtype.names)
+    out.append(("crafted_f_dc_00.ply", "f_dc_0 renamed f_dc_00", _ply_of(renamed)))
+    records = np.frombuffer(write_splat(random_scene(60, seed=18)), dtype=np.uint8).reshape(-1, 32).copy()
+    records[:, :12] = np.frombuffer(np.full(3, 3.4e38, np.float32).tobytes(), np.uint8)
+    out.append(("crafted_far.splat", "every centre at 3.4e38", records.tobytes()))
+    g = np.random.default_rng(19)
+    records[:, :12] = g.uniform(-3e38, 3e38, (len(records), 3)).astype(np.float32).view(np.uint8)
+    out.append(("crafted_spread.splat", "centres spread over +-3e38", records.tobytes()))
+    return out
+
+
+def _ply_of(table: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PlyData([PlyElement.describe(table, "vertex")]).write(buffer)
+    return buffer.getvalue()
+
+
 def compressed_ply_bytes(n: int, seed: int) -> bytes:
     """A SuperSplat compressed PLY of ``n`` Gaussians with random packed values and an SH-degree-1 ``sh``."""
     g = np.random.default_rng(seed)

@@ -1,12 +1,15 @@
 """``ovseg-bench robustness``: hostile inputs must end in a clear error, never a crash, hang or blow-up.
 
 Part 1, reader fuzz: seeded mutations of every scene flavour (``benchmarks.fuzz_inputs``) plus a FIFO,
-a directory and an empty file are loaded in a worker process. Each case must either load a scene
-with only finite values that renders, or raise ``SceneFormatError``; anything else is a non-domain
-exception. The worker is killed and the case counted as a hang past ``timeout_s`` and as a blow-up
+a directory, empty files and crafted cases are loaded in a worker process. Each case must either load
+a scene with only finite values that renders from ``ovseg-render``'s default camera, or raise
+``SceneFormatError``; anything else is a non-domain exception. The scene's hostile companions
+(``benchmarks.hostile_companions``: oversized or overflowing fields, lying or empty instance sets,
+degenerate camera JSON) run in the same watched worker and must be refused with an ``OvsegError``
+or work without a numeric warning. The worker is killed and the case counted as a hang past ``timeout_s`` and as a blow-up
 past ``max_rss_gib``; its peak RSS is reported.
 
-Part 2, CLI abuse: each hostile invocation in ``CLI_ABUSE`` runs as a subprocess; it must exit
+Part 2, CLI abuse (``benchmarks.cli_abuse``): each hostile invocation runs as a subprocess; it must exit
 non-zero with a one-line ``error:`` message and no traceback.
 """
 
@@ -16,14 +19,13 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
-import pickle
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
+from benchmarks.cli_abuse import run_cli_abuse
 from benchmarks.process_memory import status_mb
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -37,9 +39,9 @@ def check_scene_file(path: str | os.PathLike[str], render: bool = True) -> tuple
     import numpy as np
     import torch
 
-    from ovseg_core.camera import orbit_cameras
     from ovseg_core.errors import SceneFormatError
     from ovseg_core.io import load_scene
+    from ovseg_core.orientation import default_orbit
 
     try:
         with warnings.catch_warnings():
@@ -58,8 +60,7 @@ def check_scene_file(path: str | os.PathLike[str], render: bool = True) -> tuple
     try:
         from ovseg_core.render import make_renderer
 
-        lo, hi = scene.bounds()  # the default view of ovseg-render and the viewer
-        cam = orbit_cameras((lo + hi) / 2, max(1.2 * float(np.linalg.norm(hi - lo)), 1e-3), 1, width=16, height=12)[0]
+        cam = default_orbit(scene, 1, width=16, height=12)[0]  # ovseg-render's default view
         if not render:
             return "loaded", f"{scene.num_gaussians} Gaussians"
         with warnings.catch_warnings():
@@ -71,10 +72,14 @@ def check_scene_file(path: str | os.PathLike[str], render: bool = True) -> tuple
 
 
 def _worker(tasks: mp.Queue, results: mp.Queue, render: bool, warmup: str) -> None:
+    from benchmarks.hostile_companions import check_companion
+
     results.put(("ready", check_scene_file(warmup, render=render)[1]))  # imports and numba compiles, untimed
-    while (path := tasks.get()) is not None:
+    while (task := tasks.get()) is not None:
+        kind, path = task
         try:
-            outcome = check_scene_file(path, render=render)
+            # companions (fields, instances, cameras) belong to the warm-up scene
+            outcome = check_scene_file(path, render=render) if kind == "scene" else check_companion(kind, path, warmup)
         except BaseException as e:  # noqa: BLE001
             outcome = ("failed", f"checker: {type(e).__name__}: {e}\n{traceback.format_exc()[-500:]}")
         results.put(outcome)
@@ -108,16 +113,22 @@ def run_reader_fuzz(
     render: bool = True,
     specials: bool = True,
 ) -> FuzzReport:
-    """Write ``cases`` mutated files under ``workdir`` and check each in a watched worker process."""
-    from benchmarks.fuzz_inputs import mutated_cases, seed_files
+    """Write ``cases`` mutated files under ``workdir`` and check each in a watched worker process;
+    ``specials`` adds a FIFO, a directory, empty files, the crafted reader cases and the hostile
+    companions (fields, instances, cameras) of the first seed."""
+    from benchmarks.fuzz_inputs import crafted_cases, mutated_cases, seed_files
+    from benchmarks.hostile_companions import companion_cases
 
     workdir.mkdir(parents=True, exist_ok=True)
-    paths: list[tuple[str, str]] = []
+    paths: list[tuple[str, str, str]] = []  # (kind, path, summary)
     seeds = seed_files(shared_data)
-    for name, summary, data in mutated_cases(seeds, cases, seed=seed):
+    warmup = workdir / "warmup.ply"
+    warmup.write_bytes(seeds[0][1])
+    specials_made = crafted_cases() if specials else []
+    for name, summary, data in [*mutated_cases(seeds, cases, seed=seed), *specials_made]:
         path = workdir / name
         path.write_bytes(data)
-        paths.append((str(path), summary))
+        paths.append(("scene", str(path), summary))
     if specials:
         fifo = workdir / "fifo.ply"
         if not fifo.exists():
@@ -125,21 +136,22 @@ def run_reader_fuzz(
         (workdir / "folder.ply").mkdir(exist_ok=True)
         (workdir / "empty.ply").write_bytes(b"")
         (workdir / "empty.splat").write_bytes(b"")
-        paths += [(str(workdir / n), "special") for n in ("fifo.ply", "folder.ply", "empty.ply", "empty.splat")]
-    warmup = workdir / "warmup.ply"
-    warmup.write_bytes(seeds[0][1])
+        paths += [
+            ("scene", str(workdir / n), "special") for n in ("fifo.ply", "folder.ply", "empty.ply", "empty.splat")
+        ]
+        paths += companion_cases(warmup, workdir / "companions")
     ctx = mp.get_context("spawn")
     report = FuzzReport(cases=len(paths))
     start = time.perf_counter()
     proc = tasks = results = None
     peak_by_worker: dict[int, int] = {}
-    for path, summary in paths:
+    for kind, path, summary in paths:
         if proc is None:
             tasks, results = ctx.Queue(), ctx.Queue()
             proc = ctx.Process(target=_worker, args=(tasks, results, render, str(warmup)), daemon=True)
             proc.start()
             results.get(timeout=600)
-        tasks.put(path)
+        tasks.put((kind, path))
         t0 = time.perf_counter()
         outcome = None
         while outcome is None:
@@ -180,133 +192,6 @@ def run_reader_fuzz(
     return report
 
 
-def _cli_abuse(tmp: Path) -> list[tuple[str, list[str]]]:
-    """(label, argv) of hostile invocations; ``tmp`` holds the files they point at."""
-    from ovseg_core.io import save_scene
-    from ovseg_core.synthetic import random_scene
-
-    scene = tmp / "victim.ply"
-    save_scene(random_scene(50, seed=1), scene)
-    a_file = tmp / "a_file.txt"
-    a_file.write_text("not a folder")
-    a_dir = tmp / "a_dir"
-    a_dir.mkdir(exist_ok=True)
-    (a_dir / "x.png").mkdir(exist_ok=True)
-    fields = _fields_for(scene, tmp)
-    evil = tmp / "evil_clip.pt"
-    evil.write_bytes(pickle.dumps({"state_dict": _RunsCode()}))
-    render = [sys.executable, "-m", "ovseg_app.render_cli"]
-    train = [sys.executable, "-m", "ovseg_app.train_cli", "langsplatv2", "--sfm-dataset-path", str(tmp),
-             "--reconstruction-path", str(scene), "--preprocess.tiny-models"]  # fmt: skip
-    evaluate = [sys.executable, "-m", "ovseg_app.eval_lerf_cli", "--scene", str(scene), "--dataset", str(tmp),
-                "--gt", str(a_dir)]  # fmt: skip
-    query = [sys.executable, "-m", "ovseg_app.query_cli", "fields"]
-    return [
-        ("render --fps 0", [*render, str(scene), "--output", str(tmp / "o.mp4"), "--fps", "0"]),
-        ("render --fov-deg 0", [*render, str(scene), "--output", str(tmp / "o.png"), "--fov-deg", "0"]),
-        ("render --fov-deg 180", [*render, str(scene), "--output", str(tmp / "o.png"), "--fov-deg", "180"]),
-        ("render --width 20000 --height 20000", [*render, str(scene), "--width", "20000", "--height", "20000"]),
-        ("render --height 0", [*render, str(scene), "--output", str(tmp / "o.png"), "--height", "0"]),
-        ("render --orbit-frames 0", [*render, str(scene), "--output", str(tmp / "o.mp4"), "--orbit-frames", "0"]),
-        ("render --downsample 0", [*render, str(scene), "--output", str(tmp / "o.png"), "--downsample", "0"]),
-        ("render output parent is a file", [*render, str(scene), "--output", str(a_file / "o.png")]),
-        ("render output is a directory", [*render, str(scene), "--output", str(a_dir / "x.png")]),
-        ("render output onto the input scene", [*render, str(scene), "--output", str(scene)]),
-        ("render scene is a FIFO", [*render, str(tmp / "fifo.ply"), "--output", str(tmp / "o2.png")]),
-        ("render scene is a directory", [*render, str(a_dir), "--output", str(tmp / "o3.png")]),
-        ("render camera 100000x100000", [*render, str(scene), "--output", str(tmp / "o4.png"), "--camera",
-                                         str(_big_camera(tmp))]),
-        ("query --export onto the input scene", [*query, str(scene), "--fields", str(tmp / "none.pt"),
-                                                 "--prompt", "chair", "--export", str(scene)]),
-        ("query prompt of 100,000 characters", [*query, str(scene), "--fields", str(tmp / "none.pt"),
-                                                "--prompt", "a" * 100_000]),
-        ("query --clip-pretrained is a malicious pickle", [*query, str(scene), "--fields", str(fields),
-                                                           "--prompt", "chair", "--export", str(tmp / "q.ply"),
-                                                           "--clip-pretrained", str(evil)]),
-        ("query checkpoint with out-of-range code indices", [*query, str(scene), "--fields",
-                                                             str(_fields_for(scene, tmp, corrupt=True)),
-                                                             "--prompt", "chair", "--export", str(tmp / "q.ply")]),
-        ("query --level 7", [*query, str(scene), "--prompt", "chair", "--level", "7"]),
-        ("query --threshold nan", [*query, str(scene), "--prompt", "chair", "--threshold", "nan"]),
-        ("query empty prompt", [*query, str(scene), "--prompt", " "]),
-        ("query --relevancy-dir is a file", [*query, str(scene), "--fields", str(fields), "--prompt", "chair",
-                                             "--dataset", str(tmp), "--relevancy-dir", str(a_file)]),
-        ("render --camera is a FIFO", [*render, str(scene), "--camera", str(tmp / "fifo.ply"),
-                                       "--output", str(tmp / "o5.png")]),
-        ("render --camera is not JSON", [*render, str(scene), "--camera", str(a_file), "--output", str(tmp / "o6.png")]),
-        ("train --log-path parent is a file", [*train, "--log-path", str(a_file / "logs")]),
-        ("train --log-path is a file", [*train, "--log-path", str(a_file)]),
-        ("train --use-every-n-as-val 1", [*train, "--use-every-n-as-val", "1"]),
-        ("train --run-name ..", [*train, "--run-name", ".."]),
-        ("eval-lerf --output-dir is a file", [*evaluate, "--output-dir", str(a_file)]),
-        ("query --export parent is a file", [*query, str(scene), "--fields", str(tmp / "none.pt"),
-                                             "--prompt", "chair", "--export", str(a_file / "x.ply")]),
-    ]  # fmt: skip
-
-
-class _RunsCode:
-    """Unpickling this runs ``touch /tmp/ovseg-pwned``: weights_only loading must refuse it."""
-
-    def __reduce__(self):  # noqa: ANN204
-        return (os.system, ("touch /tmp/ovseg-pwned",))
-
-
-def _fields_for(scene: Path, tmp: Path, corrupt: bool = False) -> Path:
-    """A fields checkpoint for ``scene`` claiming OpenCLIP ViT-B-32 (512 dims); ``corrupt``: code
-    indices far outside the basis (the checkpoint that used to segfault ``ovseg-query``)."""
-    import torch
-
-    from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
-    from ovseg_core.io import load_scene
-
-    splat = load_scene(scene)
-    n = splat.num_gaussians
-    idx = torch.full((n, 2), 10**9) if corrupt else torch.randint(0, 8, (n, 2))
-    fields = LanguageFields(
-        levels={0: LevelCodes(idx=idx, val=torch.rand(n, 2), basis=torch.randn(8, 512))},
-        method="lifted", encoder_name="open_clip:ViT-B-32:openai", embed_dim=512,
-        scene_fingerprint=splat.fingerprint(), num_gaussians=n,
-    )  # fmt: skip
-    return fields.save(tmp / ("corrupt_fields.pt" if corrupt else "fields.pt"))
-
-
-def _big_camera(tmp: Path) -> Path:
-    path = tmp / "big_camera.json"
-    K = [[1000.0, 0, 50000], [0, 1000.0, 50000], [0, 0, 1]]
-    w2c = [[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 5], [0, 0, 0, 1]]
-    path.write_text(json.dumps({"w2c": w2c, "K": K, "width": 100000, "height": 100000}))
-    return path
-
-
-def run_cli_abuse(tmp: Path, timeout_s: float = 120.0) -> list[dict]:
-    """Run every ``_cli_abuse`` case; each result says whether it ended with a one-line error."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    if not (tmp / "fifo.ply").exists():
-        os.mkfifo(tmp / "fifo.ply")
-    rows = []
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    for label, argv in _cli_abuse(tmp):
-        t0 = time.perf_counter()
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env)
-            code, err = done.returncode, done.stderr
-        except subprocess.TimeoutExpired:
-            code, err = None, "timed out"
-        # ours: "prog: error: ..."; tyro's parse errors sit in a box: "│ Error parsing X: ... │"
-        lines = [ln.strip("│ ") for ln in err.splitlines() if "error:" in ln or "Error parsing" in ln]
-        ok = code not in (0, None) and "Traceback" not in err and len(lines) >= 1
-        rows.append(
-            {
-                "case": label,
-                "exit": code,
-                "seconds": round(time.perf_counter() - t0, 1),
-                "ok": ok,
-                "message": (lines[0] if lines else err.strip()[-200:])[:200],
-            }
-        )
-    return rows
-
-
 @dataclasses.dataclass
 class RobustnessBench:
     """Reader fuzz (>= 2,000 hostile files) and the CLI abuse list; writes a JSON report."""
@@ -335,9 +220,9 @@ class RobustnessBench:
                 timeout_s=self.timeout_s, max_rss_gib=self.max_rss_gib, render=self.render,
             )  # fmt: skip
             print(
-                f"reader fuzz: {fuzz.cases} inputs in {fuzz.seconds:.0f} s: {fuzz.loaded} loaded, "
-                f"{fuzz.refused} SceneFormatError, {len(fuzz.failed)} other exceptions, {len(fuzz.hangs)} hangs "
-                f"> {self.timeout_s:g} s, {len(fuzz.blowups)} blow-ups; slowest {fuzz.slowest_s:.2f} s; "
+                f"reader fuzz and companions: {fuzz.cases} inputs in {fuzz.seconds:.0f} s: {fuzz.loaded} loaded, "
+                f"{fuzz.refused} refused (SceneFormatError or another OvsegError), {len(fuzz.failed)} other "
+                f"exceptions, {len(fuzz.hangs)} hangs > {self.timeout_s:g} s, {len(fuzz.blowups)} blow-ups; slowest {fuzz.slowest_s:.2f} s; "
                 f"worker peak RSS {fuzz.peak_rss_mib:.0f} MiB (shared seeds: {'yes' if shared else 'absent'})"
             )
             for line in (fuzz.failed + fuzz.hangs + fuzz.blowups)[:20]:

@@ -114,12 +114,17 @@ class Camera:
         missing = [k for k in ("w2c", "K", "width", "height") if k not in data]
         if missing:
             raise SceneFormatError(f"camera JSON is missing {missing}; expected keys w2c [4x4], K [3x3], width, height")
-        return cls(
+        for key in ("width", "height"):
+            if isinstance(data[key], bool) or not isinstance(data[key], (int, float)) or data[key] != int(data[key]):
+                raise ValueError(f"camera {key} must be a whole number, got {data[key]!r}")
+        cam = cls(
             np.array(data["w2c"], dtype=np.float64),
             np.array(data["K"], dtype=np.float64),
             data["width"],
             data["height"],
         )
+        check_pinhole(cam.w2c, cam.K)
+        return cam
 
     @classmethod
     def from_c2w(cls, c2w: np.ndarray, K: np.ndarray, width: int, height: int) -> Camera:
@@ -179,6 +184,27 @@ class Camera:
         c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye_v
         fy = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
         return cls.from_c2w(c2w, intrinsics(fy, fy, width / 2.0, height / 2.0), width, height)
+
+
+RIGID_TOLERANCE = 1e-4
+"""How far a stored rotation may be from orthonormal (float32 round trips stay far below it)."""
+
+
+def check_pinhole(w2c: np.ndarray, K: np.ndarray) -> None:
+    """Raise ``ValueError`` unless ``w2c`` ``[4, 4]`` is a rigid transform (a proper rotation, last row
+    ``0 0 0 1``) and ``K`` ``[3, 3]`` a pinhole matrix (no skew, last row ``0 0 1``): a zero or scaled
+    matrix would otherwise render a degenerate image instead of being refused. Sizes are checked by ``Camera``."""
+    R = w2c[:3, :3]
+    if not np.allclose(w2c[3], [0.0, 0.0, 0.0, 1.0], atol=0.0):
+        raise ValueError(f"camera w2c's last row must be [0, 0, 0, 1], got {w2c[3].tolist()}")
+    error, det = float(np.abs(R.T @ R - np.eye(3)).max()), float(np.linalg.det(R))
+    if error > RIGID_TOLERANCE or det <= 0:
+        raise ValueError(
+            "camera w2c is not rigid: its 3x3 part must be a rotation (orthonormal, determinant +1); "
+            f"R^T R deviates from the identity by {error:.3g}, the determinant is {det:.3g}"
+        )
+    if not np.array_equal(K[2], [0.0, 0.0, 1.0]) or K[1, 0] != 0 or K[0, 1] != 0:
+        raise ValueError(f"camera K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], got {K.tolist()}")
 
 
 def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
@@ -250,7 +276,17 @@ def load_camera_json(text: str, source: str = "<json>") -> list[Camera]:
     except json.JSONDecodeError as e:
         raise SceneFormatError(f"{source}: not valid JSON: {e}") from e
     items = data if isinstance(data, list) else [data]
-    try:
-        return [Camera.from_dict(item) for item in items]
-    except (ValueError, TypeError) as e:
-        raise SceneFormatError(f"{source}: {e}") from e
+    if not items:
+        raise SceneFormatError(f"{source}: the camera list is empty")
+    cameras = []
+    for i, item in enumerate(items):
+        where = f"{source}: camera {i}" if isinstance(data, list) else source
+        if not isinstance(item, dict):
+            raise SceneFormatError(f"{where}: expected an object with w2c, K, width, height")
+        try:
+            cameras.append(Camera.from_dict(item))
+        except SceneFormatError as e:
+            raise SceneFormatError(f"{where}: {e}") from e
+        except (ValueError, TypeError, OverflowError) as e:
+            raise SceneFormatError(f"{where}: {e}") from e
+    return cameras

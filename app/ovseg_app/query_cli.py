@@ -149,7 +149,7 @@ class QueryCommand:
     def _execute_instances(self) -> list[str]:
         import numpy as np
 
-        from ovseg_core.instances import export_instances, load_instances
+        from ovseg_core.instances import export_instances, instance_file_names, load_instances
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
         from ovseg_core.models.registry import text_encoder_for
@@ -189,11 +189,16 @@ class QueryCommand:
             report.append(f"wrote {int(keep.sum())} Gaussians of {len(hit)} matching instances to {self.export}")
         if self.export_instances is not None:
             paths = export_instances(scene, instances, self.export_instances)
+            names = instance_file_names(instances)
             report += [
                 f"  {p.name}: {int(n)} Gaussians, {int(v)} views"
-                for p, n, v in zip(paths, instances.sizes, instances.support)
+                if p is not None
+                else f"  {name}: skipped, instance {k} has no Gaussians"
+                for k, (p, name, n, v) in enumerate(zip(paths, names, instances.sizes, instances.support))
             ]
-            report.append(f"wrote {len(paths)} instance PLYs to {self.export_instances}")
+            written = sum(p is not None for p in paths)
+            skipped = f" ({len(paths) - written} empty ones skipped)" if written < len(paths) else ""
+            report.append(f"wrote {written} instance PLYs to {self.export_instances}{skipped}")
         return report
 
     def _relevancy_images(self, scene, query: FieldQuery, settings: QuerySettings) -> list[str]:  # noqa: ANN001

@@ -7,14 +7,49 @@ array or crash the process. Everything a kernel relies on is checked here once, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
 
 from ovseg_core.errors import FieldMismatchError
+from ovseg_core.fields.config import MAX_BASIS_ROWS, MAX_EMBED_DIM
 
 MAX_LEVEL = 3
 """Feature levels are 0 (default), 1 small, 2 medium, 3 large."""
+MAX_ABS_VALUE = 1e6
+"""Largest magnitude of a mixing weight or basis value: codes mix entries with weights summing to
+about 1 per layer and bases hold unit-scale CLIP features; squared norms of anything within this
+bound stay far inside float32, so relevancy cannot overflow."""
+
+
+def check_stored_sizes(levels: Mapping[object, object], field_config: Mapping[str, object], source: str) -> None:
+    """Raise ``FieldMismatchError`` naming ``source`` when a checkpoint's stored tensors or field
+    settings claim more than ``MAX_BASIS_ROWS`` basis entries or ``MAX_EMBED_DIM`` dims. Runs on the
+    raw payload, before any field is built or Gram matrix formed (a 200,000-row basis would need 160 GB)."""
+    if not isinstance(levels, Mapping):
+        raise FieldMismatchError(f"{source}: malformed language-field checkpoint (levels are not a mapping)")
+    if isinstance(field_config, Mapping):
+        layers, size = field_config.get("num_layers", 1), field_config.get("codebook_size", 64)
+        if isinstance(layers, int) and isinstance(size, int) and layers * size > MAX_BASIS_ROWS:
+            raise FieldMismatchError(
+                f"{source}: field settings claim {layers} x {size} codebook entries; at most {MAX_BASIS_ROWS} "
+                "are supported (the checkpoint is corrupt or not from ovseg)"
+            )
+    for lvl, stored in levels.items():
+        if not isinstance(stored, Mapping):
+            raise FieldMismatchError(f"{source}: level {lvl} is not a mapping of tensors")
+        basis = stored.get("basis", stored.get("codebooks"))
+        if not isinstance(basis, torch.Tensor) or basis.ndim < 2:
+            continue  # absent or malformed: the full check names it
+        rows, dim = math.prod(basis.shape[:-1]), int(basis.shape[-1])
+        if rows > MAX_BASIS_ROWS:
+            raise FieldMismatchError(
+                f"{source}: level {lvl} basis has {rows:,} entries; at most {MAX_BASIS_ROWS} are supported "
+                "(queries would need an [E, E] matrix; the checkpoint is corrupt or not from ovseg)"
+            )
+        if dim > MAX_EMBED_DIM:
+            raise FieldMismatchError(f"{source}: level {lvl} features have {dim:,} dims; at most {MAX_EMBED_DIM}")
 
 
 def check_levels(
@@ -33,7 +68,7 @@ def check_levels(
     """
     if not levels:
         raise FieldMismatchError(f"{source}: language-field checkpoint holds no feature level")
-    if num_gaussians <= 0 or embed_dim <= 0:
+    if num_gaussians <= 0 or not 0 < embed_dim <= MAX_EMBED_DIM:
         raise FieldMismatchError(
             f"{source}: language-field checkpoint claims {num_gaussians} Gaussians and {embed_dim}-dim features"
         )
@@ -56,6 +91,8 @@ def check_levels(
             raise FieldMismatchError(f"{where}: weights have shape {list(val.shape)}, indices {list(idx.shape)}")
         if basis.ndim != 2 or basis.shape[0] == 0 or basis.shape[1] != embed_dim:
             raise FieldMismatchError(f"{where}: basis has shape {list(basis.shape)}, expected [E, {embed_dim}]")
+        if basis.shape[0] > MAX_BASIS_ROWS:
+            raise FieldMismatchError(f"{where}: basis has {basis.shape[0]:,} entries; at most {MAX_BASIS_ROWS}")
         if idx.dtype.is_floating_point or idx.dtype == torch.bool:
             raise FieldMismatchError(f"{where}: code indices are {idx.dtype}, not integers")
         lo, hi = int(idx.min()), int(idx.max())
@@ -69,6 +106,11 @@ def check_levels(
                 raise FieldMismatchError(f"{where}: {name} are {t.dtype}, expected floats")
             if not torch.isfinite(t).all():
                 raise FieldMismatchError(f"{where}: {name} contain NaN or Inf")
+            if t.numel() and float(t.abs().max()) > MAX_ABS_VALUE:
+                raise FieldMismatchError(
+                    f"{where}: {name} reach {float(t.abs().max()):.3g}; values beyond {MAX_ABS_VALUE:g} are not "
+                    "codes of a feature (the checkpoint is corrupt or was edited)"
+                )
         evidence = getattr(codes, "evidence", None)
         if evidence is not None:
             if not isinstance(evidence, torch.Tensor) or evidence.shape != (num_gaussians,):

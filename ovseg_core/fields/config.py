@@ -11,6 +11,12 @@ from ovseg_core.errors import UsageError
 from ovseg_core.preprocess.config import PreprocessConfig, RayConfig  # noqa: F401 - preprocessing's own settings
 
 DEFAULT_NEGATIVES: tuple[str, ...] = ("object", "things", "stuff", "texture")
+MAX_BASIS_ROWS = 1024
+"""Most basis entries (codebook layers x entries) a field may have: 16x LangSplatV2's one layer of
+64. Queries form an ``[E, E]`` Gram matrix and code renders ``[N, E]`` arrays, so a checkpoint claiming
+more is refused before anything that size is allocated."""
+MAX_EMBED_DIM = 16384
+"""Widest feature accepted (CLIP/SigLIP towers embed into 512-1280 dims)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +41,13 @@ class FieldConfig:
             raise UsageError(
                 f"need 1 <= top_k <= codebook_size, got top_k={self.top_k}, codebook_size={self.codebook_size}"
             )
-        if self.embed_dim < 1:
-            raise UsageError(f"embed_dim must be >= 1, got {self.embed_dim}")
+        if not 1 <= self.embed_dim <= MAX_EMBED_DIM:
+            raise UsageError(f"embed_dim must lie in 1..{MAX_EMBED_DIM}, got {self.embed_dim}")
+        if self.num_layers * self.codebook_size > MAX_BASIS_ROWS:
+            raise UsageError(
+                f"num_layers x codebook_size = {self.num_layers * self.codebook_size} basis entries; "
+                f"at most {MAX_BASIS_ROWS} are supported"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +176,13 @@ class LiftConfig:
     contributions: BackprojectionConfig = BackprojectionConfig()
     """Which blending contributions count (every one above a weight floor) and the memory bound."""
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= self.codebook_size <= MAX_BASIS_ROWS:
+            raise UsageError(
+                f"need 1 <= top_k <= codebook_size <= {MAX_BASIS_ROWS}, got top_k={self.top_k}, "
+                f"codebook_size={self.codebook_size}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ovseg_core.errors import FieldMismatchError, MissingFileError
-from ovseg_core.fields.checkpoint_checks import check_levels
+from ovseg_core.fields.checkpoint_checks import check_levels, check_stored_sizes
 from ovseg_core.fields.codebook_field import CodebookField, FieldConfig
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.tensor_file import load_tagged_payload
@@ -161,6 +161,8 @@ def load_fields(path: str | os.PathLike[str], scene: GaussianScene | None = None
         levels: dict[int, LevelCodes] = {}
         state: dict[int, dict[str, torch.Tensor]] = {}
         config = payload.get("config", {})
+        check_stored_sizes(levels_raw, config.get("field", {}), str(path))
+        check_stored_sizes(payload.get("gaussian_levels", {}), {}, f"{path} (registered)")
         for lvl, t in levels_raw.items():
             if "logits" in t:
                 fcfg = FieldConfig(**config.get("field", {}))

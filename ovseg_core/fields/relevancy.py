@@ -18,7 +18,7 @@ import torch
 from ovseg_core.camera import Camera
 from ovseg_core.errors import FieldMismatchError, UsageError
 from ovseg_core.fields import _relevancy_kernels as kernels
-from ovseg_core.fields.config import DEFAULT_NEGATIVES
+from ovseg_core.fields.config import DEFAULT_NEGATIVES, MAX_BASIS_ROWS
 from ovseg_core.fields.language_fields import LanguageFields, LevelCodes
 from ovseg_core.models.protocols import TextEncoder
 from ovseg_core.render import Renderer
@@ -77,6 +77,10 @@ class FieldQuery:
         idx = codes.idx.numpy().astype(np.int32)
         val = codes.val.numpy().astype(np.float32)
         basis = codes.basis.float()
+        if basis.shape[0] > MAX_BASIS_ROWS:  # loading refuses these; fields built in memory meet it here
+            raise FieldMismatchError(
+                f"the fields' basis has {basis.shape[0]:,} entries; at most {MAX_BASIS_ROWS} are supported"
+            )
         gram = basis @ basis.T
         norms = kernels.gaussian_norms(idx, val, gram.numpy().astype(np.float32))
         inv = np.where(norms > 1e-12, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)

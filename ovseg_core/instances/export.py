@@ -26,14 +26,21 @@ def instance_file_names(instances: InstanceSet) -> list[str]:
     return out
 
 
-def export_instances(scene: GaussianScene, instances: InstanceSet, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write instance ``k``'s Gaussians to ``out_dir/<k>_<name>.ply``; -> the paths, in instance order."""
+def export_instances(
+    scene: GaussianScene, instances: InstanceSet, out_dir: str | os.PathLike[str]
+) -> list[Path | None]:
+    """Write instance ``k``'s Gaussians to ``out_dir/<k>_<name>.ply``; -> the paths, in instance order,
+    None for an instance without Gaussians (no PLY can hold zero; the others are still written)."""
     instances.check_scene(scene)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: list[Path | None] = []
     for k, fname in enumerate(instance_file_names(instances)):
+        mask = instances.mask(k)
+        if not mask.any():
+            paths.append(None)
+            continue
         path = out / fname
-        save_scene(scene.subset(instances.mask(k)), path)
+        save_scene(scene.subset(mask), path)
         paths.append(path)
     return paths

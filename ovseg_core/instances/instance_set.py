@@ -158,6 +158,29 @@ class InstanceSet:
         return atomic_write_bytes(Path(path), buf.getvalue())
 
 
+MAX_SUPPORT = 10_000_000
+"""Most views an instance can be built from (captures hold hundreds to thousands)."""
+
+
+def check_counts(instances: InstanceSet, source: str) -> None:
+    """Raise ``FieldMismatchError`` naming ``source`` unless each instance's ``sizes`` entry is the
+    number of Gaussians labelled with it and ``support`` is a plausible view count: reports print them."""
+    labels = instances.labels
+    counts = np.bincount(labels[labels >= 0], minlength=instances.num_instances)
+    wrong = np.flatnonzero(counts != instances.sizes)
+    if len(wrong):
+        k = int(wrong[0])
+        raise FieldMismatchError(
+            f"{source}: instance {k} claims {int(instances.sizes[k]):,} Gaussians but {int(counts[k]):,} are "
+            f"labelled with it ({len(wrong)} instances disagree); the file is corrupt or was edited"
+        )
+    if instances.num_instances and int(instances.support.max()) > MAX_SUPPORT:
+        k = int(instances.support.argmax())
+        raise FieldMismatchError(
+            f"{source}: instance {k} claims {int(instances.support[k]):,} supporting views (at most {MAX_SUPPORT:,})"
+        )
+
+
 def load_instances(path: str | os.PathLike[str], scene: GaussianScene | None = None) -> InstanceSet:
     """Read an instances file; with ``scene``, refuse one built on another splat (``FieldMismatchError``)."""
     path = Path(path)
@@ -185,6 +208,7 @@ def load_instances(path: str | os.PathLike[str], scene: GaussianScene | None = N
             )
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise FieldMismatchError(f"{path}: malformed instances file ({e})") from e
+    check_counts(instances, str(path))
     if scene is not None:
         instances.check_scene(scene)
     return instances

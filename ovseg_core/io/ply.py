@@ -30,7 +30,8 @@ FVDB_VERSION_COMMENT = "fvdb_gs_ply_version fvdb_ply 1.0.0"
 
 _CORE = ("x", "y", "z", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 _NORMALS = ("nx", "ny", "nz")
-_SH_PROPERTY = re.compile(r"^f_(dc|rest)_(\d+)$")
+_SH_PROPERTY = re.compile(r"^f_(dc|rest)_(\d{1,9})$")  # bounded: int() of a 5,000-digit name raises
+_CANONICAL_INDEX = re.compile(r"^(0|[1-9]\d*)$")
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 _TENSOR_PLY_TYPES = {"f4": "f4", "f8": "f8", "i4": "i4", "u4": "u4", "i2": "i2", "u2": "u2", "i1": "i1", "u1": "u1"}
 
@@ -58,6 +59,11 @@ def scene_from_ply_table(ply: PlyTable, path: str | os.PathLike[str]) -> Gaussia
     if n == 0:
         raise SceneFormatError(f"{path}: the PLY holds zero Gaussians")
     props = ply.properties("vertex")
+    for p in props:
+        if (m := _SH_PROPERTY.match(p)) and not _CANONICAL_INDEX.match(m.group(2)):
+            raise SceneFormatError(
+                f"{path}: property {p!r} is not a spherical-harmonics name (expected f_{m.group(1)}_{int(m.group(2))})"
+            )
     missing = [p for p in _CORE if p not in props]
     dc = sorted(int(m.group(2)) for p in props if (m := _SH_PROPERTY.match(p)) and m.group(1) == "dc")
     rest = sorted(int(m.group(2)) for p in props if (m := _SH_PROPERTY.match(p)) and m.group(1) == "rest")
@@ -67,6 +73,13 @@ def scene_from_ply_table(ply: PlyTable, path: str | os.PathLike[str]) -> Gaussia
         kind = "a point cloud or mesh" if {"x", "y", "z"} <= set(props) else "not a Gaussian-splat PLY"
         raise SceneFormatError(f"{path}: missing required properties {missing} ({kind})")
     num_channels = len(dc)
+    not_float = [p for p in props if (p in _CORE or _SH_PROPERTY.match(p)) and data.dtype[p].kind != "f"]
+    if not_float:
+        # integers are quantised values of another layout: read as INRIA floats they are garbage
+        raise SceneFormatError(
+            f"{path}: properties {not_float[:8]} are {data.dtype[not_float[0]]}, the INRIA/fVDB layout stores "
+            "them as float or double"
+        )
     if dc != list(range(num_channels)) or rest != list(range(len(rest))):
         raise SceneFormatError(f"{path}: SH properties f_dc_*/f_rest_* are not numbered contiguously from 0")
     if len(rest) % num_channels or (len(rest) // num_channels) not in (0, 3, 8, 15, 24):

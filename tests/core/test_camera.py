@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ovseg_core.camera import Camera, intrinsics, load_camera_json, orbit_cameras, quat_to_rotmat
+from ovseg_core.errors import SceneFormatError
 from ovseg_core.io.cameras import load_colmap, load_transforms_json
 
 
@@ -118,3 +119,27 @@ def test_colmap_text_model(tmp_path):
     assert np.allclose(cam.K, intrinsics(50, 52, 32, 24))
     assert np.allclose(project(cam, [0, 0, 0]), [32, 24, 3])
     assert views[0].image_path == (tmp_path / "images" / "a.png").resolve()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"w2c": [[0.0] * 4] * 4}, r"last row must be \[0, 0, 0, 1\]"),
+        ({"w2c": np.diag([2.0, 2.0, 2.0, 1.0]).tolist()}, "not rigid"),
+        ({"w2c": np.diag([-1.0, 1.0, 1.0, 1.0]).tolist()}, r"not rigid: .* determinant is -1"),
+        ({"w2c": [[float("nan")] * 4] * 4}, "finite"),
+        ({"K": [[0.0] * 3] * 3}, "focal lengths must be positive"),
+        ({"K": [[20.0, 3.0, 8.0], [0.0, 20.0, 6.0], [0.0, 0.0, 1.0]]}, r"K must be \[\[fx, 0, cx\]"),
+        ({"K": [[20.0, 0.0, 8.0], [0.0, 20.0, 6.0], [1.0, 1.0, 1.0]]}, r"K must be \[\[fx, 0, cx\]"),
+        ({"width": 15.5}, "width must be a whole number"),
+        ({"height": "12"}, "height must be a whole number"),
+    ],
+)
+def test_degenerate_camera_json_is_refused_naming_the_file(change, match):
+    good = Camera.look_at([1, 2, 3], [0, 0, 0], width=16, height=12).to_dict()
+    with pytest.raises(SceneFormatError, match=match) as info:
+        load_camera_json(json.dumps({**good, **change}), "views/cam.json")
+    assert str(info.value).startswith("views/cam.json: ")
+    with pytest.raises(SceneFormatError, match=f"views/cam.json: camera 1: .*{match}"):
+        load_camera_json(json.dumps([good, {**good, **change}]), "views/cam.json")
+    assert load_camera_json(json.dumps(good), "views/cam.json")[0] == Camera.from_dict(good)

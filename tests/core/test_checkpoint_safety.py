@@ -150,3 +150,99 @@ def test_bad_instance_files_are_refused(tmp_path):
         torch.save({**payload, key: value}, tmp_path / "bad.pt")
         with pytest.raises(FieldMismatchError, match=match):
             load_instances(tmp_path / "bad.pt")
+
+
+HUGE_BASIS_SCRIPT = """
+import resource, sys
+import torch
+from ovseg_core.errors import FieldMismatchError
+from ovseg_core.fields import FieldQuery, load_fields
+from ovseg_core.io import load_scene
+from ovseg_core.models import tiny_open_clip
+# a regression would try to allocate 160 GB for basis @ basis.T: fail fast instead of swapping
+resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))
+try:
+    FieldQuery(load_fields(sys.argv[1], load_scene(sys.argv[2])), tiny_open_clip(seed=0))
+except FieldMismatchError as e:
+    print("refused:", e)
+print("peak MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_oversized_basis_is_refused_before_any_large_allocation(setup):
+    """200,000 basis rows with the scene's own fingerprint: queries would form a 160 GB Gram matrix."""
+    root, scene, dim = setup
+    g = torch.Generator().manual_seed(2)
+    rows = 200_000
+    fields = _fields(scene, dim, basis=torch.randn(rows, dim, generator=g), idx=torch.randint(0, rows, (N, J)))
+    path = fields.save(root / "huge_basis.pt")
+    done = subprocess.run(
+        [sys.executable, "-c", HUGE_BASIS_SCRIPT, str(path), str(root / "scene.ply")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"refused: {path}: level 0 basis has 200,000 entries; at most 1024" in done.stdout, done.stdout
+    peak = int(done.stdout.split("peak MiB")[1])
+    assert peak < 2048, done.stdout  # the 26 MB basis and the imports, nothing of [E, E] size
+
+
+def test_in_memory_fields_with_an_oversized_basis_are_refused_by_the_query(setup):
+    """Fields built in memory skip loading's checks; the query refuses before the Gram matrix."""
+    from ovseg_core.fields import FieldQuery
+    from ovseg_core.fields.config import MAX_BASIS_ROWS
+
+    _, scene, dim = setup
+    rows = MAX_BASIS_ROWS + 1
+    fields = _fields(scene, dim, basis=torch.randn(rows, dim), idx=torch.randint(0, rows, (N, J)))
+    with pytest.raises(FieldMismatchError, match=f"basis has {rows:,} entries"):
+        FieldQuery(fields, tiny_open_clip(seed=0))
+
+
+@pytest.mark.parametrize(
+    ("level", "match"),
+    [
+        ({"val": torch.full((N, J), 3e38)}, r"weights reach 3e\+38; values beyond 1e\+06"),
+        ({"val": -torch.full((N, J), 2e6)}, r"weights reach 2e\+06"),
+        ({"basis": torch.full((E, 32), 1e30)}, r"basis reach 1e\+30"),
+    ],
+)
+def test_huge_weights_and_basis_values_are_refused(setup, level, match):
+    root, scene, dim = setup
+    path = _fields(scene, dim, **level).save(root / "huge_values.pt")
+    with pytest.raises(FieldMismatchError, match=f"{path}: level 0: {match}"):
+        load_fields(path, scene)
+
+
+def test_trained_checkpoint_claiming_a_huge_codebook_is_refused_before_building_it(setup):
+    from ovseg_core.fields.language_fields import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+
+    root, scene, dim = setup
+    payload = {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "method": "langsplatv2",
+        "encoder": {"name": "tiny", "embed_dim": dim},
+        "scene": {"fingerprint": scene.fingerprint(), "num_gaussians": N},
+        # CodebookField(N, config) would allocate N x 2^24 logits and 2^24 x D codebooks first
+        "config": {"field": {"num_layers": 4096, "codebook_size": 4096, "embed_dim": dim}},
+        "levels": {0: {"logits": torch.zeros(N, 8), "codebooks": torch.zeros(1, 8, dim)}},
+    }  # fmt: skip
+    torch.save(payload, root / "huge_codebook.pt")
+    with pytest.raises(FieldMismatchError, match="field settings claim 4096 x 4096 codebook entries; at most 1024"):
+        load_fields(root / "huge_codebook.pt")
+
+
+def test_instance_sizes_must_be_the_label_counts(tmp_path):
+    good = InstanceSet(
+        labels=np.array([0, 1, -1, 1]),
+        features=np.eye(2, 4, dtype=np.float32),
+        sizes=np.array([1, 2]),
+        support=np.array([3, 3]),
+        scene_fingerprint="x",
+    )
+    payload = torch.load(good.save(tmp_path / "i.pt"), weights_only=True)
+    for key, value, match in [
+        ("sizes", torch.tensor([10**12, 2]), "instance 0 claims 1,000,000,000,000 Gaussians but 1 are labelled"),
+        ("sizes", torch.tensor([1, 3]), "instance 1 claims 3 Gaussians but 2 are labelled"),
+        ("support", torch.tensor([3, 10**12]), "instance 1 claims 1,000,000,000,000 supporting views"),
+    ]:
+        torch.save({**payload, key: value}, tmp_path / "bad.pt")
+        with pytest.raises(FieldMismatchError, match=f"^{tmp_path / 'bad.pt'}: {match}"):
+            load_instances(tmp_path / "bad.pt")

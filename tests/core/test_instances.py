@@ -152,8 +152,36 @@ def test_export_writes_one_valid_ply_per_instance(capture, planted, tmp_path):
     instances, encoder = planted
     instances.classify(encoder, NAMES)
     paths = export_instances(scene, instances, tmp_path / "parts")
+    assert all(p is not None for p in paths)  # no instance is empty
     assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == sorted(p.name for p in paths)
     assert len(paths) == instances.num_instances
     for k, p in enumerate(paths):
         assert p.name == f"{k}_{instances.names[k].replace(' ', '_')}.ply"
         assert load_scene(p).num_gaussians == instances.sizes[k]
+
+
+def test_empty_instances_are_skipped_with_a_note_and_the_export_continues(capture, planted, tmp_path, capsys):
+    """An instance without Gaussians cannot be a PLY; the others are still written, the CLI says which."""
+    from ovseg_app import query_cli
+
+    root, scene = capture
+    built, _ = planted
+    labels = built.labels.copy()
+    labels[labels == 1] = -1  # instance 1 loses its Gaussians
+    hollow = InstanceSet(
+        labels=labels, features=built.features, sizes=np.bincount(labels[labels >= 0], minlength=built.num_instances),
+        support=built.support, scene_fingerprint=built.scene_fingerprint, encoder_name=built.encoder_name,
+    )  # fmt: skip
+    assert hollow.sizes[1] == 0 and hollow.num_instances > 2
+    paths = export_instances(scene, hollow, tmp_path / "parts")
+    assert paths[1] is None and all(p is not None for k, p in enumerate(paths) if k != 1)
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == sorted(p.name for p in paths if p)
+    saved = hollow.save(tmp_path / "hollow.pt")
+    out = tmp_path / "cli_parts"
+    argv = ["instances", str(root / "scene.ply"), "--instances", str(saved), "--export-instances", str(out)]
+    assert query_cli.main(argv) == 0
+    report = capsys.readouterr().out
+    width = len(str(hollow.num_instances - 1))
+    assert f"{1:0{width}d}.ply: skipped, instance 1 has no Gaussians" in report
+    assert f"wrote {hollow.num_instances - 1} instance PLYs to {out} (1 empty ones skipped)" in report
+    assert len(list(out.iterdir())) == hollow.num_instances - 1

@@ -140,3 +140,17 @@ def test_gaussians_from_points_in_colmap_convention_round_trip_through_an_inria_
     scene = scene_from_points(np.concatenate([ground, tree]), rng.integers(0, 255, (3600, 3)))
     path = save_scene(rotate_scene(scene, Z_UP_TO_Y_DOWN), tmp_path / "capture.ply")
     assert _up(scene) == "+z" and _up(load_scene(path)) == "-y"
+
+
+@pytest.mark.parametrize("offset", [1e11, -9e11])
+def test_default_orbit_frames_a_tiny_scene_far_from_the_origin(offset):
+    """A millimetre of Gaussians 1e11 away (readers keep centres up to 1e12; beyond, float64 cannot
+    keep the camera off its target): framed from close by, covering the middle of the view."""
+    g = np.random.default_rng(0)
+    points = offset + g.normal(scale=1e-3, size=(200, 3))
+    scene = scene_from_points(points, np.full((200, 3), 0.5))
+    cam = default_orbit(scene, 2, width=24, height=16)[0]
+    stored = scene.means.double().mean(0).numpy()  # float32 centres: 1e11 rounds to steps of 8192
+    assert 1e-3 < np.linalg.norm(cam.position - stored) < 10
+    out = make_renderer("cpu").render(scene, cam)
+    assert out.alpha[0, 8, 12, 0] > 0.5 and torch.isfinite(out.rgb).all()

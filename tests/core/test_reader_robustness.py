@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.fuzz_inputs import compressed_ply_bytes, mutated_cases, seed_files
+from benchmarks.fuzz_inputs import compressed_ply_bytes, crafted_cases, mutated_cases, seed_files
 from benchmarks.robustness import check_scene_file
 from ovseg_core.data.normalization import NORMALIZATION_METADATA_KEY
 from ovseg_core.errors import SceneFormatError
@@ -91,7 +91,8 @@ def test_bad_ascii_values_are_refused(tmp_path):
 
 def test_nonfinite_rows_dropped_in_every_flavour(tmp_path):
     scene = random_scene(30, seed=2)
-    scene.means[4, 1] = 3.0e38  # finite but far: kept, and the default view must stay finite
+    scene.means[4, 1] = 3.0e38  # finite but beyond MAX_COORDINATE: no camera frames it, dropped like an Inf
+    scene.means[7, 0] = -1e11  # far but within it: kept, and the default view must stay finite
     scene.log_scales[5, 2] = 200.0  # exp() overflows float32: an infinite Gaussian
     raw = write_ply(scene)  # the writer drops NaN rows itself, so patch one into the bytes
     start = raw.index(b"end_header\n") + len(b"end_header\n")
@@ -99,10 +100,10 @@ def test_nonfinite_rows_dropped_in_every_flavour(tmp_path):
     x_of_row_3 = start + 3 * row  # x is the first property
     ply = tmp_path / "s.ply"
     ply.write_bytes(raw[:x_of_row_3] + np.float32(np.nan).tobytes() + raw[x_of_row_3 + 4 :])
-    with pytest.warns(UserWarning, match="dropped 2 of 30"):
+    with pytest.warns(UserWarning, match="dropped 3 of 30 Gaussians with NaN/Inf or out-of-range values"):
         back = load_scene(ply)
-    assert back.num_gaussians == 28
-    assert check_scene_file(ply, render=False)[0] == "loaded"
+    assert back.num_gaussians == 27 and float(back.means[:, 0].min()) == float(np.float32(-1e11))
+    assert check_scene_file(ply)[0] == "loaded"
 
     splat = tmp_path / "s.splat"
     data = bytearray(write_splat(random_scene(10, seed=3)))
@@ -173,3 +174,42 @@ def test_reader_fuzz_real_files(shared_data, tmp_path):
     assert [n for n, _ in seeds] == ["point_cloud_iter7000.ply", "model_1.splat"]
     outcomes = _fuzz(seeds, 80, tmp_path, seed=2)
     assert outcomes["loaded"] > 5 and outcomes["refused"] > 5
+
+
+CRAFTED_EXPECTED = {
+    "crafted_uchar_x.ply": ("refused", ["['x'] are uint8", "float or double"]),
+    "crafted_uchar_opacity.ply": ("refused", ["['opacity'] are uint8"]),
+    "crafted_uchar_f_dc_0.ply": ("refused", ["['f_dc_0'] are uint8"]),
+    "crafted_uchar_f_rest_2.ply": ("refused", ["['f_rest_2'] are uint8"]),
+    "crafted_f_dc_00.ply": ("refused", ["property 'f_dc_00' is not a spherical-harmonics name (expected f_dc_0)"]),
+    "crafted_far.splat": ("refused", ["all 60 Gaussians", "centres beyond 1e+12"]),
+    "crafted_spread.splat": ("refused", ["all 60 Gaussians", "centres beyond 1e+12"]),
+    "crafted_f_dc_3.ply": ("loaded", ["60 Gaussians"]),
+}
+
+
+@pytest.mark.parametrize(("name", "summary", "data"), crafted_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_crafted_cases_are_refused_naming_file_and_property_or_load_and_render(tmp_path, name, summary, data):
+    """Files that once escaped as bare ValueErrors (strides, broadcast, missing field, look_at)."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    outcome, detail = check_scene_file(path)  # loads, then renders from ovseg-render's default camera
+    expected, parts = CRAFTED_EXPECTED[name]
+    assert outcome == expected, (summary, detail)
+    for part in parts + ([str(path)] if expected == "refused" else []):
+        assert part in detail, (summary, detail)
+
+
+def test_a_fourth_colour_channel_renders_over_the_rgb_background(tmp_path):
+    path = tmp_path / "four.ply"
+    path.write_bytes(dict((n, d) for n, _, d in crafted_cases())["crafted_f_dc_3.ply"])
+    scene = load_scene(path)
+    assert scene.num_channels == 4
+    from ovseg_core.orientation import default_orbit
+    from ovseg_core.render import RenderSettings, make_renderer
+
+    cam = default_orbit(scene, 1, width=24, height=16)[0]
+    four = make_renderer("cpu", RenderSettings(background=(0.2, 0.4, 0.6))).render(scene, cam).rgb
+    padded = make_renderer("cpu", RenderSettings(background=(0.2, 0.4, 0.6, 0.0))).render(scene, cam).rgb
+    assert four.shape[-1] == 4
+    torch.testing.assert_close(four, padded)

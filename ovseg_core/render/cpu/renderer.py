@@ -175,7 +175,10 @@ class CpuRenderer:
         else:
             todo = np.array([ty * tiles_x + tx for tx, ty in tiles], dtype=np.int64)
         clock.append(time.perf_counter())
-        background = np.broadcast_to(np.asarray(s.background, np.float32), (n_col,)).copy()
+        given = np.asarray(s.background, np.float32).reshape(-1)
+        if given.size not in (1, n_col):  # an RGB background for a non-RGB splat: its colour channels, 0 past them
+            given = np.concatenate([given, np.zeros(max(n_col - given.size, 0), np.float32)])[:n_col]
+        background = np.broadcast_to(given, (n_col,)).copy()
         # Every pixel of a rendered tile is written; only a render limited to some tiles needs the rest set.
         blank = np.zeros if tiles is not None else np.empty
         rgb, alpha, depth = blank((H, W, n_col), np.float32), blank((H, W, 1), np.float32), blank((H, W, 1), np.float32)
