@@ -22,6 +22,7 @@ from ovseg_core.fields import (
     TrainingView,
     load_fields,
 )
+from ovseg_core.fields import _relevancy_kernels as relevancy_kernels
 from ovseg_core.fields.view_contributions import blend_sparse_codes, compute_contributions
 from ovseg_core.render import make_renderer
 from ovseg_core.synthetic import floating_objects_scene, random_scene
@@ -194,6 +195,12 @@ def test_relevancy_matches_plain_formulas(small_setup):
     )
     expect = torch.where(raw.norm(dim=1) > 1e-9, expect, torch.zeros_like(expect))  # unseen: 0, not 0.5
     np.testing.assert_allclose(rel, expect.numpy(), atol=1e-5)
+    # a second prompt reuses the negatives' cached scores and must still match
+    rel2, _ = q.gaussian_relevancy("cube", dataclasses.replace(settings, level=lvl))
+    s2 = f @ text.encode_texts(["cube"]).T
+    expect2 = torch.sigmoid(10 * (s2[:, 0] - s[:, 1:].max(1).values))
+    expect2 = torch.where(raw.norm(dim=1) > 1e-9, expect2, torch.zeros_like(expect2))
+    np.testing.assert_allclose(rel2, expect2.numpy(), atol=1e-5)
     # per pixel: decode the rendered features fully and compare
     r = make_renderer("cpu")
     cam = views[0].camera
@@ -208,3 +215,25 @@ def test_relevancy_matches_plain_formulas(small_setup):
         q.gaussian_relevancy("  ")
     with pytest.raises(ValueError, match="embeds into 8 dims"):
         FieldQuery(fields, RandomTextEncoder(8))
+
+
+@pytest.mark.parametrize("num_entries, queries", [(16, 5), (4, 1), (3, 2)])
+def test_relevancy_kernels_match_their_numpy_twin(num_entries, queries):
+    rng = np.random.default_rng(num_entries)
+    n, E = 2000, 64
+    idx = rng.integers(0, E, (n, num_entries)).astype(np.uint8)
+    val = (rng.normal(size=(n, num_entries)) / num_entries).astype(np.float32)  # scores of cosine size
+    table = rng.uniform(-1, 1, size=(E, queries)).astype(np.float32)
+    expect = relevancy_kernels.relevancy_reference(idx, val, table, 7.0)
+    np.testing.assert_allclose(relevancy_kernels.relevancy(idx, val, table, np.float32(7.0)), expect, atol=1e-5)
+    column = np.ascontiguousarray(table[:, 0])
+    if queries == 1:
+        got = relevancy_kernels.positive_scores(idx, val, column)
+    else:
+        worst = relevancy_kernels.max_scores(idx, val, np.ascontiguousarray(table[:, 1:]))
+        got = relevancy_kernels.relevancy_against(idx, val, column, worst, 7.0)
+        sharp = relevancy_kernels.relevancy_against(idx, val, column, worst, 1e4)  # exp would overflow
+        np.testing.assert_array_equal(sharp > 0.5, relevancy_kernels.relevancy_reference(idx, val, table, 1e4) > 0.5)
+        assert np.isfinite(sharp).all()
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+    assert np.ptp(expect) > 0.1  # the scores vary, so agreement means something
