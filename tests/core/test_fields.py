@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ovseg_core.camera import orbit_cameras
-from ovseg_core.errors import FieldMismatchError
+from ovseg_core.errors import Cancelled, FieldMismatchError
+from ovseg_core.eval.segment_quality import iou
 from ovseg_core.fields import (
     CodebookField,
     FieldConfig,
@@ -24,8 +25,11 @@ from ovseg_core.fields import (
 )
 from ovseg_core.fields import _relevancy_kernels as relevancy_kernels
 from ovseg_core.fields.view_contributions import blend_sparse_codes, compute_contributions
+from ovseg_core.models.palette_models import VocabularyTextEncoder
 from ovseg_core.render import make_renderer
+from ovseg_core.selection import build_graph, consistent_selection
 from ovseg_core.synthetic import floating_objects_scene, random_scene
+from ovseg_core.synthetic.faint_capture import faint_capture, planted_views
 
 
 class RandomTextEncoder:
@@ -237,3 +241,71 @@ def test_relevancy_kernels_match_their_numpy_twin(num_entries, queries):
         assert np.isfinite(sharp).all()
     np.testing.assert_allclose(got, expect, atol=1e-5)
     assert np.ptp(expect) > 0.1  # the scores vary, so agreement means something
+
+
+class CheckpointKeeper:
+    """A ``TrainingObserver`` that keeps every saved checkpoint in memory."""
+
+    def __init__(self) -> None:
+        self.checkpoints: dict[int, object] = {}
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def save_checkpoint(self, step: int, fields) -> None:  # noqa: ANN001
+        self.checkpoints[step] = fields
+
+    def save_images(self, step: int, images: dict) -> None:
+        pass
+
+
+class CancelAfter:
+    """Cancel flag that trips once the progress callback reports ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.seen = step, 0
+
+    def progress(self, p) -> None:  # noqa: ANN001
+        self.seen = max(self.seen, p.step)
+
+    def is_set(self) -> bool:
+        return self.seen >= self.step
+
+
+def test_every_checkpoint_answers_in_3d_like_the_final_one():
+    renderer = make_renderer("cpu")
+    cap = faint_capture(4, 400, background=1000, haze=100, floaters=50, width=48, height=36, num_cameras=6)
+    views = planted_views(cap, renderer)
+    text, graph = VocabularyTextEncoder(cap.vocabulary), build_graph(cap.scene)
+
+    def mean_iou(fields) -> float:  # noqa: ANN001
+        query = FieldQuery(fields, text)
+        scores = []
+        for k, name in enumerate(cap.object_names):
+            rel, lvl = query.gaussian_relevancy(name)
+            scores.append(iou(consistent_selection(graph, rel, 0.5, query.evidence(lvl)), cap.object_ids == k))
+        return float(np.mean(scores))
+
+    cfg = LanguageTrainConfig(max_steps=300, save_every=100)
+    keeper = CheckpointKeeper()
+    LanguageFieldTrainer(cap.scene, views, cfg, renderer=renderer, encoder_name=text.name, observer=keeper).run()
+    assert sorted(keeper.checkpoints) == [100, 200, 300]
+    final = mean_iou(keeper.checkpoints[300])
+    assert final >= 0.8, final  # the scene is answerable at all
+    early = keeper.checkpoints[100]
+    assert early.gaussian_levels.keys() == {1}  # registered when saved, not only at the end
+    for step in (100, 200):
+        assert mean_iou(keeper.checkpoints[step]) >= final - 0.05, step
+    early.gaussian_levels = {}  # what an unregistered checkpoint would answer: the raw codes only fit blends
+    assert mean_iou(early) < final - 0.05
+
+    # a cancelled run keeps the registered checkpoints saved before the cancel
+    cancel, kept = CancelAfter(150), CheckpointKeeper()
+    trainer = LanguageFieldTrainer(
+        cap.scene, views, cfg, renderer=renderer, encoder_name=text.name, observer=kept,
+        progress=cancel.progress, cancel=cancel,
+    )  # fmt: skip
+    with pytest.raises(Cancelled):
+        trainer.run()
+    assert sorted(kept.checkpoints) == [100]
+    assert mean_iou(kept.checkpoints[100]) >= final - 0.05
