@@ -71,9 +71,9 @@ class FieldQuery:
             for lvl, st in self.levels.items()
         }
         self._text_cache: dict[str, torch.Tensor] = {}
-        # (level, negatives) -> [N] best negative score per Gaussian: negatives rarely change, so a
-        # query then costs one score per Gaussian instead of 1 + len(negatives)
-        self._negative_cache: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
+        # level -> (negatives, [N] best negative score per Gaussian): negatives rarely change, so a
+        # query then costs one score per Gaussian instead of 1 + len(negatives); the last set only
+        self._negative_cache: dict[int, tuple[tuple[str, ...], np.ndarray]] = {}
 
     @staticmethod
     def _prepare(codes: LevelCodes) -> LevelQueryState:
@@ -145,10 +145,12 @@ class FieldQuery:
             table = (st.codes.basis.float() @ q.T).numpy().astype(np.float32)  # per-entry text scores [E, Q]
             worst = None
             if negatives:
-                worst = self._negative_cache.get((lvl, negatives))
-                if worst is None:
+                cached = self._negative_cache.get(lvl)
+                if cached is not None and cached[0] == negatives:
+                    worst = cached[1]
+                else:
                     worst = kernels.max_scores(st.idx, st.val_unit, np.ascontiguousarray(table[:, 1:]))
-                    self._negative_cache[(lvl, negatives)] = worst
+                    self._negative_cache[lvl] = (negatives, worst)
             column = np.ascontiguousarray(table[:, 0])
             if worst is None:  # no negatives: the plain cosine
                 rel = kernels.positive_scores(st.idx, st.val_unit, column)
