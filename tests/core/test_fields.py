@@ -205,6 +205,10 @@ def test_relevancy_matches_plain_formulas(small_setup):
     expect2 = torch.sigmoid(10 * (s2[:, 0] - s[:, 1:].max(1).values))
     expect2 = torch.where(raw.norm(dim=1) > 1e-9, expect2, torch.zeros_like(expect2))
     np.testing.assert_allclose(rel2, expect2.numpy(), atol=1e-5)
+    # another negative set must not reuse the cached scores
+    rel3, _ = q.gaussian_relevancy("cube", dataclasses.replace(settings, level=lvl, negatives=("object",)))
+    expect3 = torch.where(raw.norm(dim=1) > 1e-9, torch.sigmoid(10 * (s2[:, 0] - s[:, 1])), torch.zeros_like(s2[:, 0]))
+    np.testing.assert_allclose(rel3, expect3.numpy(), atol=1e-5)
     # per pixel: decode the rendered features fully and compare
     r = make_renderer("cpu")
     cam = views[0].camera
