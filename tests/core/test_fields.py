@@ -276,7 +276,7 @@ class CancelAfter:
         return self.seen >= self.step
 
 
-def test_every_checkpoint_answers_in_3d_like_the_final_one():
+def test_every_checkpoint_answers_in_3d_like_the_final_one(tmp_path):
     renderer = make_renderer("cpu")
     cap = faint_capture(4, 400, background=1000, haze=100, floaters=50, width=48, height=36, num_cameras=6)
     views = planted_views(cap, renderer)
@@ -300,6 +300,9 @@ def test_every_checkpoint_answers_in_3d_like_the_final_one():
     assert early.gaussian_levels.keys() == {1}  # registered when saved, not only at the end
     for step in (100, 200):
         assert mean_iou(keeper.checkpoints[step]) >= final - 0.05, step
+    # what a user loading checkpoints/<step> gets
+    reloaded = load_fields(early.save(tmp_path / "100" / "fields.pt"), cap.scene)
+    assert mean_iou(reloaded) == pytest.approx(mean_iou(early), abs=1e-6)
     early.gaussian_levels = {}  # what an unregistered checkpoint would answer: the raw codes only fit blends
     assert mean_iou(early) < final - 0.05
 
