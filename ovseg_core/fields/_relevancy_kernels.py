@@ -48,3 +48,59 @@ def relevancy(idx, val, table, temperature):
             s_neg = max(s_neg, s)
         out[i] = np.float32(1.0) / (np.float32(1.0) + np.exp(t * (s_neg - s_pos)))
     return out
+
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def max_scores(idx, val, table):
+    """``[N]`` max over the columns of ``table`` [E, Q] of each Gaussian's score sum_j val[i, j]
+    table[idx[i, j], q]: the best negative, computed once per negative set (they rarely change)."""
+    N, J = idx.shape
+    Q = table.shape[1]
+    out = np.empty(N, np.float32)
+    for i in nb.prange(N):
+        best = np.float32(-1e30)
+        for q in range(Q):
+            s = np.float32(0.0)
+            for j in range(J):
+                s += val[i, j] * table[idx[i, j], q]
+            best = max(best, s)
+        out[i] = best
+    return out
+
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def positive_scores(idx, val, column):
+    """``[N]`` score sum_j val[i, j] column[idx[i, j]] of each Gaussian from the per-entry text
+    scores ``column`` [E]: J gathers per Gaussian (a cosine when ``val`` is unit-scaled)."""
+    N, J = idx.shape
+    out = np.empty(N, np.float32)
+    for i in nb.prange(N):
+        s = np.float32(0.0)
+        for j in range(J):
+            s += val[i, j] * column[idx[i, j]]
+        out[i] = s
+    return out
+
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def _sigmoid_against(s, best_negative, temperature):
+    t = np.float32(temperature)
+    for i in nb.prange(s.shape[0]):
+        # clamped: exp overflows float32 past ~88, and fastmath turns 1 / inf into NaN
+        s[i] = np.float32(1.0) / (np.float32(1.0) + np.exp(min(t * (best_negative[i] - s[i]), np.float32(80.0))))
+    return s
+
+
+def relevancy_against(idx, val, column, best_negative, temperature):  # noqa: ANN001, ANN201
+    """``[N]`` sigmoid(T * (s_pos - best_negative)), s_pos as in ``positive_scores`` and
+    ``best_negative`` [N] from ``max_scores``: a fifth of ``relevancy``'s work with four negatives.
+    Two passes: the exp in the gather loop stops it vectorising (2-3x slower fused)."""
+    return _sigmoid_against(positive_scores(idx, val, column), best_negative, np.float32(temperature))
+
+
+def relevancy_reference(idx, val, table, temperature):  # noqa: ANN001, ANN201
+    """Plain-numpy twin of ``relevancy`` / ``max_scores`` + ``relevancy_against`` (column 0 positive)."""
+    s = (val[:, :, None].astype(np.float64) * table[idx.astype(np.int64)]).sum(1)  # [N, Q]
+    if s.shape[1] == 1:
+        return s[:, 0].astype(np.float32)
+    return (1.0 / (1.0 + np.exp(temperature * (s[:, 1:].max(1) - s[:, 0])))).astype(np.float32)

@@ -137,7 +137,8 @@ class LanguageTrainConfig:
     val_every: int = 500
     """Steps between validation passes (when there are validation views)."""
     save_every: int | None = None
-    """Steps between checkpoints; None saves at the end of the run only."""
+    """Steps between checkpoints; None saves at the end of the run only. Each checkpoint is
+    registered (``registration``) as the final one is, at the cost of one pass over the training views."""
 
     @property
     def levels(self) -> tuple[int, ...]:

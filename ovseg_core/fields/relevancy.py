@@ -3,8 +3,8 @@
 Relevancy is LERF's: for a positive phrase p and negatives n (default "object", "things",
 "stuff", "texture"), min over n of softmax(10 * [cos(f, p), cos(f, n)])[p]. Both paths work in
 the field's factored form (features = codes @ basis), so a query costs a [E, Q] table plus
-O(N * J * Q) for Gaussians, or a code render plus O(P * E * (E + Q)) for pixels; no [*, D]
-feature arrays are formed.
+O(N * J) for Gaussians (the negatives, O(N * J * Q), are scored once per set), or a code render
+plus O(P * E * (E + Q)) for pixels; no [*, D] feature arrays are formed.
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ class FieldQuery:
             for lvl, st in self.levels.items()
         }
         self._text_cache: dict[str, torch.Tensor] = {}
+        # level -> (negatives, [N] best negative score per Gaussian): negatives rarely change, so a
+        # query then costs one score per Gaussian instead of 1 + len(negatives); the last set only
+        self._negative_cache: dict[int, tuple[tuple[str, ...], np.ndarray]] = {}
 
     @staticmethod
     def _prepare(codes: LevelCodes) -> LevelQueryState:
@@ -139,11 +142,24 @@ class FieldQuery:
         (Without negatives the score is the plain cosine similarity.) Gaussians without a feature
         (``unseen_count``) score 0, as empty pixels do."""
         q = self.queries(prompt, settings)
+        negatives = tuple(n for n in settings.negatives if n.strip())
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
             st = self.levels_3d[lvl]
-            table = (st.codes.basis.float() @ q.T).numpy().astype(np.float32)
-            rel = kernels.relevancy(st.idx, st.val_unit, table, np.float32(settings.temperature))
+            table = (st.codes.basis.float() @ q.T).numpy().astype(np.float32)  # per-entry text scores [E, Q]
+            worst = None
+            if negatives:
+                cached = self._negative_cache.get(lvl)
+                if cached is not None and cached[0] == negatives:
+                    worst = cached[1]
+                else:
+                    worst = kernels.max_scores(st.idx, st.val_unit, np.ascontiguousarray(table[:, 1:]))
+                    self._negative_cache[lvl] = (negatives, worst)
+            column = np.ascontiguousarray(table[:, 0])
+            if worst is None:  # no negatives: the plain cosine
+                rel = kernels.positive_scores(st.idx, st.val_unit, column)
+            else:
+                rel = kernels.relevancy_against(st.idx, st.val_unit, column, worst, np.float32(settings.temperature))
             rel[st.unseen] = 0.0
             if best is None or rel.max() > best[0].max():
                 best = (rel, lvl)

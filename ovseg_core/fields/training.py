@@ -75,7 +75,7 @@ class TrainProgress:
     elapsed_s: float
     phase: str = "train"
     """``contributions``: precomputing view ``views_done`` of ``views_total`` before ``level``'s
-    first step (no loss yet); ``train``: a step; ``register``: registering ``level`` after the last step."""
+    first step (no loss yet); ``train``: a step; ``register``: registering ``level`` before a checkpoint is saved (periodic or final)."""
     views_done: int = 0
     views_total: int = 0
 
@@ -142,7 +142,9 @@ class LanguageFieldTrainer:
         self.cancel = cancel
         self.fields: dict[int, CodebookField] = {}
         self.gaussian_levels: dict[int, LevelCodes] = {}
-        """Level -> registered per-Gaussian codes (after ``run``)."""
+        """Level -> registered per-Gaussian codes (after ``run``, and as of the last saved checkpoint)."""
+        self._trained_at: dict[int, int] = {}  # level -> run step of its last update
+        self._registered_at: dict[int, int] = {}  # level -> the ``_trained_at`` its registration reflects
         self.unseen: dict[int, int] = {}
         self.history: list[dict[str, float]] = []
         self.initial_losses: dict[int, float] = {}
@@ -189,8 +191,11 @@ class LanguageFieldTrainer:
         return fields
 
     def register(self) -> None:
-        """Register every trained level onto the Gaussians over the training views (``registration``)."""
+        """Register every trained level onto the Gaussians over the training views (``registration``);
+        levels unchanged since their last registration keep it."""
         for level, field in self.fields.items():
+            if level in self.gaussian_levels and self._registered_at.get(level) == self._trained_at.get(level):
+                continue
             self._phase_report(level, "register", 0, len(self.train_views))
             with torch.no_grad():
                 codes = LevelCodes.from_codebook_field(field)
@@ -202,6 +207,7 @@ class LanguageFieldTrainer:
                 self.renderer,
                 self.config.registration,
             )
+            self._registered_at[level] = self._trained_at.get(level, 0)
 
     def language_fields(self) -> LanguageFields:
         fields = LanguageFields.from_codebook_fields(
@@ -286,6 +292,7 @@ class LanguageFieldTrainer:
                 loss.backward()
                 opt.step()
             self.step += 1
+            self._trained_at[level] = self.step
             if local_step + 1 == steps:
                 self.final_losses[level] = self.evaluate(self.train_views, level)["cosine_loss_valid"]
             self._report(level, float(loss.detach()), cos_valid, local_step + 1 == steps)
@@ -310,6 +317,10 @@ class LanguageFieldTrainer:
             and self.step % cfg.save_every == 0
             and self.step < self.total_steps
         ):
+            # Registered like the final checkpoint: raw trained codes only fit blends, and a run that
+            # is cancelled or interrupted leaves these as its answer.
+            if cfg.registration.enabled:
+                self.register()
             self.observer.save_checkpoint(self.step, self.language_fields())
         if self.progress is not None:
             self.progress(

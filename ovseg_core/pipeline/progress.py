@@ -67,7 +67,8 @@ class EtaModel:
             return self._contributions(t, now)
         if t is not None and t.phase == "register":
             self.eta_s, self._last_step = None, None
-            return f"level {t.level}: registering the trained codes onto the Gaussians (all steps done)"
+            when = "all steps done" if t.step >= t.total_steps else f"for the checkpoint at step {t.step}"
+            return f"level {t.level}: registering the trained codes onto the Gaussians ({when})"
         if t is not None:
             return self._step(t, now)
         self.eta_s = None

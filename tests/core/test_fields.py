@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ovseg_core.camera import orbit_cameras
-from ovseg_core.errors import FieldMismatchError
+from ovseg_core.errors import Cancelled, FieldMismatchError
+from ovseg_core.eval.segment_quality import iou
 from ovseg_core.fields import (
     CodebookField,
     FieldConfig,
@@ -22,9 +23,13 @@ from ovseg_core.fields import (
     TrainingView,
     load_fields,
 )
+from ovseg_core.fields import _relevancy_kernels as relevancy_kernels
 from ovseg_core.fields.view_contributions import blend_sparse_codes, compute_contributions
+from ovseg_core.models.palette_models import VocabularyTextEncoder
 from ovseg_core.render import make_renderer
+from ovseg_core.selection import build_graph, consistent_selection
 from ovseg_core.synthetic import floating_objects_scene, random_scene
+from ovseg_core.synthetic.faint_capture import faint_capture, planted_views
 
 
 class RandomTextEncoder:
@@ -194,6 +199,16 @@ def test_relevancy_matches_plain_formulas(small_setup):
     )
     expect = torch.where(raw.norm(dim=1) > 1e-9, expect, torch.zeros_like(expect))  # unseen: 0, not 0.5
     np.testing.assert_allclose(rel, expect.numpy(), atol=1e-5)
+    # a second prompt reuses the negatives' cached scores and must still match
+    rel2, _ = q.gaussian_relevancy("cube", dataclasses.replace(settings, level=lvl))
+    s2 = f @ text.encode_texts(["cube"]).T
+    expect2 = torch.sigmoid(10 * (s2[:, 0] - s[:, 1:].max(1).values))
+    expect2 = torch.where(raw.norm(dim=1) > 1e-9, expect2, torch.zeros_like(expect2))
+    np.testing.assert_allclose(rel2, expect2.numpy(), atol=1e-5)
+    # another negative set must not reuse the cached scores
+    rel3, _ = q.gaussian_relevancy("cube", dataclasses.replace(settings, level=lvl, negatives=("object",)))
+    expect3 = torch.where(raw.norm(dim=1) > 1e-9, torch.sigmoid(10 * (s2[:, 0] - s[:, 1])), torch.zeros_like(s2[:, 0]))
+    np.testing.assert_allclose(rel3, expect3.numpy(), atol=1e-5)
     # per pixel: decode the rendered features fully and compare
     r = make_renderer("cpu")
     cam = views[0].camera
@@ -208,3 +223,96 @@ def test_relevancy_matches_plain_formulas(small_setup):
         q.gaussian_relevancy("  ")
     with pytest.raises(ValueError, match="embeds into 8 dims"):
         FieldQuery(fields, RandomTextEncoder(8))
+
+
+@pytest.mark.parametrize("num_entries, queries", [(16, 5), (4, 1), (3, 2)])
+def test_relevancy_kernels_match_their_numpy_twin(num_entries, queries):
+    rng = np.random.default_rng(num_entries)
+    n, E = 2000, 64
+    idx = rng.integers(0, E, (n, num_entries)).astype(np.uint8)
+    val = (rng.normal(size=(n, num_entries)) / num_entries).astype(np.float32)  # scores of cosine size
+    table = rng.uniform(-1, 1, size=(E, queries)).astype(np.float32)
+    expect = relevancy_kernels.relevancy_reference(idx, val, table, 7.0)
+    np.testing.assert_allclose(relevancy_kernels.relevancy(idx, val, table, np.float32(7.0)), expect, atol=1e-5)
+    column = np.ascontiguousarray(table[:, 0])
+    if queries == 1:
+        got = relevancy_kernels.positive_scores(idx, val, column)
+    else:
+        worst = relevancy_kernels.max_scores(idx, val, np.ascontiguousarray(table[:, 1:]))
+        got = relevancy_kernels.relevancy_against(idx, val, column, worst, 7.0)
+        sharp = relevancy_kernels.relevancy_against(idx, val, column, worst, 1e4)  # exp would overflow
+        np.testing.assert_array_equal(sharp > 0.5, relevancy_kernels.relevancy_reference(idx, val, table, 1e4) > 0.5)
+        assert np.isfinite(sharp).all()
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+    assert np.ptp(expect) > 0.1  # the scores vary, so agreement means something
+
+
+class CheckpointKeeper:
+    """A ``TrainingObserver`` that keeps every saved checkpoint in memory."""
+
+    def __init__(self) -> None:
+        self.checkpoints: dict[int, object] = {}
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def save_checkpoint(self, step: int, fields) -> None:  # noqa: ANN001
+        self.checkpoints[step] = fields
+
+    def save_images(self, step: int, images: dict) -> None:
+        pass
+
+
+class CancelAfter:
+    """Cancel flag that trips once the progress callback reports ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.seen = step, 0
+
+    def progress(self, p) -> None:  # noqa: ANN001
+        self.seen = max(self.seen, p.step)
+
+    def is_set(self) -> bool:
+        return self.seen >= self.step
+
+
+def test_every_checkpoint_answers_in_3d_like_the_final_one(tmp_path):
+    renderer = make_renderer("cpu")
+    cap = faint_capture(4, 400, background=1000, haze=100, floaters=50, width=48, height=36, num_cameras=6)
+    views = planted_views(cap, renderer)
+    text, graph = VocabularyTextEncoder(cap.vocabulary), build_graph(cap.scene)
+
+    def mean_iou(fields) -> float:  # noqa: ANN001
+        query = FieldQuery(fields, text)
+        scores = []
+        for k, name in enumerate(cap.object_names):
+            rel, lvl = query.gaussian_relevancy(name)
+            scores.append(iou(consistent_selection(graph, rel, 0.5, query.evidence(lvl)), cap.object_ids == k))
+        return float(np.mean(scores))
+
+    cfg = LanguageTrainConfig(max_steps=300, save_every=100)
+    keeper = CheckpointKeeper()
+    LanguageFieldTrainer(cap.scene, views, cfg, renderer=renderer, encoder_name=text.name, observer=keeper).run()
+    assert sorted(keeper.checkpoints) == [100, 200, 300]
+    final = mean_iou(keeper.checkpoints[300])
+    assert final >= 0.8, final  # the scene is answerable at all
+    early = keeper.checkpoints[100]
+    assert early.gaussian_levels.keys() == {1}  # registered when saved, not only at the end
+    for step in (100, 200):
+        assert mean_iou(keeper.checkpoints[step]) >= final - 0.05, step
+    # what a user loading checkpoints/<step> gets
+    reloaded = load_fields(early.save(tmp_path / "100" / "fields.pt"), cap.scene)
+    assert mean_iou(reloaded) == pytest.approx(mean_iou(early), abs=1e-6)
+    early.gaussian_levels = {}  # what an unregistered checkpoint would answer: the raw codes only fit blends
+    assert mean_iou(early) < final - 0.05
+
+    # a cancelled run keeps the registered checkpoints saved before the cancel
+    cancel, kept = CancelAfter(150), CheckpointKeeper()
+    trainer = LanguageFieldTrainer(
+        cap.scene, views, cfg, renderer=renderer, encoder_name=text.name, observer=kept,
+        progress=cancel.progress, cancel=cancel,
+    )  # fmt: skip
+    with pytest.raises(Cancelled):
+        trainer.run()
+    assert sorted(kept.checkpoints) == [100]
+    assert mean_iou(kept.checkpoints[100]) >= final - 0.05

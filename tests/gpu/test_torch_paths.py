@@ -1,5 +1,6 @@
 """The torch paths (sparse blend and backward, training, lifting, registration, instance votes)
-on CUDA against the CPU (numba / scipy) results. Skipped without CUDA."""
+on CUDA against the CPU (numba / scipy) results. Skipped without CUDA; the same torch code on CPU
+tensors is checked in CI by tests/core/test_torch_paths_on_cpu.py, so this adds only the device."""
 
 from __future__ import annotations
 
