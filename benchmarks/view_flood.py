@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 from benchmarks.view_stream import _background_images, viser_camera_message
-from ovseg_core.camera import Camera
 
 SENTINEL = 0.123
 """The threshold the flooder sends last (no flood sends it)."""
@@ -87,16 +86,6 @@ def flood(client: RawClient, updates: itertools.cycle, seconds: float, max_messa
     return sent
 
 
-def orbit(client: RawClient, cameras: list[Camera], stop: threading.Event, width: int, height: int) -> None:
-    """Stream ``cameras`` (looping) at 60 messages/s until ``stop``."""
-    nxt, i = time.perf_counter(), 0
-    while not stop.is_set():
-        client.send(viser_camera_message(cameras[i % len(cameras)], width, height))
-        i += 1
-        nxt += 1 / 60
-        stop.wait(max(0.0, nxt - time.perf_counter()))
-
-
 def fps_over(client: RawClient, seconds: float) -> float:
     start, t0 = client.frames, time.perf_counter()
     time.sleep(seconds)
@@ -118,38 +107,81 @@ class FloodResult:
 
 
 def run(viewer: Any, kind: str = "gui", seconds: float = 5.0, width: int = 640, height: int = 360) -> FloodResult:
-    """Measure on a running ``viewer`` (``ovseg_app.viewer.server.Viewer``)."""
+    """Measure on a running ``viewer`` (``ovseg_app.viewer.server.Viewer``); both clients run in
+    another process, so they do not share the server's interpreter lock."""
+    import multiprocessing
+
     from ovseg_core.camera import orbit_cameras
 
     scene = viewer.session.base_scene
     centre = scene.means.mean(0).tolist()
     radius = 2.5 * float((scene.means - scene.means.mean(0)).norm(dim=1).quantile(0.9))
-    cameras = orbit_cameras(centre, radius, 240, elevation_deg=25, width=width, height=height)
-    bystander, flooder = RawClient(viewer.port), RawClient(viewer.port)
+    cameras = [
+        viser_camera_message(c, width, height) for c in orbit_cameras(centre, radius, 240, width=width, height=height)
+    ]
+    ctx = multiprocessing.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    child = ctx.Process(target=_clients, args=(child_conn, viewer.port, cameras, seconds), daemon=True)
+    child.start()
+    try:
+        _recv(conn, 120)  # both clients sent their first camera
+        _wait(lambda: len(viewer.tabs) >= 2, 120)
+        tab = viewer.tabs[max(viewer.tabs)]
+        updates = gui_flood(tab, kind)
+        conn.send(([next(updates) for _ in range(1000)], tab.panels.prompt.threshold_in._impl.uuid))
+        sent = _recv(conn, 300)
+        ended = time.perf_counter()  # the flood ended and its last, distinct value was sent: once the
+        # tab shows it, the server has handled everything sent before
+        _wait(lambda: tab.session.prompt.threshold == SENTINEL and backlog(viewer, tab) == 0, 300)
+        drain = time.perf_counter() - ended
+        conn.send("drained")
+        before, during, after = _recv(conn, 120)
+        applied = getattr(tab, "applied", -1)
+        return FloodResult(before, during, after, sent / seconds, applied, tab.frames, drain, os.getloadavg())
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+
+
+def _recv(conn: Any, timeout: float) -> Any:
+    if not conn.poll(timeout):
+        raise TimeoutError("the bench clients did not answer in time")
+    return conn.recv()
+
+
+def _clients(conn: Any, port: int, cameras: list[dict], seconds: float) -> None:
+    """The bench's two clients (in their own process): the bystander orbits, the flooder sends what
+    the parent hands it; frames/s before, during and after the flood go back through ``conn``."""
+    bystander, flooder = RawClient(port), RawClient(port)
     stop = threading.Event()
     try:
         for client in (bystander, flooder):  # viser builds a client's tab on its first camera message
-            client.send(viser_camera_message(cameras[0], width, height))
-        _wait(lambda: len(viewer.tabs) >= 2, 120)
-        tab = viewer.tabs[max(viewer.tabs)]
-        threading.Thread(target=orbit, args=(bystander, cameras, stop, width, height), daemon=True).start()
+            client.send(cameras[0])
+        conn.send("connected")
+        updates, sentinel_uuid = conn.recv()
+
+        def orbit() -> None:  # 60 camera messages/s
+            nxt, i = time.perf_counter(), 0
+            while not stop.is_set():
+                bystander.send(cameras[i % len(cameras)])
+                i += 1
+                nxt += 1 / 60
+                stop.wait(max(0.0, nxt - time.perf_counter()))
+
+        threading.Thread(target=orbit, daemon=True).start()
         _wait(lambda: bystander.frames > 0, 120)
         time.sleep(2.0)  # warm up
         before = fps_over(bystander, seconds)
         counted: list[float] = []
         measuring = threading.Thread(target=lambda: counted.append(fps_over(bystander, seconds)))
         measuring.start()
-        sent = flood(flooder, gui_flood(tab, kind), seconds)
+        sent = flood(flooder, itertools.cycle(updates), seconds)
         measuring.join()
-        ended = time.perf_counter()
-        # a last, distinct value: once the tab shows it, the server has handled everything sent before
-        flooder.gui_update(tab.panels.prompt.threshold_in._impl.uuid, SENTINEL)
-        _wait(lambda: tab.session.prompt.threshold == SENTINEL and backlog(viewer, tab) == 0, 300)
-        drain = time.perf_counter() - ended
-        after = fps_over(bystander, seconds)
-        return FloodResult(
-            before, counted[0], after, sent / seconds, getattr(tab, "applied", -1), tab.frames, drain, os.getloadavg()
-        )
+        flooder.gui_update(sentinel_uuid, SENTINEL)
+        conn.send(sent)
+        conn.recv()  # drained
+        conn.send((before, counted[0], fps_over(bystander, seconds)))
     finally:
         stop.set()
         bystander.close()
