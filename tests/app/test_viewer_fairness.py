@@ -177,3 +177,25 @@ def test_report_error_counts_repeats_per_client_and_place(viewer, caplog):
         "error in bad_input: no such file: y.txt",
     ]
     assert told == ["no such file: x.txt", "broken", "no such file: y.txt"]
+
+
+def test_the_inbox_keeps_the_newest_value_per_widget_and_a_bounded_queue_of_events(caplog):
+    from ovseg_app.viewer.client_inbox import ClientInbox
+
+    woken, ran = [], []
+    inbox = ClientInbox("client 3", lambda: woken.append(1), max_events=4)
+    for value in range(100):
+        inbox.latest("threshold", ran.append, ("threshold", value))
+        inbox.latest("colormap", ran.append, ("colormap", value % 3))
+    with caplog.at_level(logging.WARNING, logger="ovseg.viewer"):
+        kept = [inbox.event(ran.append, ("click", i)) for i in range(10)]
+    assert kept == [True] * 4 + [False] * 6 and inbox.dropped == 6
+    assert [r.getMessage() for r in caplog.records] == [
+        "client 3 sends events faster than its tab handles them; dropping the excess"
+    ]
+    assert inbox.pending() == 2 + 4 and len(woken) == 200 and inbox.received == 210
+    assert inbox.drain() == 2 and ran == [("threshold", 99), ("colormap", 0)]
+    assert inbox.drain() == 0
+    ran.clear()
+    inbox.run_events(lambda: len(ran) < 4)
+    assert ran == [("click", i) for i in range(4)] and inbox.pending() == 0

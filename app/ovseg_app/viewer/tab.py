@@ -4,9 +4,10 @@ own GUI panels, click handlers and render thread.
 Everything a client sends is treated as hostile: camera values are checked and clamped before a
 frame is sized from them, so one tab can neither make the server allocate huge frames nor flood
 anyone with errors; an unusable camera is refused in one line and the tab keeps its last good one.
-Its GUI callbacks and clicks only record what was asked (``ClientInbox``); the render loop runs
-them once per frame, so however fast a client sends, its work is coalesced and never queues up in
-front of other tabs.
+Its GUI callbacks and clicks only record what was asked (``ClientInbox``): the render loop applies
+widget values once per frame and the tab's event thread runs its button presses and clicks, so
+however fast a client sends, its work is coalesced or bounded and never queues up in front of
+other tabs.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Tab:
         self.alive = True
         self.inbox = ClientInbox(f"client {client.client_id}", self.wake.set)
         self.applied = 0
-        """Recorded callbacks the render loop ran."""
+        """Widget updates the render loop applied (the newest per widget, once per frame)."""
         self._refresh_due = False
         self.panels = build_panels(self)
         client.camera.on_update(self._on_camera)
@@ -95,11 +96,18 @@ class Tab:
             self.update_browser_splats()
         self.thread = threading.Thread(target=self._loop, daemon=True, name=f"ovseg-client-{client.client_id}")
         self.thread.start()
+        self.events_thread = threading.Thread(
+            target=self.inbox.run_events,
+            args=(lambda: self.alive,),
+            daemon=True,
+            name=f"ovseg-events-{client.client_id}",
+        )
+        self.events_thread.start()
 
     def guarded(self, fn: Any) -> Any:
-        """A viser callback that records ``fn`` in this tab's inbox; the render loop runs it (any
-        exception shown to this tab only, see ``Viewer.guarded``). A widget's updates coalesce
-        (``fn`` reads the newest value when it runs); button presses and clicks queue, bounded."""
+        """A viser callback that records ``fn`` in this tab's inbox (any exception shown to this
+        tab only, see ``Viewer.guarded``). A widget's updates coalesce (``fn`` reads the newest value
+        when the render loop runs it); button presses and clicks queue, bounded, for the event thread."""
         from viser import GuiButtonHandle
 
         run = self.viewer.guarded(fn, self.client)
@@ -180,8 +188,9 @@ class Tab:
     def camera(
         self, height: int, *, width: int | None = None, max_height: int = MAX_HEIGHT, max_pixels: int = MAX_FRAME_PIXELS
     ) -> Camera | None:
-        """This tab's camera at ``height`` px (and the canvas's aspect, or ``width``), or None
-        (logged once) when the client's values are unusable."""
+        """This tab's camera at ``height`` px (and the canvas's aspect, or ``width``): the client's,
+        or its last usable one when the client's values are unusable (refused in one line, once),
+        or None before it sent any usable one."""
         try:
             wxyz, position, fov, aspect = self.good_camera = _client_camera(self.client.camera)
         except (AssertionError, TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
@@ -209,7 +218,7 @@ class Tab:
             self.wake.clear()
             if not self.alive:
                 return
-            self.applied += self.inbox.drain(lambda run, event: run(event))
+            self.applied += self.inbox.drain()
             self.viewer.guarded(self._maybe_render, self.client)()
             if self._refresh_due and (self.display_mode == "browser" or self.last_camera is None):
                 self.viewer.guarded(self._refresh, self.client)()  # no frame to wait for
