@@ -5,7 +5,14 @@ Both are raw viser clients over 127.0.0.1 (``view_stream``'s protocol): the byst
 orbit at 60 camera messages/s and counts the frames that come back; the flooder sends GUI updates
 (threshold, colormap and view mode, or new prompts) as fast as it can, bounded in count and time.
 
-    python -m benchmarks view-flood [--kind gui|prompt] [--seconds 5]
+    python -m benchmarks.view_flood [gui] [prompt]
+
+What the viewer bounds: the flooder's callbacks (the newest value per widget, applied once per
+frame in its own tab: ``flooder_applied``) and its prompt encodings (at most one per frame). What
+it cannot: viser decodes and dispatches every message on its one event loop, for all clients,
+with no per-connection back-pressure, so while a flood lasts that loop (and the interpreter lock)
+is what the bystander waits for, and ``drain_s`` is the time the server takes to read what the
+flooder already sent.
 """
 
 from __future__ import annotations
