@@ -48,8 +48,10 @@ class ClientInbox:
         """Run ``fn(event)`` once at the next ``drain``, replacing what ``key`` had pending."""
         with self._lock:
             self.received += 1
+            first = not self._latest
             self._latest[key] = (fn, event)
-        self._wake()
+        if first:  # the loop drains all that is pending: waking it once per batch spares a flood's thread switches
+            self._wake()
 
     def event(self, fn: Callable[[Any], Any], event: Any) -> bool:
         """Queue ``fn(event)`` for ``run_events``; False (dropped) when the queue is full."""
