@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ovseg_core.errors import SceneFormatError
+from ovseg_core.errors import SceneFormatError, UsageError
 
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -149,7 +149,7 @@ class Camera:
     ) -> Camera:
         """From a viser client camera (OpenCV axes; ``wxyz`` rotates camera to world; vertical fov)."""
         if not 0 < fov_y < math.pi:
-            raise ValueError(f"vertical field of view must be in (0, pi), got {fov_y}")
+            raise UsageError(f"vertical field of view must be in (0, pi), got {fov_y}")
         c2w = np.eye(4)
         c2w[:3, :3] = quat_to_rotmat(np.asarray(wxyz, dtype=np.float64))
         c2w[:3, 3] = np.asarray(position, dtype=np.float64)
@@ -226,7 +226,7 @@ def quat_to_rotmat(wxyz: np.ndarray) -> np.ndarray:
     q = np.asarray(wxyz, dtype=np.float64)
     n = np.linalg.norm(q)
     if n == 0:
-        raise ValueError("zero quaternion has no rotation")
+        raise UsageError("a zero quaternion has no rotation")
     w, x, y, z = q / n
     return np.array(
         [

@@ -6,7 +6,8 @@ tab's panels and frame at once, and the training job calls back on every change 
 progress or message (``JobAnnouncer`` sends the newest status to every tab, at most ten times a
 second). Callbacks never render; they change state and wake the render threads. Every callback and
 render runs inside ``guarded``: an exception is logged and shown to the client that caused it, and
-the server keeps serving.
+the server keeps serving. Bad input is one line, a bug a traceback, and an error a client repeats
+is logged and shown once (with a count when it stops), so no client can flood the log.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class Viewer:
         """Bumped when shared state (fields, instances) changes: every tab re-renders."""
         self.tabs: dict[int, Tab] = {}
         self.errors: list[str] = []
+        self._last_error: dict[Any, list] = {}
+        """Per (client id, callback): [the last error's text, times it repeated since it was logged]."""
+        self._errors_lock = threading.Lock()
         self.runs_dir = session.output_dir / "runs" if session.output_dir is not None else None
         self.saved = SavedState(session.output_dir, session.base_scene)
         self.library = FieldsLibrary(session, self.saved)
@@ -105,18 +109,36 @@ class Viewer:
             try:
                 return fn(*args, **kwargs)
             except Exception as e:  # the server must keep serving whatever a callback does
-                name = getattr(fn, "__name__", fn)
-                if is_user_error(e):  # bad input: one line, no traceback
-                    log.error("error in %s: %s", name, e)
-                else:
-                    log.error("error in %s:\n%s", name, traceback.format_exc())
-                self.errors.append(f"{type(e).__name__}: {e}")
-                del self.errors[:-MAX_ERRORS_KEPT]
                 target = client or next((getattr(a, "client", None) for a in args if getattr(a, "client", None)), None)
-                self.notify(target, "Error", f"{e}", color="red")
+                self.report_error(getattr(fn, "__name__", str(fn)), e, target)
                 return None
 
         return wrapper
+
+    def report_error(self, where: str, e: BaseException, client: Any = None, *, shown: bool = True) -> None:
+        """Log ``e`` (raised in ``where`` for ``client``): bad input as one line, anything else with
+        its traceback. The same error again from the same client and place is counted, not logged
+        or shown again, until a different one comes there. ``shown``: also tell the client and keep
+        it in ``errors`` (a refused camera is only logged: the tab keeps its last good one)."""
+        text = f"{type(e).__name__}: {e}"
+        key = (getattr(client, "client_id", None), where)
+        with self._errors_lock:
+            last = self._last_error.get(key)
+            if last is not None and last[0] == text:
+                last[1] += 1
+                return
+            self._last_error[key] = [text, 0]
+            if shown:
+                self.errors.append(text)
+                del self.errors[:-MAX_ERRORS_KEPT]
+        if last is not None and last[1]:
+            log.error("(the previous error in %s from client %s came %d more times)", where, key[0], last[1])
+        if is_user_error(e):  # bad input: one line, no traceback
+            log.error("error in %s: %s", where, e)
+        else:
+            log.error("error in %s:\n%s", where, "".join(traceback.format_exception(e)))
+        if shown:
+            self.notify(client, "Error", f"{e}", color="red")
 
     def notify(self, client: Any, title: str, body: str, color: str | None = None) -> None:
         targets = [client] if client is not None else [t.client for t in list(self.tabs.values())]
@@ -134,6 +156,9 @@ class Viewer:
         self.guarded(self._show_job, client)(tab)
 
     def _on_disconnect(self, client: Any) -> None:
+        with self._errors_lock:
+            for key in [k for k in self._last_error if k[0] == client.client_id]:
+                del self._last_error[key]
         tab = self.tabs.pop(client.client_id, None)
         if tab is not None:
             tab.close()

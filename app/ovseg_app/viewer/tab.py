@@ -3,7 +3,11 @@ own GUI panels, click handlers and render thread.
 
 Everything a client sends is treated as hostile: camera values are checked and clamped before a
 frame is sized from them, so one tab can neither make the server allocate huge frames nor flood
-anyone with errors; a bad frame is skipped, logged once, and the loop goes on.
+anyone with errors; an unusable camera is refused in one line and the tab keeps its last good one.
+Its GUI callbacks and clicks only record what was asked (``ClientInbox``): the render loop applies
+widget values once per frame and the tab's event thread runs its button presses and clicks, so
+however fast a client sends, its work is coalesced or bounded and never queues up in front of
+other tabs.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ovseg_app.viewer.client_inbox import ClientInbox
 from ovseg_app.viewer.frame_budget import MOVING_JPEG_QUALITY, FrameProfile, MovingScale, frame_unsent
 from ovseg_app.viewer.heap import trim_heap_now_and_then
 from ovseg_app.viewer.panels import build_panels
 from ovseg_core.camera import Camera
+from ovseg_core.errors import UsageError
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.server import Viewer
@@ -57,6 +63,8 @@ class Tab:
         self.version = 0
         """Bumped when this tab's state changes (the viewer's own ``version`` covers shared state)."""
         self.frames = 0
+        self.frame_version = -1
+        """The ``version`` the last frame showed (the panels' numbers are from the same state)."""
         self.render_ms: float | None = None
         self.last_camera_change = time.monotonic()
         self.camera_updates = 0
@@ -69,34 +77,63 @@ class Tab:
         self.queued_at = 0.0
         self.last_frame: np.ndarray | None = None
         self.last_camera: Camera | None = None
-        self.bad_camera_logged = False
+        self.good_camera: tuple | None = None
+        """The client's last usable (wxyz, position, fov, aspect): kept when it sends an unusable one."""
         self.splats = None
         self._splat_colors: np.ndarray | None = None
         self._splat_hidden: np.ndarray | None = None
         self.wake = threading.Event()
         self.alive = True
+        self.inbox = ClientInbox(f"client {client.client_id}", self.wake.set)
+        self.applied = 0
+        """Widget updates the render loop applied (the newest per widget, once per frame)."""
+        self._refresh_due = False
         self.panels = build_panels(self)
         client.camera.on_update(self._on_camera)
         for modifier, op in CLICK_MODIFIERS.items():
-            client.scene.on_click(modifier=modifier)(viewer.guarded(self._click_handler(op), client))
+            client.scene.on_click(modifier=modifier)(self.guarded(self._click_handler(op)))
         if self.display_mode == "browser":
             self.update_browser_splats()
         self.thread = threading.Thread(target=self._loop, daemon=True, name=f"ovseg-client-{client.client_id}")
         self.thread.start()
+        self.events_thread = threading.Thread(
+            target=self.inbox.run_events,
+            args=(lambda: self.alive,),
+            daemon=True,
+            name=f"ovseg-events-{client.client_id}",
+        )
+        self.events_thread.start()
 
     def guarded(self, fn: Any) -> Any:
-        """``fn`` with any exception shown to this tab only (see ``Viewer.guarded``)."""
-        return self.viewer.guarded(fn, self.client)
+        """A viser callback that records ``fn`` in this tab's inbox (any exception shown to this
+        tab only, see ``Viewer.guarded``). A widget's updates coalesce (``fn`` reads the newest value
+        when the render loop runs it); button presses and clicks queue, bounded, for the event thread."""
+        from viser import GuiButtonHandle
+
+        run = self.viewer.guarded(fn, self.client)
+
+        async def record(event: Any) -> None:  # a coroutine: viser awaits it on its event loop, no thread pool
+            if isinstance(getattr(event, "target", None), GuiButtonHandle) or not hasattr(event, "target"):
+                self.inbox.event(run, event)
+            else:
+                self.inbox.latest(record, run, event)
+
+        record.__name__ = getattr(fn, "__name__", "callback")
+        return record
 
     # -- state changes ---------------------------------------------------------------------------
     def changed(self) -> None:
-        """This tab's state changed: re-render it, refresh its browser-side colours and what its
-        panels say about the state."""
+        """This tab's state changed: its render loop re-renders it and refreshes its browser-side
+        colours and what its panels say about the state (once, however many changes came)."""
         self.version += 1
+        self._refresh_due = True
+        self.wake.set()
+
+    def _refresh(self) -> None:
+        self._refresh_due = False
         if self.display_mode == "browser":
             self.update_browser_splats()
         self.panels.prompt.show_stats()
-        self.wake.set()
 
     def edit_selection(self, edit: Any) -> Any:
         """Run ``edit()`` (a session selection edit: it records its own undo step), then show it."""
@@ -151,28 +188,26 @@ class Tab:
     def camera(
         self, height: int, *, width: int | None = None, max_height: int = MAX_HEIGHT, max_pixels: int = MAX_FRAME_PIXELS
     ) -> Camera | None:
-        """This tab's camera at ``height`` px (and the canvas's aspect, or ``width``), or None
-        (logged once) when the client's values are unusable."""
-        cam = self.client.camera
+        """This tab's camera at ``height`` px (and the canvas's aspect, or ``width``): the client's,
+        or its last usable one when the client's values are unusable (refused in one line, once),
+        or None before it sent any usable one."""
         try:
-            wxyz = np.asarray(cam.wxyz, np.float64)
-            position = np.asarray(cam.position, np.float64)
-            fov, aspect = float(cam.fov), float(cam.aspect)
-        except (AssertionError, TypeError, ValueError, ZeroDivisionError, OverflowError):
-            return None
-        values = np.concatenate([wxyz, position, [fov, aspect]])
-        if wxyz.shape != (4,) or position.shape != (3,) or not np.isfinite(values).all() or aspect <= 0:
-            if not self.bad_camera_logged:
-                log.warning("client %s sent an unusable camera; its frames are skipped", self.client.client_id)
-                self.bad_camera_logged = True
-            return None
+            wxyz, position, fov, aspect = self.good_camera = _client_camera(self.client.camera)
+        except (AssertionError, TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
+            if isinstance(e, UsageError):  # said once per client and reason (Viewer.report_error)
+                self.viewer.report_error("camera", e, self.client, shown=False)
+            if self.good_camera is None:
+                return None
+            wxyz, position, fov, aspect = self.good_camera
         height = min(max(int(height), MIN_HEIGHT), max_height)
         aspect = min(max(aspect if width is None else width / height, 1.0 / MAX_ASPECT), MAX_ASPECT)
         height = max(MIN_HEIGHT, min(height, int(math.sqrt(max_pixels / aspect))))
         fov = min(max(fov, MIN_FOV), MAX_FOV)
-        return Camera.from_viser(wxyz / max(np.linalg.norm(wxyz), 1e-12), position, fov, aspect, height)
+        return Camera.from_viser(wxyz, position, fov, aspect, height)
 
-    def _on_camera(self, _camera: Any) -> None:
+    async def _on_camera(self, _camera: Any) -> None:
+        """Only notes the move (a coroutine: viser runs it on its event loop, no thread pool); the
+        loop reads the camera's newest values."""
         self.camera_updates += 1
         self.last_camera_change = time.monotonic()
         self.wake.set()
@@ -183,7 +218,10 @@ class Tab:
             self.wake.clear()
             if not self.alive:
                 return
+            self.applied += self.inbox.drain()
             self.viewer.guarded(self._maybe_render, self.client)()
+            if self._refresh_due and (self.display_mode == "browser" or self.last_camera is None):
+                self.viewer.guarded(self._refresh, self.client)()  # no frame to wait for
 
     def _maybe_render(self) -> None:
         if self.display_mode == "browser":
@@ -209,6 +247,8 @@ class Tab:
             return
         started = time.perf_counter()
         waited = max(0.0, time.monotonic() - changed_at)
+        if self._refresh_due:  # the panels' numbers once per frame, from the state it shows
+            self.viewer.guarded(self._refresh, self.client)()
         frame = self.session.render(camera, self.view_mode)
         rendered = time.perf_counter()
         if not self.alive:  # the tab closed while we rendered
@@ -227,6 +267,7 @@ class Tab:
         )  # fmt: skip
         self.rendered_key, self.rendered_view, self.last_frame, self.last_camera = key, view, frame, camera
         self.frames += 1
+        self.frame_version = view[3]
         self.panels.display.show_render_time()
         trim_heap_now_and_then()
         if moving:
@@ -267,6 +308,23 @@ class Tab:
         self.wake.set()
         self.last_frame = None
         self.splats = None
+
+
+def _client_camera(cam: Any) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """A viser client camera's (unit wxyz, position, fov, aspect); a UsageError names what is unusable."""
+    wxyz = np.asarray(cam.wxyz, np.float64)
+    position = np.asarray(cam.position, np.float64)
+    fov, aspect = float(cam.fov), float(cam.aspect)
+    if wxyz.shape != (4,) or position.shape != (3,):
+        raise UsageError(f"the camera's rotation and position have shapes {wxyz.shape} and {position.shape}")
+    if not np.isfinite(np.concatenate([wxyz, position, [fov, aspect]])).all():
+        raise UsageError("the camera has values that are not finite numbers")
+    norm = float(np.linalg.norm(wxyz))
+    if norm < 1e-6:
+        raise UsageError("the camera's rotation quaternion is zero")
+    if aspect <= 0 or fov <= 0:
+        raise UsageError(f"the camera's aspect {aspect:g} and field of view {fov:g} must be positive")
+    return wxyz / norm, position, fov, aspect
 
 
 def _unit_point(p: Any) -> tuple[float, float]:
