@@ -135,13 +135,16 @@ class RenderCommand:
     def _write_video(self, renderer, scene: GaussianScene, cameras: list[Camera]) -> Path:  # noqa: ANN001
         from ovseg_core.io.video import atomic_video
 
-        # The signal stops the loop between frames, so ffmpeg is closed, not killed mid-write.
-        with signals_held_until_checked() as stop_if_signalled, atomic_video(self.output, self.fps) as append:
-            for i, cam in enumerate(cameras):
-                append(self._frame(renderer, scene, cam))
-                print(f"\rframe {i + 1}/{len(cameras)}", end="", file=sys.stderr, flush=True)
-                stop_if_signalled()
-        print(file=sys.stderr)
+        # The signal stops the loop between frames, so ffmpeg is stopped by us, not mid-write by the terminal.
+        # A failed write (a full disk) raises before the rename: an earlier --output stays as it was.
+        try:
+            with signals_held_until_checked() as stop_if_signalled, atomic_video(self.output, self.fps) as append:
+                for i, cam in enumerate(cameras):
+                    append(self._frame(renderer, scene, cam))
+                    print(f"\rframe {i + 1}/{len(cameras)}", end="", file=sys.stderr, flush=True)
+                    stop_if_signalled()
+        finally:
+            print(file=sys.stderr)  # end the progress line before the result or the error
         return self.output
 
 

@@ -9,6 +9,7 @@ log_path/run_<timestamp>/ (or log_path/<run_name>/)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -74,8 +75,18 @@ class RunDirectory:
             self._tb.flush()
 
     def save_checkpoint(self, step: int, fields: LanguageFields) -> None:
-        if self.save_checkpoints_enabled:
-            self.last_checkpoint = fields.save(self.path / "checkpoints" / str(step) / CHECKPOINT_NAME)
+        if not self.save_checkpoints_enabled:
+            return
+        folder = self.path / "checkpoints" / str(step)
+        existed = folder.exists()
+        try:
+            self.last_checkpoint = fields.save(folder / CHECKPOINT_NAME)
+        except BaseException:
+            # a failed write (a full disk) must not leave an empty step folder that looks like a checkpoint
+            if not existed:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
+            raise
 
     def save_images(self, step: int, images: dict[str, np.ndarray]) -> None:
         if not self.save_images_enabled:

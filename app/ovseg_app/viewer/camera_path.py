@@ -61,9 +61,20 @@ def path_cameras(keyframes: list[Keyframe], frames: int, width: int, height: int
     return cams
 
 
-def write_mp4(path: Path, cameras: list[Camera], render: Callable[[Camera], np.ndarray], fps: int) -> Path:
-    """Render every camera and write an H.264 MP4 atomically (a temp file renamed at the end)."""
+def write_mp4(
+    path: Path,
+    cameras: list[Camera],
+    render: Callable[[Camera], np.ndarray],
+    fps: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Render every camera and write an H.264 MP4 atomically (a temp file renamed at the end).
+
+    Frames are rendered and streamed to the encoder one at a time. ``progress(done, total)`` is
+    called after each frame; raising there (``Cancelled``) stops the video, and nothing is left."""
     with atomic_video(path, fps) as append:
-        for cam in cameras:
+        for i, cam in enumerate(cameras):
             append(render(cam))
+            if progress is not None:
+                progress(i + 1, len(cameras))
     return path

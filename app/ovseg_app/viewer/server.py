@@ -23,6 +23,7 @@ from typing import Any
 
 from ovseg_app.command_runner import is_user_error
 from ovseg_app.viewer.fields_library import FieldsEntry, FieldsLibrary
+from ovseg_app.viewer.gui_jobs import GuiJobs
 from ovseg_app.viewer.saved_state import SavedState
 from ovseg_app.viewer.scene_orientation import SceneOrientation
 from ovseg_app.viewer.session import ViewerSession
@@ -79,6 +80,8 @@ class Viewer:
         self._restore_instances(restore)
         self._browser_geometry: dict | None = None
         self._stop = threading.Event()
+        self.gui_jobs = GuiJobs()
+        """Videos and screenshots being made; ``stop`` cancels them and waits for their cleanup."""
         self._job_changed = threading.Event()
         self._runs = 0
         self.orientation = SceneOrientation(session.base_scene, session.output_dir, dataset)
@@ -316,6 +319,7 @@ class Viewer:
         self._stop.set()
         self._job_changed.set()
         self.job.cancel()
+        self.gui_jobs.stop()  # cancels videos/screenshots; waits (briefly) until their temp files are gone
         for tab in list(self.tabs.values()):
             tab.close()
         self.server.stop()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ovseg_app.viewer.gui_jobs import GuiJob
 from ovseg_app.viewer.panels.inputs import checked_choice, clamped_number
 from ovseg_app.viewer.scene_orientation import as_tuple
 from ovseg_core.errors import UsageError
@@ -105,5 +106,17 @@ class DisplayPanel:
         camera = self.tab.camera(height, width=width, max_height=MAX_SCREENSHOT, max_pixels=MAX_SCREENSHOT**2)
         if camera is None:
             raise UsageError("this tab has no usable camera yet")
-        mode = self.tab.view_mode
-        event.client.send_file_download(f"{mode}_{width}x{height}.png", self.tab.session.relevancy_png(camera, mode))
+        mode, session, client, tab = self.tab.view_mode, self.tab.session, event.client, self.tab
+
+        def work(job: GuiJob) -> None:
+            png = session.relevancy_png(camera, mode)
+            job.check()  # cancelled meanwhile (the viewer stopping): send nothing
+            client.send_file_download(f"{mode}_{width}x{height}.png", png)
+
+        def done(job: GuiJob) -> None:
+            if job.state == "failed":
+                tab.viewer.notify(tab.client, "Screenshot failed", job.error or "", color="red")
+
+        # a job: the callback returns at once, the viewer's stop waits for it, and one screenshot at
+        # a time across all tabs bounds the memory large ones take
+        tab.viewer.gui_jobs.start(GuiJob("screenshot", work, on_change=done, wanted=lambda: tab.alive))
