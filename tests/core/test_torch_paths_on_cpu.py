@@ -9,12 +9,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from blend_inputs import blend_inputs
 
 from ovseg_core.fields import CodebookField, FieldConfig, LanguageFieldTrainer, LanguageTrainConfig
 from ovseg_core.fields.config import BackprojectionConfig, LiftConfig, RegistrationConfig
 from ovseg_core.fields.lifting import lift_language_fields
 from ovseg_core.fields.registration import register_level
-from ovseg_core.fields.view_contributions import blend_sparse_codes, compute_contributions
+from ovseg_core.fields.view_contributions import blend_sparse_codes
 from ovseg_core.instances.build import instances_from_views
 from ovseg_core.instances.config import InstanceConfig
 from ovseg_core.render import make_renderer
@@ -30,11 +31,7 @@ def capture():
 
 def test_torch_blend_and_backward_match_numba(capture):
     cap, renderer, views = capture
-    contrib = compute_contributions(renderer, cap.scene, views[0].camera, None, top_k=64, min_weight=0.0)
-    field = CodebookField(cap.scene.num_gaussians, FieldConfig(codebook_size=16, embed_dim=8, logit_init_std=1.0))
-    idx, val = field.flat_sparse_codes(torch.from_numpy(contrib.gaussian_ids).long())
-    idx, val = idx.detach(), val.detach()
-    grad = torch.randn(len(contrib.pixels), 16, generator=torch.Generator().manual_seed(0))
+    contrib, idx, val, grad = blend_inputs(cap, renderer, views[0])
     out = {}
     for backend in ("numba", "torch"):
         v = val.clone().requires_grad_(True)
