@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ovseg_app.viewer.camera_path import Keyframe, path_cameras, write_mp4
+from ovseg_app.viewer.camera_path import write_mp4
 from ovseg_app.viewer.gui_jobs import GuiJob, GuiJobs
+from ovseg_core.camera_path import CameraPath, Keyframe
 from ovseg_core.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
-KEYS = [Keyframe((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -3.0), 0.8), Keyframe((1.0, 0.0, 0.0, 0.0), (1.0, 0.0, -3.0), 0.8)]
+KEYS = (Keyframe((0.0, 0.0, -3.0), (1.0, 0.0, 0.0, 0.0)), Keyframe((1.0, 0.0, -3.0), (1.0, 0.0, 0.0, 0.0)))
 
 
 def _flat(camera) -> np.ndarray:  # noqa: ANN001
@@ -27,7 +28,7 @@ def _flat(camera) -> np.ndarray:  # noqa: ANN001
 
 
 def _video_job(path: Path, frames: int, render, **kwargs) -> GuiJob:  # noqa: ANN001
-    cameras = path_cameras(KEYS, frames, 32, 24)
+    cameras = CameraPath(KEYS, width=32, height=24).cameras(frames)
 
     def work(job: GuiJob) -> Path:
         return write_mp4(path, cameras, render, 10, lambda done, total: job.progress(done / total, f"frame {done}"))
@@ -127,7 +128,7 @@ SCRIPT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from ovseg_app.viewer.camera_path import Keyframe, path_cameras, write_mp4
+    from ovseg_app.viewer.camera_path import write_mp4
     from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
     from ovseg_app.viewer.gui_jobs import GuiJob
     from ovseg_app.viewer.server import Viewer
@@ -137,8 +138,10 @@ SCRIPT = textwrap.dedent(
     scene, fields, encoder, _ = load_session_inputs(ViewCommand())
     session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder, output_dir=Path(sys.argv[1]))
     viewer = Viewer(session, host="127.0.0.1", port=0)
-    keys = [Keyframe((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -3.0), 0.8), Keyframe((1.0, 0.0, 0.0, 0.0), (1.0, 0.0, -3.0), 0.8)]
-    cameras = path_cameras(keys, 3000, 32, 24)
+    from ovseg_core.camera_path import CameraPath, Keyframe
+
+    keys = (Keyframe((0.0, 0.0, -3.0), (1.0, 0.0, 0.0, 0.0)), Keyframe((1.0, 0.0, -3.0), (1.0, 0.0, 0.0, 0.0)))
+    cameras = CameraPath(keys, width=32, height=24).cameras(3000)
 
     def progress(job, done, total):
         if done == 5:

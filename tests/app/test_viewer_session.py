@@ -438,30 +438,6 @@ def test_ovseg_view_refuses_bad_sizes_and_a_file_as_output_dir(tmp_path, capsys)
     assert "is a file" in capsys.readouterr().err
 
 
-def test_camera_path_passes_through_its_keyframes(tmp_path):
-    import imageio.v3 as iio
-
-    from ovseg_app.viewer.camera_path import Keyframe, path_cameras, slerp, write_mp4
-
-    a, b = orbit_cameras((0, 0, 0), 2.0, 4, elevation_deg=20, width=64, height=48)[:2]
-
-    def key(cam: Camera) -> Keyframe:
-        from scipy.spatial.transform import Rotation
-
-        c2w = np.linalg.inv(cam.w2c)
-        x, y, z, w = Rotation.from_matrix(c2w[:3, :3]).as_quat()
-        return Keyframe((w, x, y, z), tuple(c2w[:3, 3]), 2 * np.arctan(0.5 * cam.height / cam.K[1, 1]))
-
-    cams = path_cameras([key(a), key(b)], 5, 64, 48)
-    assert np.allclose(cams[0].w2c, a.w2c, atol=1e-9) and np.allclose(cams[-1].w2c, b.w2c, atol=1e-9)
-    mid = slerp(np.array([1.0, 0, 0, 0]), np.array([0.0, 0, 0, 1]), 0.5)  # half of a 180 degree turn
-    assert np.allclose(mid, [np.sqrt(0.5), 0, 0, np.sqrt(0.5)])
-    with pytest.raises(ValueError, match="at least 2 keyframes"):
-        path_cameras([key(a)], 5, 64, 48)
-    path = write_mp4(tmp_path / "p.mp4", cams, lambda c: np.full((c.height, c.width, 3), 128, np.uint8), fps=10)
-    assert len(list(iio.imiter(path))) == 5
-
-
 def test_locked_renderer_holds_its_lock_only_while_rendering():
     from ovseg_app.viewer.locked_renderer import LockedRenderer
     from ovseg_core.synthetic import floating_objects_scene

@@ -297,38 +297,6 @@ def fresh_colours(tab, truth) -> bool:
     return changed[truth == BALL].mean() > 0.7 and changed[truth != BALL].mean() < 0.05
 
 
-def test_camera_path_renders_an_mp4(viewer, browser, tmp_path):
-    import imageio.v3 as iio
-    from harness import expect_download
-
-    page, tab = first_tab(browser, viewer)
-    page.get_by_text("Camera path", exact=True).first.click()  # open the folder
-    click_button(page, "Add keyframe")
-    wait_until(lambda: len(tab.panels.camera_path.keyframes) == 1, what="first keyframe", page=page)
-    cam = tab.client.camera
-    cam.position = tuple(np.asarray(cam.position) + np.array([0.5, 0.0, 0.2]))
-    wait_until(lambda: settled(tab), what="camera moved", timeout=30, page=page)
-    click_button(page, "Add keyframe")
-    wait_until(lambda: len(tab.panels.camera_path.keyframes) == 2, what="second keyframe", page=page)
-    set_text_input(page, "Seconds", "0.5")
-    set_text_input(page, "FPS", "8")
-    set_text_input(page, "Video height", "64")
-    path_panel = tab.panels.camera_path
-    wait_until(
-        lambda: (
-            path_panel.fps_in.value == 8 and path_panel.height_in.value == 64 and path_panel.seconds_in.value == 0.5
-        ),
-        what="video settings",
-        page=page,
-    )
-    path = expect_download(page, lambda: click_button(page, "Render video"), dest_dir=tmp_path, timeout=120)
-    frames = np.stack(list(iio.imiter(path)))
-    assert path.suffix == ".mp4" and frames.shape[0] == 4 and frames.shape[1] == 64
-    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 2  # the camera moved
-    saved = list(viewer.session.output_dir.glob("camera_path*.mp4"))
-    assert saved, "the video is also saved into the output folder"
-
-
 def test_screenshot_at_a_chosen_size(viewer, browser, tmp_path):
     import imageio.v3 as iio
     from harness import expect_download
