@@ -46,7 +46,7 @@ def write_mp4(
 
 def json_name(name: str) -> str:
     """A path name typed in the panel as a file name ending in ``.json``."""
-    stem = re.sub(r"\.json$", "", name.strip(), flags=re.IGNORECASE) or "camera_path"
+    stem = re.sub(r"\.json$", "", Path(name.strip()).name, flags=re.IGNORECASE) or "camera_path"
     return f"{stem}.json"
 
 

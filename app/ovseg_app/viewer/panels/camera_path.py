@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ class CameraPathPanel:
     def __init__(self, tab: Tab) -> None:
         self.tab = tab
         self.keyframes: list[Keyframe] = []
+        self._lock = threading.RLock()
+        """Buttons run on the tab's event thread, widget updates on its render loop: one edit at a time."""
         self.job: GuiJob | None = None
         self._shown_at = 0.0
         self.overlay = files.PathOverlay(tab.client, lambda: tab.session.shared.points)
@@ -95,7 +98,10 @@ class CameraPathPanel:
 
     def _changed(self) -> None:
         """Show the keyframes, the path's length, and the path itself in this tab's scene."""
-        path = self.path()
+        with self._lock:
+            self._show(self.path())
+
+    def _show(self, path: CameraPath) -> None:
         n = len(self.keyframes)
         text = f"{n} keyframe{'s' if n != 1 else ''}" if n else "No keyframes"
         if n >= 2:
@@ -121,20 +127,23 @@ class CameraPathPanel:
         cam = self.tab.camera(self.tab.frame_height(moving=False))
         if cam is None:
             raise UsageError("this tab has no usable camera yet")
-        self.keyframes.append(Keyframe.from_camera(cam))
-        self._changed()
+        with self._lock:
+            self.keyframes.append(Keyframe.from_camera(cam))
+            self._changed()
 
     def _on_goto(self, event: Any) -> None:
         k = self.keyframes[self._chosen()]
         self._move_camera(k.c2w(), self.path().default_fov_deg if k.fov_deg is None else k.fov_deg)
 
     def _on_delete(self, event: Any) -> None:
-        del self.keyframes[self._chosen()]
-        self._changed()
+        with self._lock:
+            del self.keyframes[self._chosen()]
+            self._changed()
 
     def _on_clear(self, event: Any) -> None:
-        self.keyframes = []
-        self._changed()
+        with self._lock:
+            self.keyframes = []
+            self._changed()
 
     def _on_settings(self, event: Any) -> None:
         self._changed()
@@ -183,7 +192,8 @@ class CameraPathPanel:
     def _use(self, loaded: Any) -> None:
         """Take a loaded file's keyframes and settings into the panel."""
         path: CameraPath = loaded.path
-        self.keyframes = list(path.keyframes)
+        with self._lock:
+            self.keyframes = list(path.keyframes)
         self.fov_in.value = float(path.default_fov_deg)
         self.transition_in.value = float(path.default_transition_s)
         self.tension_in.value = float(path.tension)
