@@ -33,8 +33,9 @@ from ovseg_core.scene import GaussianScene
 
 MAX_WEBP_SIDE = 16383
 """WebP's largest width or height."""
-MAX_COUNT = MAX_WEBP_SIDE * MAX_WEBP_SIDE
-"""The most Gaussians one SOG can hold (one texel each)."""
+MAX_COUNT = 1 << 26
+"""The most Gaussians ovseg reads from one SOG (67M; WebP allows 268M): each image then decodes to at most
+256 MiB, and PlayCanvas itself streams scenes beyond a few million as LOD chunks instead."""
 PADDING_TEXELS = 1 << 16
 """Per-Gaussian images may have this many texels beyond twice the count (writers pad to multiples of 4)."""
 SH_COEFFS = {1: 3, 2: 8, 3: 15}
@@ -76,14 +77,12 @@ def _check_meta(meta: dict[str, Any], where: str) -> dict[str, Any]:
     if "version" not in meta:
         raise SceneFormatError(f"{where}: a SOG v1 meta.json (no 'version'); only SOG v2 is supported")
     if meta["version"] != 2 or isinstance(meta["version"], bool):
-        raise SceneFormatError(f"{where}: SOG version {str(meta['version'])[:20]!r} is not supported (only 2)")
+        raise SceneFormatError(f"{where}: SOG version {repr(meta['version'])[:20]} is not supported (only 2)")
     if not looks_like_sog_meta(meta):
         raise SceneFormatError(f"{where}: meta.json lacks the SOG sections means, quats, scales and sh0")
     count = meta.get("count")
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
-        raise SceneFormatError(
-            f"{where}: SOG count {str(count)[:30]!r} is not a number of Gaussians in 1..{MAX_COUNT} (the WebP limit)"
-        )
+        raise SceneFormatError(f"{where}: SOG count {repr(count)[:30]} is not a number of Gaussians in 1..{MAX_COUNT}")
     means = meta["means"]
     bounds = [_numbers(means.get(key), where, f"means.{key}", exact=3) for key in ("mins", "maxs")]
     low, high = _files(means, 2, where, "means")
@@ -108,9 +107,9 @@ def _check_meta(meta: dict[str, Any], where: str) -> dict[str, Any]:
             raise SceneFormatError(f"{where}: SOG shN is not an object")
         bands, palette = shn.get("bands"), shn.get("count")
         if bands not in SH_COEFFS or isinstance(bands, bool):
-            raise SceneFormatError(f"{where}: SOG shN.bands {str(bands)[:20]!r} is not 1, 2 or 3")
+            raise SceneFormatError(f"{where}: SOG shN.bands {repr(bands)[:20]} is not 1, 2 or 3")
         if not isinstance(palette, int) or isinstance(palette, bool) or not 1 <= palette <= MAX_PALETTE:
-            raise SceneFormatError(f"{where}: SOG shN.count {str(palette)[:20]!r} is not a palette size 1..65536")
+            raise SceneFormatError(f"{where}: SOG shN.count {repr(palette)[:20]} is not a palette size 1..65536")
         names = _files(shn, 2, where, "shN")
         images += [("shN_centroids", names[0], "palette"), ("shN_labels", names[1], "texel")]
         spec.update(coeffs=SH_COEFFS[bands], palette=palette, shN=_numbers(shn.get("codebook"), where, "shN.codebook"))
