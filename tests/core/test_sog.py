@@ -246,3 +246,12 @@ def test_huge_claimed_counts_are_refused_with_a_small_peak_memory(tmp_path):
     assert done.stdout.count("refused:") == 2, done.stdout
     # decoding 2^31 texels would take 8 GiB per image; the imports (torch) take a few hundred MiB
     assert int(done.stdout.split("peak MiB")[1]) < 1024, done.stdout
+
+
+def test_real_playbot_sog_is_read_and_detected_y_down(shared_data):
+    from ovseg_core.orientation import detect_up
+
+    scene = load_scene(shared_data / "playcanvas_playbot_sog_lod3")
+    assert scene.num_gaussians == 31_000 and scene.sh_degree == 2
+    up = detect_up(scene.means.numpy(), opacities=scene.opacities.numpy())
+    assert up.axis == "-y" and up.source == "geometry"  # its feet near y = 0, its head near y = -1
