@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,11 @@ MAX_INFLATION = 64
 """An entry may decompress to at most this many times its stored size (plus 1 MiB): WebP images hardly
 deflate further, so a larger ratio is a zip bomb."""
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_ZIP_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError,
+    RuntimeError, OverflowError, struct.error, zlib.error,
+)  # fmt: skip
+"""What zipfile raises on a damaged archive (bad deflate data, unknown versions, encryption, ...)."""
 
 
 def plain_name(name: object, path: str) -> str:
@@ -82,7 +89,7 @@ class SogZip:
         read_regular_file(path, max_bytes=0)  # missing, directory, FIFO: the common one-line errors
         try:
             self.zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        except _ZIP_ERRORS as e:
             raise SceneFormatError(f"{path}: not a readable zip archive ({str(e)[:120]})") from None
         try:
             infos = self.zip.infolist()
@@ -117,7 +124,7 @@ class SogZip:
         try:
             with self.zip.open(info) as f:
                 data = f.read(cap + 1)  # never trust the declared size alone
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as e:
+        except _ZIP_ERRORS as e:
             raise SceneFormatError(f"{self.path}: zip entry {name!r} cannot be read ({str(e)[:120]})") from None
         if len(data) > cap:
             raise SceneFormatError(f"{self.path}: zip entry {name!r} inflates past {cap} bytes; refusing it")
