@@ -42,7 +42,8 @@ def encode_compressed_ply(scene: GaussianScene) -> tuple[bytes, np.ndarray]:
         raise UsageError(f"compressed PLY stores RGB; the scene has {scene.num_channels} channels")
     np_ = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
     means, quats, log_scales = np_(scene.means), np_(scene.quats), np_(scene.log_scales)
-    logit, dc, rest = np_(scene.logit_opacities), np_(scene.sh0)[:, 0, :], np_(scene.shN)
+    logit, dc = np_(scene.logit_opacities), np_(scene.sh0)[:, 0, :]
+    rest = scene.shN.detach().cpu().float().numpy()  # float32 is ample for 8-bit SH and halves the traffic
     if rest.shape[1] > (MAX_BANDS + 1) ** 2 - 1:
         warnings.warn("compressed PLY holds SH bands 1-3; band 4 is dropped", stacklevel=2)
         rest = rest[:, : (MAX_BANDS + 1) ** 2 - 1]
@@ -80,7 +81,8 @@ def encode_compressed_ply(scene: GaussianScene) -> tuple[bytes, np.ndarray]:
     if k:
         header += [f"element sh {n}"] + [f"property uchar f_rest_{i}" for i in range(3 * k)]
         channel_major = rest.transpose(0, 2, 1).reshape(n, 3 * k)  # f_rest index = channel * k + coefficient
-        body.append(np.clip(np.round((channel_major + 4.0) * (255.0 / 8.0)), 0, 255).astype(np.uint8).tobytes())
+        levels = np.round((channel_major + np.float32(4.0)) * np.float32(255.0 / 8.0))
+        body.append(np.clip(levels, 0, 255).astype(np.uint8).tobytes())
     header.append("end_header\n")
     return "\n".join(header).encode("ascii") + b"".join(body), order
 
