@@ -1,7 +1,7 @@
 """Seeded hostile scene files for the reader fuzz (``ovseg-bench robustness`` and the test suite).
 
 Seeds are small generated files of every flavour ovseg reads (INRIA binary both endians and ASCII,
-fVDB with tensor metadata, SuperSplat compressed, ``.splat``) plus the real files in
+fVDB with tensor metadata, SuperSplat compressed, ``.splat``, a bundled SOG) plus the real files in
 ``../shared/data`` when present. Each case applies one to three mutations drawn from a seeded
 generator: bit flips, truncation, junk, rewritten header numbers (huge, negative, non-numeric),
 deleted/duplicated/retyped header lines, list properties, comment bombs, NaN/Inf patches in the
@@ -11,7 +11,10 @@ data and mangled fVDB metadata. Every case is reproducible from ``(seed, index)`
 from __future__ import annotations
 
 import io
+import json
+import math
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +52,7 @@ def seed_files(shared_data: Path | None = None) -> list[tuple[str, bytes]]:
         ("fvdb.ply", write_ply(fvdb, flavour="fvdb")),
         ("compressed.ply", compressed_ply_bytes(600, seed=14)),
         ("scene.splat", write_splat(random_scene(200, seed=15))),
+        ("scene.sog", sog_bytes(*sog_parts(300, seed=20))),
     ]
     for rel in SHARED_SEEDS if shared_data is not None else ():
         path = shared_data / rel
@@ -85,6 +89,13 @@ def crafted_cases() -> list[tuple[str, str, bytes]]:
     g = np.random.default_rng(19)
     records[:, :12] = g.uniform(-3e38, 3e38, (len(records), 3)).astype(np.float32).view(np.uint8)
     out.append(("crafted_spread.splat", "centres spread over +-3e38", records.tobytes()))
+    meta, images = sog_parts(40, seed=21)
+    out.append(("crafted_count.sog", "SOG count 2^31", sog_bytes({**meta, "count": 2**31}, images)))
+    out.append(("crafted_texels.sog", "SOG count beyond its images", sog_bytes({**meta, "count": 10**7}, images)))
+    out.append(("crafted_traversal.sog", "zip entry ../x", sog_bytes(meta, {**images, "../x.webp": b"x"})))
+    bomb = sog_bytes(meta, {**images, "sh0.webp": b"\0" * (16 << 20)})
+    out.append(("crafted_bomb.sog", "16 MiB of zeros in a SOG entry", bomb))
+    out.append(("crafted_png.sog", "SOG image not a WebP", sog_bytes(meta, {**images, "quats.webp": b"\x89PNG\r\n"})))
     return out
 
 
@@ -122,6 +133,44 @@ def compressed_ply_bytes(n: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def sog_parts(n: int, seed: int) -> tuple[dict, dict[str, bytes]]:
+    """A SOG v2 ``(meta, images)`` of ``n`` Gaussians with random texels (lossless WebP) and SH band 1."""
+    from PIL import Image
+
+    g = np.random.default_rng(seed)
+    width = math.ceil(math.sqrt(n) / 4) * 4
+    height = math.ceil(n / width / 4) * 4
+
+    def webp(shape: tuple[int, int]) -> bytes:
+        buffer = io.BytesIO()
+        texels = g.integers(0, 256, (*shape, 4), dtype=np.uint8)
+        Image.fromarray(texels, "RGBA").save(buffer, "WEBP", lossless=True, exact=True)
+        return buffer.getvalue()
+
+    book = lambda: np.sort(g.normal(0, 1.5, 256)).tolist()  # noqa: E731
+    meta = {
+        "version": 2, "count": n,
+        "means": {"mins": [-2.0, -1.0, -0.5], "maxs": [1.0, 1.5, 2.0], "files": ["means_l.webp", "means_u.webp"]},
+        "scales": {"codebook": (np.sort(g.uniform(-6, -1, 256))).tolist(), "files": ["scales.webp"]},
+        "quats": {"files": ["quats.webp"]}, "sh0": {"codebook": book(), "files": ["sh0.webp"]},
+        "shN": {"count": 128, "bands": 1, "codebook": book(), "files": ["shN_centroids.webp", "shN_labels.webp"]},
+    }  # fmt: skip
+    names = ["means_l.webp", "means_u.webp", "quats.webp", "scales.webp", "sh0.webp", "shN_labels.webp"]
+    images = {name: webp((height, width)) for name in names}
+    images["shN_centroids.webp"] = webp((2, 64 * 3))
+    return meta, images
+
+
+def sog_bytes(meta: dict, images: dict[str, bytes]) -> bytes:
+    """A bundled ``.sog``: meta.json and the images in a zip (deflated)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("meta.json", json.dumps(meta))
+        for name, data in images.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
 def mutated_cases(seeds: list[tuple[str, bytes]], count: int, seed: int = 0) -> Iterator[tuple[str, str, bytes]]:
     """``count`` cases ``(name, mutation summary, bytes)``, seeds taken in turn; deterministic in ``seed``."""
     for index in range(count):
@@ -132,7 +181,8 @@ def mutated_cases(seeds: list[tuple[str, bytes]], count: int, seed: int = 0) -> 
             mutation = _MUTATIONS[int(g.integers(len(_MUTATIONS)))]
             data = mutation(data, g)
             applied.append(mutation.__name__.lstrip("_"))
-        suffix = ".splat" if name.endswith(".splat") and g.random() < 0.9 else ".ply"
+        own = Path(name).suffix if Path(name).suffix in (".splat", ".sog") else ".ply"
+        suffix = own if own != ".ply" and g.random() < 0.9 else ".ply"
         yield f"{index:05d}_{Path(name).stem}{suffix}", "+".join(applied), data
 
 

@@ -185,6 +185,11 @@ CRAFTED_EXPECTED = {
     "crafted_far.splat": ("refused", ["all 60 Gaussians", "centres beyond 1e+12"]),
     "crafted_spread.splat": ("refused", ["all 60 Gaussians", "centres beyond 1e+12"]),
     "crafted_f_dc_3.ply": ("loaded", ["60 Gaussians"]),
+    "crafted_count.sog": ("refused", ["SOG count 2147483648 is not a number of Gaussians"]),
+    "crafted_texels.sog": ("refused", ["8x8 texels, fewer than the 10000000 Gaussians"]),
+    "crafted_traversal.sog": ("refused", ["zip entry name '../x.webp' points outside the archive"]),
+    "crafted_bomb.sog": ("refused", ["zip entry 'sh0.webp' claims 16777216 bytes"]),
+    "crafted_png.sog": ("refused", ["SOG image 'quats.webp' is not a WebP file"]),
 }
 
 

@@ -1,5 +1,6 @@
-"""What a tab exports: the selection or the prompt's answer (or their complements) as a 3DGS PLY,
-and file naming in the output folder (sanitised, confined to it, never over an existing file)."""
+"""What a tab exports: the selection or the prompt's answer (or their complements) as a 3DGS PLY or
+another splat format, and file naming in the output folder (sanitised, confined to it, never over an
+existing file)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,18 @@ import numpy as np
 from ovseg_core.errors import UsageError
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.ply import write_ply
+from ovseg_core.io.scene_file import encode_scene
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.session import ViewerSession
 
 ExportKind = Literal["selection", "prompt", "selection-complement", "prompt-complement"]
 EXPORT_KINDS: tuple[str, ...] = ("selection", "prompt", "selection-complement", "prompt-complement")
+EXPORT_FORMATS: dict[str, str] = {
+    "3DGS PLY": ".ply",
+    "SuperSplat compressed PLY": ".compressed.ply",
+}
+"""Export format label -> the file name ending that selects it in ``save_scene``."""
 _SAVE_LOCK = threading.Lock()
 
 
@@ -32,10 +39,27 @@ def export_mask(session: ViewerSession, kind: str) -> np.ndarray:
 
 
 def export_ply(session: ViewerSession, kind: str) -> bytes:
+    return export_scene(session, kind, ".ply")
+
+
+def export_scene(session: ViewerSession, kind: str, name: str) -> bytes:
+    """The Gaussians ``kind`` exports, encoded in the format ``name`` ends with (see ``EXPORT_FORMATS``)."""
     keep = export_mask(session, kind)
     if not keep.any():
         raise UsageError(f"nothing to export: the {kind.replace('-', ' ')} is empty")
-    return write_ply(session.base_scene.subset(keep))
+    return encode_scene(session.base_scene.subset(keep), name)
+
+
+def with_format(name: str, fmt: str) -> str:
+    """``name`` ending in format ``fmt``'s suffix (a known splat suffix it has is replaced)."""
+    suffix = EXPORT_FORMATS[fmt]
+    lower = name.lower()
+    if lower.endswith(suffix) and not (suffix == ".ply" and lower.endswith(".compressed.ply")):
+        return name
+    for known in sorted({*EXPORT_FORMATS.values(), ".splat"}, key=len, reverse=True):
+        if lower.endswith(known):
+            return name[: -len(known)] + suffix
+    return name + suffix
 
 
 def export_instance_ply(session: ViewerSession, k: int) -> bytes:

@@ -207,6 +207,10 @@ class ViewerSession:
         """The chosen Gaussians as an INRIA-layout 3DGS PLY (opens in other splat viewers)."""
         return exports.export_ply(self, kind)
 
+    def export_scene(self, kind: str, name: str) -> bytes:
+        """The chosen Gaussians in the splat format ``name`` ends with (``exports.EXPORT_FORMATS``)."""
+        return exports.export_scene(self, kind, name)
+
     def export_instance_ply(self, k: int) -> bytes:
         return exports.export_instance_ply(self, k)
 

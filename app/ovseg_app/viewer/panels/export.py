@@ -1,5 +1,5 @@
-"""The Export panel: the selection, the prompt result or their complements as a 3DGS PLY,
-downloaded or saved into the output folder (never over an existing file)."""
+"""The Export panel: the selection, the prompt result or their complements as a 3DGS PLY (or another
+splat format), downloaded or saved into the output folder (never over an existing file)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ovseg_app.viewer.exports import EXPORT_KINDS
+from ovseg_app.viewer.exports import EXPORT_FORMATS, EXPORT_KINDS, with_format
 from ovseg_app.viewer.panels.inputs import checked_choice, checked_text
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ class ExportPanel:
         gui = tab.client.gui
         with gui.add_folder("Export"):
             self.kind_in = gui.add_dropdown("Export what", options=EXPORT_KINDS, initial_value="selection")
+            self.format_in = gui.add_dropdown("Format", options=tuple(EXPORT_FORMATS), initial_value="3DGS PLY")
             self.name_in = gui.add_text("File name", initial_value="selection.ply")
             self.download_btn = gui.add_button("Download PLY")
             self.save_btn = gui.add_button("Save PLY to output dir", disabled=tab.session.output_dir is None)
@@ -35,10 +36,9 @@ class ExportPanel:
 
     def _export(self) -> tuple[str, bytes]:
         kind = self._kind()
-        name = checked_text(self.name_in, "the file name", 200).strip() or f"{kind}.ply"
-        if not name.lower().endswith(".ply"):
-            name += ".ply"
-        return name, self.tab.session.export_ply(kind)
+        fmt = checked_choice(self.format_in, tuple(EXPORT_FORMATS), "3DGS PLY")
+        name = with_format(checked_text(self.name_in, "the file name", 200).strip() or kind, fmt)
+        return name, self.tab.session.export_scene(kind, name)
 
     def _with_progress(self, client: Any, work: Callable[[], Any]) -> Any:
         n = int(self.tab.session.export_mask(self._kind()).sum())
