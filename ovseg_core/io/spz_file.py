@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -38,6 +39,8 @@ WRITE_VERSION = 3
 MAX_EXPANSION = 1032
 """Most bytes one compressed byte can inflate to (deflate's limit; the reference allows zstd 1024)."""
 MAX_SH_DEGREE = 3
+MAX_TRAILER = 1 << 20
+"""Most bytes inflated after the Gaussians (extension records are a few bytes) before the stream must end."""
 _LEGACY_HEADER = struct.Struct("<IIIBBBB")  # magic, version, points, sh degree, fractional bits, flags, reserved
 _V4_HEADER = struct.Struct("<IIIBBBBI12x")  # ... flags, stream count, table-of-contents offset, reserved
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -114,10 +117,18 @@ def _read_legacy(raw: bytes, path: Path) -> tuple[SpzColumns, int]:
         raise SceneFormatError(f"{path}: SPZ version 4 inside gzip (version 4 files are not gzip-compressed)")
     widths = _check_header(path, version, count, degree, fractional_bits, len(raw))
     needed = count * sum(widths)
-    body = stream.read(needed)  # anything after it (extensions) is never inflated
+    body = stream.read(needed)
     if len(body) < needed:
         raise SceneFormatError(
             f"{path}: truncated SPZ file: the header promises {needed} bytes of Gaussians, the stream holds {len(body)}"
+        )
+    stream.read(MAX_TRAILER)  # extensions, if any: the stream must end soon after, its checksum verified
+    if not stream.inflater.eof:
+        if stream.exhausted():
+            raise SceneFormatError(f"{path}: SPZ gzip stream is truncated (it stops before its end and checksum)")
+        raise SceneFormatError(
+            f"{path}: SPZ gzip stream does not end within {MAX_TRAILER} bytes after the {needed} bytes "
+            "the header promises (corrupt, or a decompression bomb)"
         )
     return _split(body, count, widths), fractional_bits
 
@@ -128,6 +139,10 @@ class _GzipStream:
     def __init__(self, raw: bytes, path: Path) -> None:
         self.raw, self.path, self.offset = raw, path, 0
         self.inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+    def exhausted(self) -> bool:
+        """Whether every compressed byte has been fed to the inflater."""
+        return not self.inflater.unconsumed_tail and self.offset >= len(self.raw)
 
     def read(self, limit: int) -> bytearray:
         """The next ``limit`` bytes, or fewer where the stream ends."""
@@ -181,10 +196,13 @@ def _unzstd(data: bytes, size: int, path: Path) -> bytes:
         got = 0
         while got < size and (n := reader.readinto(memoryview(out)[got:])):
             got += n
+        extra = reader.read(1)
     except zstandard.ZstdError as e:
         raise SceneFormatError(f"{path}: corrupt SPZ zstd stream ({e})") from None
-    if got < size:
-        raise SceneFormatError(f"{path}: truncated SPZ zstd stream ({got} of {size} bytes)")
+    if got < size or extra:
+        raise SceneFormatError(
+            f"{path}: SPZ zstd stream does not unpack to the {size} bytes its table of contents says"
+        )
     return bytes(out)
 
 
@@ -207,6 +225,8 @@ def write_spz(scene: GaussianScene, version: int = WRITE_VERSION) -> bytes:
         finite &= np.isfinite(values.reshape(len(finite), -1)).all(1)
     if not finite.any():
         raise UsageError("cannot write an SPZ file: no Gaussian has finite values")
+    if not finite.all():
+        warnings.warn(f"dropped {int((~finite).sum())} Gaussians with NaN/Inf values on save", stacklevel=3)
     arrays = {k: v[finite] for k, v in arrays.items()}
     extent = float(np.abs(arrays["means"]).max())
     fractional_bits = 12
