@@ -207,6 +207,10 @@ class ViewerSession:
         """The chosen Gaussians as an INRIA-layout 3DGS PLY (opens in other splat viewers)."""
         return exports.export_ply(self, kind)
 
+    def export_file(self, kind: str, suffix: str) -> bytes:
+        """The chosen Gaussians in the format of ``suffix`` (``exports.EXPORT_FORMATS``: .ply, .spz, ...)."""
+        return exports.export_file(self, kind, suffix)
+
     def export_instance_ply(self, k: int) -> bytes:
         return exports.export_instance_ply(self, k)
 

@@ -1,5 +1,6 @@
-"""The Export panel: the selection, the prompt result or their complements as a 3DGS PLY,
-downloaded or saved into the output folder (never over an existing file)."""
+"""The Export panel: the selection, the prompt result or their complements as a 3DGS PLY (or any
+format in ``EXPORT_FORMATS``: SPZ for PlayCanvas/Scaniverse, ``.splat``), downloaded or saved into
+the output folder (never over an existing file)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ovseg_app.viewer.exports import EXPORT_KINDS
+from ovseg_app.viewer.exports import EXPORT_FORMATS, EXPORT_KINDS
 from ovseg_app.viewer.panels.inputs import checked_choice, checked_text
 
 if TYPE_CHECKING:
@@ -23,22 +24,34 @@ class ExportPanel:
         gui = tab.client.gui
         with gui.add_folder("Export"):
             self.kind_in = gui.add_dropdown("Export what", options=EXPORT_KINDS, initial_value="selection")
+            self.format_in = gui.add_dropdown("Format", options=tuple(EXPORT_FORMATS), initial_value="PLY")
             self.name_in = gui.add_text("File name", initial_value="selection.ply")
             self.download_btn = gui.add_button("Download PLY")
             self.save_btn = gui.add_button("Save PLY to output dir", disabled=tab.session.output_dir is None)
         g = tab.guarded
+        self.format_in.on_update(g(self._on_format))
         self.download_btn.on_click(g(self._on_download))
         self.save_btn.on_click(g(self._on_save))
 
     def _kind(self) -> str:
         return checked_choice(self.kind_in, EXPORT_KINDS, "selection")
 
+    def _format(self) -> str:
+        return checked_choice(self.format_in, tuple(EXPORT_FORMATS), "PLY")
+
+    def _on_format(self, _event: Any) -> None:
+        """Buttons and the file name follow the chosen format."""
+        fmt = self._format()
+        self.download_btn.label = f"Download {fmt}"
+        self.save_btn.label = f"Save {fmt} to output dir"
+        name = checked_text(self.name_in, "the file name", 200).strip()
+        if name:
+            self.name_in.value = _with_suffix(name, EXPORT_FORMATS[fmt])
+
     def _export(self) -> tuple[str, bytes]:
-        kind = self._kind()
-        name = checked_text(self.name_in, "the file name", 200).strip() or f"{kind}.ply"
-        if not name.lower().endswith(".ply"):
-            name += ".ply"
-        return name, self.tab.session.export_ply(kind)
+        kind, suffix = self._kind(), EXPORT_FORMATS[self._format()]
+        name = _with_suffix(checked_text(self.name_in, "the file name", 200).strip() or kind, suffix)
+        return name, self.tab.session.export_file(kind, suffix)
 
     def _with_progress(self, client: Any, work: Callable[[], Any]) -> Any:
         n = int(self.tab.session.export_mask(self._kind()).sum())
@@ -67,3 +80,12 @@ class ExportPanel:
 
         path = self._with_progress(event.client, work)
         self.tab.viewer.notify(event.client, "Saved", f"{path}")
+
+
+def _with_suffix(name: str, suffix: str) -> str:
+    """``name`` ending in ``suffix``, replacing another export format's extension if it had one."""
+    for other in sorted(EXPORT_FORMATS.values(), key=len, reverse=True):  # .compressed.ply before .ply
+        if name.lower().endswith(other):
+            name = name[: -len(other)]
+            break
+    return name + suffix
