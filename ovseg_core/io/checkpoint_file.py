@@ -51,6 +51,12 @@ def looks_like_checkpoint(head: bytes) -> bool:
     return name == b"data.pkl" or name.endswith(b"/data.pkl")
 
 
+_LOAD_ERRORS = (
+    pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError, IndexError,
+    OverflowError, NotImplementedError, OSError,
+)  # fmt: skip
+
+
 class _Inert:
     """Stands in for any class or function a checkpoint pickles outside torch's allowlist."""
 
@@ -102,7 +108,7 @@ def _load(path: Path) -> Any:
             inert = [(_Inert, name) for name in torch.serialization.get_unsafe_globals_in_checkpoint(path)]
         with torch.serialization.safe_globals(inert):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError, AttributeError) as e:
+    except _LOAD_ERRORS as e:  # torch.load's many ways of saying the archive or its pickle is broken
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise SceneFormatError(f"{path}: not a readable torch checkpoint ({reason})") from None
     except zipfile.BadZipFile as e:

@@ -14,12 +14,12 @@ import zlib
 import numpy as np
 import pytest
 import torch
-import zstandard
 
+from benchmarks.fuzz_inputs import spz_v4_bytes
 from ovseg_core.errors import SceneFormatError, UsageError
 from ovseg_core.io import load_scene, save_scene
 from ovseg_core.io.scene_file import encode_scene
-from ovseg_core.io.spz_codec import COLOR_SCALE, SH1_BUCKET, SH_REST_BUCKET, encode_columns
+from ovseg_core.io.spz_codec import COLOR_SCALE, SH1_BUCKET, SH_REST_BUCKET
 from ovseg_core.io.spz_file import MAGIC, read_spz, write_spz
 from ovseg_core.scene import GaussianScene
 from ovseg_core.synthetic import random_scene
@@ -29,19 +29,6 @@ LEGACY = struct.Struct("<IIIBBBB")
 
 def _legacy(version: int, count: int, degree: int, body: bytes, fractional_bits: int = 12, flags: int = 0) -> bytes:
     return gzip.compress(LEGACY.pack(MAGIC, version, count, degree, fractional_bits, flags, 0) + body)
-
-
-def _v4(scene: GaussianScene, *, streams: int | None = None, cut: int = 0) -> bytes:
-    """A version-4 file as the reference lays it out: 32-byte header, table of contents, one zstd stream per block."""
-    arrays = {k: getattr(scene, k).numpy() for k in ("means", "quats", "log_scales", "logit_opacities", "sh0", "shN")}
-    cols = encode_columns(**arrays, version=4, fractional_bits=12)
-    blocks = [b.tobytes() for b in cols.blocks() if b.size]
-    packed = [zstandard.ZstdCompressor().compress(b) for b in blocks]
-    count = len(blocks) if streams is None else streams
-    header = struct.pack("<IIIBBBBI12x", MAGIC, 4, scene.num_gaussians, scene.sh_degree, 12, 0, count, 32)
-    toc = b"".join(struct.pack("<QQ", len(p), len(b)) for p, b in zip(packed, blocks))
-    data = header + toc + b"".join(packed)
-    return data[: len(data) - cut]
 
 
 def _representable(scene: GaussianScene) -> dict[str, np.ndarray]:
@@ -60,7 +47,7 @@ def test_round_trip_within_the_quantisation(tmp_path, version, degree):
     scene = random_scene(400, sh_degree=degree, seed=version * 10 + degree, extent=5.0)
     path = tmp_path / "s.spz"
     if version == 4:  # ovseg writes 2 and 3; version 4 is built here as the reference lays it out
-        path.write_bytes(_v4(scene))
+        path.write_bytes(spz_v4_bytes(scene))
     else:
         save_scene(scene, path, version=version)
     back = load_scene(path)
@@ -132,7 +119,7 @@ def test_detected_by_content_not_name(tmp_path):
     scene = random_scene(30, sh_degree=1, seed=2)
     for name in ("scene.bin", "SCENE.SPZ", "mislabelled.ply", "v4.splat"):
         path = tmp_path / name
-        path.write_bytes(_v4(scene) if name == "v4.splat" else write_spz(scene))
+        path.write_bytes(spz_v4_bytes(scene) if name == "v4.splat" else write_spz(scene))
         assert load_scene(path).num_gaussians == 30
     (tmp_path / "text.spz").write_bytes(gzip.compress(b"hello, this is not a splat"))
     with pytest.raises(SceneFormatError, match=r"text.spz: not a SPZ file \(no gzip-compressed or plain 'NGSP'"):
@@ -168,8 +155,8 @@ def test_hostile_headers_are_refused_before_allocating(tmp_path):
         "cut.spz": (_legacy(3, 100, 0, np.arange(2000, dtype=np.uint8).tobytes())[:-300], "truncated SPZ file"),
         "v4short.spz": (struct.pack("<IIIBBBB", MAGIC, 4, 10, 0, 12, 0, 0), "shorter than its 32-byte header"),
         "v4huge.spz": (struct.pack("<IIIBBBBI12x", MAGIC, 4, 2**31 - 1, 3, 12, 0, 6, 32) + body, "claims"),
-        "v4toc.spz": (_v4(random_scene(20, sh_degree=1), streams=5), "table of contents is malformed"),
-        "v4cut.spz": (_v4(random_scene(20, sh_degree=1), cut=5), "stream 5 is malformed or truncated"),
+        "v4toc.spz": (spz_v4_bytes(random_scene(20, sh_degree=1), streams=5), "table of contents is malformed"),
+        "v4cut.spz": (spz_v4_bytes(random_scene(20, sh_degree=1), cut=5), "stream 5 is malformed or truncated"),
         "v3plain.spz": (LEGACY.pack(MAGIC, 3, 10, 0, 12, 0, 0) + bytes(64), "version 3 must be gzip-compressed"),
     }
     for name, (data, match) in cases.items():
@@ -179,7 +166,7 @@ def test_hostile_headers_are_refused_before_allocating(tmp_path):
     corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 8] = b"\xff" * 8  # inside the deflate data
     (tmp_path / "corrupt.spz").write_bytes(bytes(corrupt))
     _refused(tmp_path / "corrupt.spz", "corrupt SPZ gzip data|truncated SPZ file|does not end")
-    v4 = bytearray(_v4(random_scene(200, sh_degree=1, seed=3)))
+    v4 = bytearray(spz_v4_bytes(random_scene(200, sh_degree=1, seed=3)))
     v4[32 + 6 * 16 : 32 + 6 * 16 + 4] = bytes(4)  # the first zstd stream's frame magic
     (tmp_path / "v4corrupt.spz").write_bytes(bytes(v4))
     _refused(tmp_path / "v4corrupt.spz", "corrupt SPZ zstd stream|truncated SPZ zstd stream")
