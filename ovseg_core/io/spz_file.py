@@ -35,7 +35,8 @@ from ovseg_core.scene import GaussianScene
 
 MAGIC = 0x5053474E  # "NGSP" little-endian
 WRITE_VERSION = 3
-"""Version written: gzip (stdlib only) and smallest-three rotations; every SPZ reader since 2024 opens it."""
+"""Version written: gzip (stdlib only) and smallest-three rotations; the reference loader and splat-transform read it,
+and readers that predate version 4 (zstd) do too."""
 MAX_EXPANSION = 1032
 """Most bytes one compressed byte can inflate to (deflate's limit; the reference allows zstd 1024)."""
 MAX_SH_DEGREE = 3
@@ -184,10 +185,12 @@ def _read_v4(raw: bytes, path: Path) -> tuple[SpzColumns, int]:
         offset += packed
     if not widths[-1]:
         blocks.append(b"")
-    return _split(b"".join(blocks), count, widths), fractional_bits
+    return SpzColumns(
+        *(np.frombuffer(b, np.uint8).reshape(count, w) for b, w in zip(blocks, widths, strict=True))
+    ), fractional_bits
 
 
-def _unzstd(data: bytes, size: int, path: Path) -> bytes:
+def _unzstd(data: bytes, size: int, path: Path) -> bytearray:
     import zstandard  # a dependency of viser, so always present
 
     out = bytearray(size)
@@ -203,7 +206,7 @@ def _unzstd(data: bytes, size: int, path: Path) -> bytes:
         raise SceneFormatError(
             f"{path}: SPZ zstd stream does not unpack to the {size} bytes its table of contents says"
         )
-    return bytes(out)
+    return out
 
 
 def write_spz(scene: GaussianScene, version: int = WRITE_VERSION) -> bytes:
