@@ -1,7 +1,8 @@
 """Seeded hostile scene files for the reader fuzz (``ovseg-bench robustness`` and the test suite).
 
 Seeds are small generated files of every flavour ovseg reads (INRIA binary both endians and ASCII,
-fVDB with tensor metadata, SuperSplat compressed, ``.splat``, a bundled SOG) plus the real files in
+fVDB with tensor metadata, SuperSplat compressed, ``.splat``, a bundled SOG, ``.spz`` versions 2-4, a
+gsplat checkpoint) plus the real files in
 ``../shared/data`` when present. Each case applies one to three mutations drawn from a seeded
 generator: bit flips, truncation, junk, rewritten header numbers (huge, negative, non-numeric),
 deleted/duplicated/retyped header lines, list properties, comment bombs, NaN/Inf patches in the
@@ -14,16 +15,22 @@ import io
 import json
 import math
 import re
+import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
+import zstandard
 from plyfile import PlyData, PlyElement
 
 from ovseg_core.data.normalization import NORMALIZATION_METADATA_KEY
 from ovseg_core.io.ply import write_ply
 from ovseg_core.io.splat_file import write_splat
+from ovseg_core.io.spz_codec import encode_columns
+from ovseg_core.io.spz_file import MAGIC, write_spz
+from ovseg_core.scene import GaussianScene
 from ovseg_core.synthetic import random_scene
 
 SHARED_SEEDS = ("kacytran_try_inria/point_cloud_iter7000.ply", "kacytran_try_inria/model_1.splat")
@@ -53,6 +60,10 @@ def seed_files(shared_data: Path | None = None) -> list[tuple[str, bytes]]:
         ("compressed.ply", compressed_ply_bytes(600, seed=14)),
         ("scene.splat", write_splat(random_scene(200, seed=15))),
         ("scene.sog", sog_bytes(*sog_parts(300, seed=20))),
+        ("v2.spz", write_spz(random_scene(150, sh_degree=1, seed=20), version=2)),
+        ("v3.spz", write_spz(random_scene(150, sh_degree=3, seed=21))),
+        ("v4.spz", spz_v4_bytes(random_scene(150, sh_degree=2, seed=22))),
+        ("ckpt.pt", gsplat_checkpoint_bytes(random_scene(100, sh_degree=1, seed=23))),
     ]
     for rel in SHARED_SEEDS if shared_data is not None else ():
         path = shared_data / rel
@@ -171,6 +182,33 @@ def sog_bytes(meta: dict, images: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def spz_v4_bytes(scene: GaussianScene, *, streams: int | None = None, cut: int = 0) -> bytes:
+    """An SPZ version 4 file as the reference lays it out (32-byte header, table of contents, one zstd
+    stream per block; ovseg writes version 3); ``streams`` overrides the count in the header, ``cut``
+    drops bytes from the end."""
+    arrays = {k: getattr(scene, k).numpy() for k in ("means", "quats", "log_scales", "logit_opacities", "sh0", "shN")}
+    blocks = [b.tobytes() for b in encode_columns(**arrays, version=4, fractional_bits=12).blocks() if b.size]
+    packed = [zstandard.ZstdCompressor().compress(b) for b in blocks]
+    count = len(blocks) if streams is None else streams
+    header = struct.pack("<IIIBBBBI12x", MAGIC, 4, scene.num_gaussians, scene.sh_degree, 12, 0, count, 32)
+    toc = b"".join(struct.pack("<QQ", len(p), len(b)) for p, b in zip(packed, blocks, strict=True))
+    data = header + toc + b"".join(packed)
+    return data[: len(data) - cut]
+
+
+def gsplat_checkpoint_bytes(scene: GaussianScene) -> bytes:
+    """A gsplat ``ckpt_*.pt``: ``{"step", "splats"}`` with log scales, logit opacities, wxyz quaternions."""
+    splats = {
+        "means": scene.means,
+        "scales": scene.log_scales,
+        "quats": scene.quats,
+        "opacities": scene.logit_opacities,
+    }
+    buffer = io.BytesIO()
+    torch.save({"step": 6999, "splats": {**splats, "sh0": scene.sh0, "shN": scene.shN}}, buffer)
+    return buffer.getvalue()
+
+
 def mutated_cases(seeds: list[tuple[str, bytes]], count: int, seed: int = 0) -> Iterator[tuple[str, str, bytes]]:
     """``count`` cases ``(name, mutation summary, bytes)``, seeds taken in turn; deterministic in ``seed``."""
     for index in range(count):
@@ -181,8 +219,8 @@ def mutated_cases(seeds: list[tuple[str, bytes]], count: int, seed: int = 0) -> 
             mutation = _MUTATIONS[int(g.integers(len(_MUTATIONS)))]
             data = mutation(data, g)
             applied.append(mutation.__name__.lstrip("_"))
-        own = Path(name).suffix if Path(name).suffix in (".splat", ".sog") else ".ply"
-        suffix = own if own != ".ply" and g.random() < 0.9 else ".ply"
+        own = Path(name).suffix
+        suffix = own if own != ".ply" and g.random() < 0.9 else ".ply"  # misnamed now and then: content decides
         yield f"{index:05d}_{Path(name).stem}{suffix}", "+".join(applied), data
 
 

@@ -83,6 +83,15 @@ def check_output_file(
     _check_creatable_dir(flag, path.parent)
 
 
+def check_scene_output(flag: str, path: Path) -> None:
+    """Refuse, before any work, a scene file name whose extension names no format ``save_scene`` writes."""
+    from ovseg_core.io.scene_file import format_for_name, writable_suffixes
+
+    fmt = format_for_name(path)
+    if fmt is None or fmt.write is None:
+        raise UsageError(f"{flag} {path}: ovseg writes scenes as {', '.join(writable_suffixes())} (by extension)")
+
+
 def check_output_dir(flag: str, path: Path) -> None:
     """Refuse an output folder that is a file or cannot be created or written."""
     if path.exists() and not path.is_dir():
@@ -222,6 +231,7 @@ def prepare_query(cmd) -> None:  # noqa: ANN001
     check_input_paths(scene=cmd.scene, fields=cmd.fields, instances=cmd.instances, dataset=cmd.dataset)
     if cmd.export is not None:
         check_output_file("--export", cmd.export, inputs=inputs, overwrite=overwrite)
+        check_scene_output("--export", cmd.export)
     if cmd.relevancy_dir is not None:
         check_output_dir("--relevancy-dir", cmd.relevancy_dir)
     if cmd.export_instances is not None:

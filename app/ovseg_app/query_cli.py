@@ -49,7 +49,7 @@ class QueryCommand:
     level: int | None = None
     """Feature level to use; default: per prompt, the level with the highest relevancy."""
     export: Path | None = None
-    """Write the selected Gaussians here as a 3DGS PLY (INRIA layout)."""
+    """Write the selected Gaussians here, in the format its extension names: .ply (INRIA 3DGS layout), .spz, .splat."""
     invert: bool = False
     """Export everything except the selection."""
     dataset: Path | None = None

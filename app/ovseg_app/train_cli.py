@@ -42,7 +42,7 @@ class TrainCommand:
     sfm_dataset_path: Path
     """Capture: a COLMAP scene (images/ + sparse/), or a transforms.json (or its folder)."""
     reconstruction_path: Path
-    """The splat (.ply INRIA/fVDB, compressed .ply or .splat) trained on that capture."""
+    """The splat (.ply INRIA/fVDB, compressed .ply, .spz, .splat or a gsplat/fVDB checkpoint) trained on that capture."""
     config: LanguageTrainConfig = LanguageTrainConfig()
     preprocess: PreprocessConfig = dataclasses.field(default_factory=PreprocessConfig)
     io: IOConfig = IOConfig()

@@ -14,12 +14,12 @@ from ovseg_core.synthetic import random_scene
 
 def test_file_names_follow_the_chosen_format():
     packed = "SuperSplat compressed PLY"
-    assert with_format("mug", "3DGS PLY") == "mug.ply"
+    assert with_format("mug", "PLY") == "mug.ply"
     assert with_format("mug.ply", packed) == "mug.compressed.ply"
-    assert with_format("mug.compressed.ply", "3DGS PLY") == "mug.ply"
+    assert with_format("mug.compressed.ply", "PLY") == "mug.ply"
     assert with_format("mug.splat", packed) == "mug.compressed.ply"
     assert with_format("Mug.Compressed.PLY", packed) == "Mug.Compressed.PLY"
-    assert with_format("mug.v2", "3DGS PLY") == "mug.v2.ply"
+    assert with_format("mug.v2", "PLY") == "mug.v2.ply"
     assert set(EXPORT_FORMATS.values()) >= {".ply", ".compressed.ply"}
 
 
@@ -29,9 +29,9 @@ def test_a_selection_exports_as_a_compressed_ply(tmp_path):
     keep = np.zeros(700, bool)
     keep[::3] = True
     session.set_selection(keep)
-    path = session.save_output("part.compressed.ply", session.export_scene("selection", "part.compressed.ply"))
+    path = session.save_output("part.compressed.ply", session.export_file("selection", ".compressed.ply"))
     assert "chunk" in read_ply_table(path).elements
     back = load_scene(path)
     assert back.num_gaussians == keep.sum() and back.sh_degree == 2
-    plain = session.save_output("part.ply", session.export_scene("selection", "part.ply"))
+    plain = session.save_output("part.ply", session.export_file("selection", ".ply"))
     assert "chunk" not in read_ply_table(plain).elements and load_scene(plain).num_gaussians == keep.sum()

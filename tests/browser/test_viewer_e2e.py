@@ -30,6 +30,7 @@ from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
 from ovseg_app.viewer.server import Viewer
 from ovseg_app.viewer.session import ViewerSession
 from ovseg_core.camera import orbit_cameras
+from ovseg_core.io import load_scene
 from ovseg_core.render import make_renderer
 from ovseg_core.render.frames import DIM
 from ovseg_core.synthetic import write_capture
@@ -277,6 +278,10 @@ def test_the_prompt_count_is_what_select_and_export_give(viewer, chromium, tmp_p
     wait_until(lambda: tab.panels.export.kind_in.value == "prompt", what="export the prompt", page=page)
     path = expect_download(page, lambda: click_button(page, "Download PLY"), dest_dir=tmp_path)
     assert PlyData.read(str(path))["vertex"].count == count
+    select_dropdown(page, "Format", "SPZ")  # the same Gaussians for PlayCanvas / Scaniverse
+    wait_until(lambda: tab.panels.export.download_btn.label == "Download SPZ", what="SPZ chosen", page=page)
+    path = expect_download(page, lambda: click_button(page, "Download SPZ"), dest_dir=tmp_path)
+    assert path.name == "selection.spz" and load_scene(path).num_gaussians == count
     click_button(page, "Select prompt result")
     wait_until(lambda: f"**Selection:** {count:,} Gaussians" in stats.content, what="same selection", page=page)
     # the colour-scale legend shows only in the views coloured by it

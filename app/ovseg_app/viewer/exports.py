@@ -1,6 +1,6 @@
-"""What a tab exports: the selection or the prompt's answer (or their complements) as a 3DGS PLY or
-another splat format, and file naming in the output folder (sanitised, confined to it, never over an
-existing file)."""
+"""What a tab exports: the selection or the prompt's answer (or their complements) as a splat file
+(a 3DGS PLY by default, or any format ``save_scene`` writes: ``EXPORT_FORMATS``), and file naming in
+the output folder (sanitised, confined to it, never over an existing file)."""
 
 from __future__ import annotations
 
@@ -14,19 +14,16 @@ import numpy as np
 from ovseg_core.errors import UsageError
 from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.ply import write_ply
-from ovseg_core.io.scene_file import encode_scene
+from ovseg_core.io.scene_file import SCENE_FORMATS, encode_scene
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.session import ViewerSession
 
 ExportKind = Literal["selection", "prompt", "selection-complement", "prompt-complement"]
 EXPORT_KINDS: tuple[str, ...] = ("selection", "prompt", "selection-complement", "prompt-complement")
-EXPORT_FORMATS: dict[str, str] = {
-    "3DGS PLY": ".ply",
-    "SuperSplat compressed PLY": ".compressed.ply",
-}
-"""Export format label -> the file name ending that selects it in ``save_scene``."""
 _SAVE_LOCK = threading.Lock()
+EXPORT_FORMATS: dict[str, str] = {f.name: f.suffixes[0] for f in SCENE_FORMATS if f.write is not None}
+"""Export format name -> file extension: every format the scene registry can write (PLY first)."""
 
 
 def export_mask(session: ViewerSession, kind: str) -> np.ndarray:
@@ -39,15 +36,17 @@ def export_mask(session: ViewerSession, kind: str) -> np.ndarray:
 
 
 def export_ply(session: ViewerSession, kind: str) -> bytes:
-    return export_scene(session, kind, ".ply")
+    return export_file(session, kind, ".ply")
 
 
-def export_scene(session: ViewerSession, kind: str, name: str) -> bytes:
-    """The Gaussians ``kind`` exports, encoded in the format ``name`` ends with (see ``EXPORT_FORMATS``)."""
+def export_file(session: ViewerSession, kind: str, suffix: str) -> bytes:
+    """The Gaussians ``kind`` exports, encoded as the format of ``suffix`` (one of ``EXPORT_FORMATS``)."""
+    if suffix not in EXPORT_FORMATS.values():
+        raise UsageError(f"cannot export as {suffix!r}; choose one of {', '.join(EXPORT_FORMATS.values())}")
     keep = export_mask(session, kind)
     if not keep.any():
         raise UsageError(f"nothing to export: the {kind.replace('-', ' ')} is empty")
-    return encode_scene(session.base_scene.subset(keep), name)
+    return encode_scene(session.base_scene.subset(keep), f"export{suffix}")
 
 
 def with_format(name: str, fmt: str) -> str:
@@ -56,7 +55,7 @@ def with_format(name: str, fmt: str) -> str:
     lower = name.lower()
     if lower.endswith(suffix) and not (suffix == ".ply" and lower.endswith(".compressed.ply")):
         return name
-    for known in sorted({*EXPORT_FORMATS.values(), ".splat"}, key=len, reverse=True):
+    for known in sorted(EXPORT_FORMATS.values(), key=len, reverse=True):  # .compressed.ply before .ply
         if lower.endswith(known):
             return name[: -len(known)] + suffix
     return name + suffix

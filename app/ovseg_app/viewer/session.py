@@ -207,9 +207,9 @@ class ViewerSession:
         """The chosen Gaussians as an INRIA-layout 3DGS PLY (opens in other splat viewers)."""
         return exports.export_ply(self, kind)
 
-    def export_scene(self, kind: str, name: str) -> bytes:
-        """The chosen Gaussians in the splat format ``name`` ends with (``exports.EXPORT_FORMATS``)."""
-        return exports.export_scene(self, kind, name)
+    def export_file(self, kind: str, suffix: str) -> bytes:
+        """The chosen Gaussians in the format of ``suffix`` (``exports.EXPORT_FORMATS``: .ply, .spz, ...)."""
+        return exports.export_file(self, kind, suffix)
 
     def export_instance_ply(self, k: int) -> bytes:
         return exports.export_instance_ply(self, k)

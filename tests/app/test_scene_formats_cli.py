@@ -1,0 +1,94 @@
+"""The new scene formats through the real entry points: ``ovseg render`` and ``ovseg view`` open a
+.spz and a training checkpoint, ``ovseg query --export`` refuses an unwritable extension before any
+work, and the viewer's Export panel writes every format the registry can write."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import threading
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from ovseg_app import cli
+from ovseg_app.viewer.exports import EXPORT_FORMATS
+from ovseg_app.viewer.panels.export import _with_suffix
+from ovseg_app.viewer.session import ViewerSession
+from ovseg_core.io import load_scene, save_scene
+from ovseg_core.render import make_renderer
+from ovseg_core.synthetic import random_scene
+
+
+@pytest.fixture
+def scene():
+    return random_scene(300, sh_degree=1, seed=5)
+
+
+def test_ovseg_render_draws_an_spz_and_a_gsplat_checkpoint_like_their_scenes(tmp_path, scene):
+    spz = save_scene(scene, tmp_path / "scene.spz")
+    ckpt = tmp_path / "ckpt_6999_rank0.pt"
+    splats = {
+        "means": scene.means,
+        "scales": scene.log_scales,
+        "quats": scene.quats,
+        "opacities": scene.logit_opacities,
+    }
+    torch.save({"step": 6999, "splats": {**splats, "sh0": scene.sh0, "shN": scene.shN}}, ckpt)
+    images = {}
+    for source in (spz, ckpt, save_scene(load_scene(spz), tmp_path / "decoded.ply")):
+        out = tmp_path / f"{source.stem}.png"
+        args = ["render", str(source), "--output", str(out), "--width", "64", "--height", "48", "--backend", "cpu"]
+        assert cli.main(args) == 0
+        images[source.suffix] = iio.imread(out).astype(int)
+    assert images[".spz"].shape[:2] == (48, 64) and images[".spz"].std() > 5  # something was drawn
+    np.testing.assert_array_equal(images[".spz"], images[".ply"])  # the .spz is the scene it decodes to
+    assert np.abs(images[".pt"] - images[".spz"]).mean() < 3  # the checkpoint is the unquantised scene
+
+
+def test_ovseg_query_refuses_an_export_format_it_cannot_write_before_loading_anything(tmp_path, capsys, scene):
+    path = save_scene(scene, tmp_path / "scene.spz")
+    code = cli.main(["query", "fields", str(path), "--prompt", "mug", "--export", str(tmp_path / "mug.txt")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("mug.txt: ovseg writes scenes as .ply, .spz, .splat (by extension)"), err
+
+
+@pytest.mark.slow
+def test_ovseg_view_serves_an_spz(tmp_path, scene):
+    path = save_scene(scene, tmp_path / "scene.spz")
+    cmd = [sys.executable, "-m", "ovseg_app.cli", "view", str(path), "--port", "0", "--output-dir", str(tmp_path / "o")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    seen = []
+    try:
+        while not any("serving" in line for line in seen):
+            seen.append(lines.get(timeout=240))  # an exception here fails the test with what it printed
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert any(f"serving {scene.num_gaussians:,} Gaussians" in line for line in seen), seen
+
+
+def test_viewer_exports_the_selection_in_every_writable_format(tmp_path, scene):
+    assert list(EXPORT_FORMATS) == ["PLY", "SuperSplat compressed PLY", "SPZ", ".splat"]
+    session = ViewerSession(scene, make_renderer("cpu"), output_dir=tmp_path / "out")
+    mask = np.zeros(scene.num_gaussians, bool)
+    mask[::3] = True
+    session.set_selection(mask)
+    for name, suffix in EXPORT_FORMATS.items():
+        data = session.export_file("selection", suffix)
+        path = session.save_output(f"selection{suffix}", data)
+        back = load_scene(path)
+        assert back.num_gaussians == mask.sum(), name
+        np.testing.assert_allclose(back.means.numpy(), scene.means.numpy()[mask], atol=1e-3, err_msg=name)
+    with pytest.raises(ValueError, match="cannot export as '.obj'"):
+        session.export_file("selection", ".obj")
+    assert session.export_ply("selection") == session.export_file("selection", ".ply")
+    assert _with_suffix("mug.ply", ".spz") == "mug.spz" and _with_suffix("mug", ".spz") == "mug.spz"
+    assert _with_suffix("mug.SPZ", ".ply") == "mug.ply" and _with_suffix("a.b", ".splat") == "a.b.splat"
