@@ -63,7 +63,7 @@ def test_save_scene_picks_the_layout_by_name(tmp_path):
     assert "chunk" in read_ply_table(packed).elements and "chunk" not in read_ply_table(plain).elements
     assert packed.stat().st_size < plain.stat().st_size / 3
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file
-    with pytest.raises(UsageError, match=r"use \.compressed\.ply, \.ply, \.splat"):
+    with pytest.raises(UsageError, match=r"use \.ply, \.compressed\.ply, \.spz, \.splat"):
         save_scene(scene, tmp_path / "a.obj")
 
 

@@ -111,7 +111,7 @@ def test_writer_keeps_far_centres_drops_nan_rows_and_refuses_what_spz_cannot_hol
         far = random_scene(5)
         far.means[2, 1] = -1e7  # even with no fractional bits, beyond 2**23
         write_spz(far)
-    with pytest.raises(UsageError, match="cannot save a scene as '.txt'; use .ply, .spz, .splat"):
+    with pytest.raises(UsageError, match="cannot save a scene as '.txt'; use .ply, .compressed.ply, .spz, .splat"):
         save_scene(scene, tmp_path / "x.txt")
 
 
