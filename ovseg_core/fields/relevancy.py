@@ -141,26 +141,27 @@ class FieldQuery:
         """Relevancy ``[N]`` float32 in [0, 1] of every Gaussian for ``prompt`` and the level used.
         (Without negatives the score is the plain cosine similarity.) Gaussians without a feature
         (``unseen_count``) score 0, as empty pixels do."""
-        q = self.queries(prompt, settings)
+        q = self.queries(prompt, settings).numpy()
         negatives = tuple(n for n in settings.negatives if n.strip())
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
             st = self.levels_3d[lvl]
-            table = (st.codes.basis.float() @ q.T).numpy().astype(np.float32)  # per-entry text scores [E, Q]
+            basis = st.codes.basis.float().numpy()
+            # per-entry text scores [E] without BLAS: its threads stall behind busy cores for a [64, 512] product
+            column = np.multiply(basis, q[0]).sum(axis=1, dtype=np.float32)
             worst = None
             if negatives:
                 cached = self._negative_cache.get(lvl)
                 if cached is not None and cached[0] == negatives:
                     worst = cached[1]
                 else:
-                    worst = kernels.max_scores(st.idx, st.val_unit, np.ascontiguousarray(table[:, 1:]))
+                    worst = kernels.max_scores(st.idx, st.val_unit, np.ascontiguousarray(basis @ q[1:].T))
+                    worst[st.unseen] = kernels.UNSEEN_NEGATIVE  # relevancy exactly 0 there
                     self._negative_cache[lvl] = (negatives, worst)
-            column = np.ascontiguousarray(table[:, 0])
-            if worst is None:  # no negatives: the plain cosine
+            if worst is None:  # no negatives: the plain cosine (0 for unseen Gaussians: their values are 0)
                 rel = kernels.positive_scores(st.idx, st.val_unit, column)
             else:
                 rel = kernels.relevancy_against(st.idx, st.val_unit, column, worst, np.float32(settings.temperature))
-            rel[st.unseen] = 0.0
             if best is None or rel.max() > best[0].max():
                 best = (rel, lvl)
         assert best is not None

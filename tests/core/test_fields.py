@@ -243,6 +243,11 @@ def test_relevancy_kernels_match_their_numpy_twin(num_entries, queries):
         sharp = relevancy_kernels.relevancy_against(idx, val, column, worst, 1e4)  # exp would overflow
         np.testing.assert_array_equal(sharp > 0.5, relevancy_kernels.relevancy_reference(idx, val, table, 1e4) > 0.5)
         assert np.isfinite(sharp).all()
+        unseen = worst.copy()
+        unseen[::7] = relevancy_kernels.UNSEEN_NEGATIVE  # Gaussians without a feature score exactly 0
+        hidden = relevancy_kernels.relevancy_against(idx, val, column, unseen, 7.0)
+        assert (hidden[::7] == 0).all()
+        np.testing.assert_array_equal(np.delete(hidden, np.s_[::7]), np.delete(got, np.s_[::7]))
     np.testing.assert_allclose(got, expect, atol=1e-5)
     assert np.ptp(expect) > 0.1  # the scores vary, so agreement means something
 
