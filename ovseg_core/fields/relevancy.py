@@ -53,6 +53,13 @@ class LevelQueryState:
     evidence: np.ndarray  # [N] float32 >= 0: how much the views said about each Gaussian (1 / 0 if unknown)
 
 
+def _entry_scores(basis: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """``[E]`` float32 score of each basis entry ``[E, D]`` for one text embedding ``[D]``. Not BLAS:
+    its threads stall behind busy cores for so small a product. Positives and negatives both come
+    from here, so a prompt whose embedding equals a negative's scores exactly 0.5 (not selected)."""
+    return np.multiply(basis, text).sum(axis=1, dtype=np.float32)
+
+
 class FieldQuery:
     """Answers text queries for one scene's fields with one text encoder."""
 
@@ -147,15 +154,15 @@ class FieldQuery:
         for lvl in self._levels(settings):
             st = self.levels_3d[lvl]
             basis = st.codes.basis.float().numpy()
-            # per-entry text scores [E] without BLAS: its threads stall behind busy cores for a [64, 512] product
-            column = np.multiply(basis, q[0]).sum(axis=1, dtype=np.float32)
+            column = _entry_scores(basis, q[0])
             worst = None
             if negatives:
                 cached = self._negative_cache.get(lvl)
                 if cached is not None and cached[0] == negatives:
                     worst = cached[1]
                 else:
-                    worst = kernels.max_scores(st.idx, st.val_unit, np.ascontiguousarray(basis @ q[1:].T))
+                    table = np.stack([_entry_scores(basis, n) for n in q[1:]], axis=1)  # [E, negatives]
+                    worst = kernels.max_scores(st.idx, st.val_unit, table)
                     worst[st.unseen] = kernels.UNSEEN_NEGATIVE  # relevancy exactly 0 there
                     self._negative_cache[lvl] = (negatives, worst)
             if worst is None:  # no negatives: the plain cosine (0 for unseen Gaussians: their values are 0)
