@@ -18,8 +18,10 @@ _EXPORTS = {
     "load_scene": "ovseg_core.io",
     "make_renderer": "ovseg_core.render",
     "make_scene": "ovseg_core.scene",
+    "open_fields": "ovseg_core.fields.discovery",
     "orbit_cameras": "ovseg_core.camera",
     "save_scene": "ovseg_core.io",
+    "segment": "ovseg_core.segmentation",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ from ovseg_app.command_runner import describe, run_cli
 from ovseg_core.errors import MissingFileError, UsageError
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.render import BackendName
-from ovseg_core.selection.config import SelectionConfig
+from ovseg_core.selection.config import DEFAULT_THRESHOLD, SelectionConfig
 
 if TYPE_CHECKING:
     from ovseg_core.fields import FieldQuery, QuerySettings
@@ -44,7 +44,7 @@ class QueryCommand:
     """Fields checkpoint (file, run directory or log directory); default: found beside the scene."""
     negatives: tuple[str, ...] = DEFAULT_NEGATIVES
     """Canonical phrases a match must beat."""
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     """Relevancy above which a Gaussian is selected."""
     level: int | None = None
     """Feature level to use; default: per prompt, the level with the highest relevancy."""
@@ -81,14 +81,13 @@ class QueryCommand:
         check_query_args(self)
 
     def execute(self) -> list[str]:
-        import numpy as np
 
         from ovseg_core.fields import FieldQuery, QuerySettings, load_fields
-        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields
+        from ovseg_core.fields.discovery import open_fields
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
         from ovseg_core.models.registry import text_encoder_for
-        from ovseg_core.selection import consistent_selection, graph_for
+        from ovseg_core.selection import graph_for, select_prompt
 
         prepare_query(self)
         if self.instances is not None or self.export_instances is not None:
@@ -105,10 +104,10 @@ class QueryCommand:
         if self.fields is not None:
             fields = load_fields(self.fields, scene)
         else:
-            fields = discover_fields(self.scene, scene)
-            if fields is None:
-                where = ", ".join(str(p) for p in candidate_field_paths(self.scene))
-                raise MissingFileError(f"no language fields for {self.scene} found (looked in {where}); pass --fields")
+            try:
+                fields = open_fields(self.scene, scene)
+            except MissingFileError as e:
+                raise MissingFileError(f"{e}; pass --fields") from None
         clip = None
         if self.clip_model or self.clip_pretrained:
             default = OpenClipConfig()
@@ -125,16 +124,20 @@ class QueryCommand:
                 "(relevancy 0" + (", filled from their neighbours" if self.selection.enabled else "") + ")"
             )
         graph = graph_for(scene, self.selection) if self.selection.enabled else None
-        selected = np.zeros(scene.num_gaussians, bool)
-        for prompt in self.prompt:
-            rel, level = query.gaussian_relevancy(prompt, settings)
-            if graph is not None:
-                hit = consistent_selection(graph, rel, self.threshold, query.evidence(level), self.selection)
-            else:
-                hit = rel > self.threshold
-            selected |= hit
+        answer = select_prompt(
+            query,
+            graph,
+            self.prompt,
+            negatives=self.negatives,
+            threshold=self.threshold,
+            level=self.level,
+            selection=self.selection,
+        )
+        selected = answer.gaussians
+        for m in answer.matches:
             report.append(
-                f"{prompt!r}: {int(hit.sum())} of {scene.num_gaussians} Gaussians (level {level}, max relevancy {rel.max():.3f})"
+                f"{m.phrase!r}: {int(m.gaussians.sum())} of {scene.num_gaussians} Gaussians "
+                f"(level {m.level}, max relevancy {m.relevancy.max():.3f})"
             )
         if self.export is not None:
             keep = ~selected if self.invert else selected

@@ -53,6 +53,13 @@ class LevelQueryState:
     evidence: np.ndarray  # [N] float32 >= 0: how much the views said about each Gaussian (1 / 0 if unknown)
 
 
+def _entry_scores(basis: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """``[E]`` float32 score of each basis entry ``[E, D]`` for one text embedding ``[D]``. Not BLAS:
+    its threads stall behind busy cores for so small a product. Positives and negatives both come
+    from here, so a prompt whose embedding equals a negative's scores exactly 0.5 (not selected)."""
+    return np.multiply(basis, text).sum(axis=1, dtype=np.float32)
+
+
 class FieldQuery:
     """Answers text queries for one scene's fields with one text encoder."""
 
@@ -141,26 +148,27 @@ class FieldQuery:
         """Relevancy ``[N]`` float32 in [0, 1] of every Gaussian for ``prompt`` and the level used.
         (Without negatives the score is the plain cosine similarity.) Gaussians without a feature
         (``unseen_count``) score 0, as empty pixels do."""
-        q = self.queries(prompt, settings)
+        q = self.queries(prompt, settings).numpy()
         negatives = tuple(n for n in settings.negatives if n.strip())
         best: tuple[np.ndarray, int] | None = None
         for lvl in self._levels(settings):
             st = self.levels_3d[lvl]
-            table = (st.codes.basis.float() @ q.T).numpy().astype(np.float32)  # per-entry text scores [E, Q]
+            basis = st.codes.basis.float().numpy()
+            column = _entry_scores(basis, q[0])
             worst = None
             if negatives:
                 cached = self._negative_cache.get(lvl)
                 if cached is not None and cached[0] == negatives:
                     worst = cached[1]
                 else:
-                    worst = kernels.max_scores(st.idx, st.val_unit, np.ascontiguousarray(table[:, 1:]))
+                    table = np.stack([_entry_scores(basis, n) for n in q[1:]], axis=1)  # [E, negatives]
+                    worst = kernels.max_scores(st.idx, st.val_unit, table)
+                    worst[st.unseen] = kernels.UNSEEN_NEGATIVE  # relevancy exactly 0 there
                     self._negative_cache[lvl] = (negatives, worst)
-            column = np.ascontiguousarray(table[:, 0])
-            if worst is None:  # no negatives: the plain cosine
+            if worst is None:  # no negatives: the plain cosine (0 for unseen Gaussians: their values are 0)
                 rel = kernels.positive_scores(st.idx, st.val_unit, column)
             else:
                 rel = kernels.relevancy_against(st.idx, st.val_unit, column, worst, np.float32(settings.temperature))
-            rel[st.unseen] = 0.0
             if best is None or rel.max() > best[0].max():
                 best = (rel, lvl)
         assert best is not None

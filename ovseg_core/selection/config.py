@@ -6,6 +6,9 @@ import dataclasses
 
 from ovseg_core.errors import UsageError
 
+DEFAULT_THRESHOLD = 0.5
+"""Relevancy above which a Gaussian answers a prompt (``ovseg query``, the viewer, ``ovseg_core.segment``)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class SelectionConfig:

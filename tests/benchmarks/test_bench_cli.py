@@ -93,3 +93,5 @@ def test_bench_train_and_query_smoke(tmp_path):
     )
     query = json.loads((tmp_path / "query.json").read_text())
     assert query["num_gaussians"] == 5000 and query["min_ms"] <= query["median_ms"]
+    entries = {name: row["entries_per_gaussian"] for name, row in query["layouts"].items()}
+    assert entries == {"registered": 16, "top4": 4, "lifted": 4} and "target_met" in query

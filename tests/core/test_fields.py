@@ -205,6 +205,9 @@ def test_relevancy_matches_plain_formulas(small_setup):
     expect2 = torch.sigmoid(10 * (s2[:, 0] - s[:, 1:].max(1).values))
     expect2 = torch.where(raw.norm(dim=1) > 1e-9, expect2, torch.zeros_like(expect2))
     np.testing.assert_allclose(rel2, expect2.numpy(), atol=1e-5)
+    # a prompt that is one of the negatives ties with it: never above 0.5, so never selected
+    tie, _ = q.gaussian_relevancy("object", dataclasses.replace(settings, level=lvl))
+    assert tie.max() <= 0.5 and (tie == 0.5).any()
     # another negative set must not reuse the cached scores
     rel3, _ = q.gaussian_relevancy("cube", dataclasses.replace(settings, level=lvl, negatives=("object",)))
     expect3 = torch.where(raw.norm(dim=1) > 1e-9, torch.sigmoid(10 * (s2[:, 0] - s[:, 1])), torch.zeros_like(s2[:, 0]))
@@ -243,6 +246,13 @@ def test_relevancy_kernels_match_their_numpy_twin(num_entries, queries):
         sharp = relevancy_kernels.relevancy_against(idx, val, column, worst, 1e4)  # exp would overflow
         np.testing.assert_array_equal(sharp > 0.5, relevancy_kernels.relevancy_reference(idx, val, table, 1e4) > 0.5)
         assert np.isfinite(sharp).all()
+        tie = relevancy_kernels.max_scores(idx, val, np.ascontiguousarray(table[:, :1]))  # the prompt as negative
+        assert (relevancy_kernels.relevancy_against(idx, val, column, tie, 7.0) == 0.5).all()  # a tie: never > 0.5
+        unseen = worst.copy()
+        unseen[::7] = relevancy_kernels.UNSEEN_NEGATIVE  # Gaussians without a feature score exactly 0
+        hidden = relevancy_kernels.relevancy_against(idx, val, column, unseen, 7.0)
+        assert (hidden[::7] == 0).all()
+        np.testing.assert_array_equal(np.delete(hidden, np.s_[::7]), np.delete(got, np.s_[::7]))
     np.testing.assert_allclose(got, expect, atol=1e-5)
     assert np.ptp(expect) > 0.1  # the scores vary, so agreement means something
 

@@ -22,8 +22,10 @@ EXPORTS = [
     "load_scene",
     "make_renderer",
     "make_scene",
+    "open_fields",
     "orbit_cameras",
     "save_scene",
+    "segment",
 ]
 
 
@@ -38,7 +40,8 @@ def test_exported_members():
 
 
 @pytest.mark.parametrize(
-    "package", ["ovseg_core.fields", "ovseg_core.models", "ovseg_core.pipeline", "ovseg_core.render"]
+    "package",
+    ["ovseg_core.fields", "ovseg_core.models", "ovseg_core.pipeline", "ovseg_core.render", "ovseg_core.selection"],
 )
 def test_subpackage_exports_resolve(package):
     module = __import__(package, fromlist=["__all__"])

@@ -1,6 +1,7 @@
-"""The one definition of a prompt's answer: the Gaussians whose relevancy passes the threshold,
-made spatially consistent, among those the tab shows. The count the panel shows, the Gaussians the
-frame highlights, *Select prompt result* and the prompt export are all this set."""
+"""The one definition of a prompt's answer: ``ovseg_core.selection.select_prompt`` (the rule
+``ovseg query`` and ``ovseg_core.segment`` use) among the Gaussians the tab shows. The count the
+panel shows, the Gaussians the frame highlights, *Select prompt result* and the prompt export are
+all this set."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ovseg_app.viewer.tab_state import TabState, frozen
-from ovseg_core.selection import consistent_selection
+from ovseg_core.selection import select_prompt
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.session import ViewerSession
@@ -24,7 +25,7 @@ class PromptAnswer:
     relevancy: np.ndarray
     """``[N]`` max over the positives of per-Gaussian relevancy."""
     gaussians: np.ndarray
-    """``[N]`` bool: above the threshold, made spatially consistent, and shown (not hidden)."""
+    """``[N]`` bool: the prompt's selection (``select_prompt``) among the shown (not hidden) Gaussians."""
     max_relevancy: float
     """Highest relevancy over the shown Gaussians."""
 
@@ -40,31 +41,29 @@ class PromptAnswer:
 def find(session: ViewerSession, st: TabState) -> PromptAnswer | None:
     """What ``st``'s prompt found (cached per prompt, threshold, consistency and hidden mask);
     None without prompt or fields."""
-    rel = session.gaussian_relevancy(st.prompt)
-    if rel is None:
+    per_phrase = session.phrase_relevancy(st.prompt)
+    if per_phrase is None:
         return None
     query = session.query
     p, cfg = st.prompt, st.selection_config
     key = ("answer", id(query), p.positives, p.negatives, p.level, p.threshold, cfg, id(st.hidden))
 
     def make() -> tuple[np.ndarray, PromptAnswer]:
-        if cfg.enabled:
-            hits = consistent_selection(session.graph(), rel, p.threshold, evidence(session, p.level), cfg)
-        else:
-            hits = rel > p.threshold
+        graph = session.graph() if cfg.enabled else None
+        answer = select_prompt(
+            query,
+            graph,
+            p.positives,
+            negatives=p.negatives,
+            threshold=p.threshold,
+            level=p.level,
+            selection=cfg,
+            relevancy=per_phrase,
+        )
+        rel = session.gaussian_relevancy(st.prompt)
         shown = rel[~st.hidden]
         top = float(shown.max()) if shown.size else 0.0
-        return st.hidden, PromptAnswer(rel, frozen(hits & ~st.hidden), top)
+        return st.hidden, PromptAnswer(rel, frozen(answer.gaussians & ~st.hidden), top)
 
     hidden, found = session.shared.cached(key, make)
     return found if hidden is st.hidden else make()[1]  # the id was reused by a newer hidden mask
-
-
-def evidence(session: ViewerSession, level: int | None) -> np.ndarray:
-    """``[N]`` how much the views said about each Gaussian's feature at ``level`` (None: the most
-    at any level); 0 for Gaussians no view showed."""
-    query = session.query
-    if query is None:
-        return np.ones(session.base_scene.num_gaussians, np.float32)
-    levels = [level] if level is not None else list(query.levels_3d)
-    return np.maximum.reduce([query.evidence(lvl) for lvl in levels])

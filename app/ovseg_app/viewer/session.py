@@ -30,7 +30,7 @@ from ovseg_core.models import TextEncoder
 from ovseg_core.render import Renderer
 from ovseg_core.render.frames import VIEW_MODES, ViewMode
 from ovseg_core.scene import GaussianScene
-from ovseg_core.selection import SelectionConfig
+from ovseg_core.selection import SelectionConfig, phrase_relevancy
 
 __all__ = ["VIEW_MODES", "ViewMode", "PromptState", "ViewerSession", "PromptAnswer", "ClickResult"]
 
@@ -164,17 +164,29 @@ class ViewerSession:
     def settings(self, prompt: PromptState) -> QuerySettings:
         return QuerySettings(negatives=prompt.negatives, level=prompt.level)
 
-    def gaussian_relevancy(self, prompt: PromptState | None = None) -> np.ndarray | None:
-        """Max over positives of per-Gaussian relevancy ``[N]``, or None without prompt/fields."""
+    def phrase_relevancy(self, prompt: PromptState | None = None) -> list[tuple[np.ndarray, int]] | None:
+        """Per positive: (relevancy ``[N]``, level used) (``selection.phrase_relevancy``), or None
+        without prompt/fields."""
         prompt = prompt or self.state.prompt
         query = self.query
         if query is None or not prompt.positives:
             return None
 
-        def make() -> np.ndarray:
-            return np.max([query.gaussian_relevancy(p, self.settings(prompt))[0] for p in prompt.positives], axis=0)
+        def make() -> list[tuple[np.ndarray, int]]:
+            return [phrase_relevancy(query, p, prompt.negatives, prompt.level) for p in prompt.positives]
 
         return self.shared.cached(("relevancy", id(query), prompt.positives, prompt.negatives, prompt.level), make)
+
+    def gaussian_relevancy(self, prompt: PromptState | None = None) -> np.ndarray | None:
+        """Max over positives of per-Gaussian relevancy ``[N]``, or None without prompt/fields."""
+        prompt = prompt or self.state.prompt
+        per_phrase = self.phrase_relevancy(prompt)
+        if per_phrase is None:
+            return None
+        if len(per_phrase) == 1:
+            return per_phrase[0][0]
+        key = ("max relevancy", id(self.query), prompt.positives, prompt.negatives, prompt.level)
+        return self.shared.cached(key, lambda: np.max([r for r, _ in per_phrase], axis=0))
 
     def answer(self, state: TabState | None = None) -> PromptAnswer | None:
         """What ``state``'s prompt (default: the current one) found; None without prompt or fields."""

@@ -22,6 +22,7 @@ from ovseg_core.fields import DEFAULT_NEGATIVES, FieldQuery, LanguageFields
 from ovseg_core.models import TextEncoder
 from ovseg_core.scene import GaussianScene
 from ovseg_core.selection import SelectionConfig, graph_for
+from ovseg_core.selection.config import DEFAULT_THRESHOLD
 
 HIDDEN_LOGIT_OPACITY = -30.0
 """Hidden Gaussians get this opacity logit (sigmoid ~1e-13): below every backend's alpha cut, so
@@ -34,7 +35,7 @@ class PromptState:
 
     positives: tuple[str, ...] = ()
     negatives: tuple[str, ...] = DEFAULT_NEGATIVES
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     level: int | None = None
     """Feature level, None = auto (per prompt, the level with the highest relevancy)."""
     colormap: str = "turbo"
