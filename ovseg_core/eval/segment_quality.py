@@ -36,7 +36,10 @@ class ObjectQuality:
     """... at the best threshold of ``THRESHOLDS``."""
     best_threshold: float
     iou2d: float
-    """Mean over held-out views (where the object shows) of the pixel mask's IoU."""
+    """Mean over held-out views (where the object shows) of the pixel mask's IoU at the default threshold."""
+    iou2d_best: float = float("nan")
+    """... at the best threshold of ``THRESHOLDS`` (one threshold for all the views)."""
+    best_threshold_2d: float = float("nan")
 
 
 def object_quality(
@@ -48,13 +51,17 @@ def object_quality(
     threshold: float = 0.5,
     settings: QuerySettings = QuerySettings(),
     select: Callable[[np.ndarray, float, int], np.ndarray] | None = None,
+    truth_labels: Callable[[Camera], np.ndarray] | None = None,
 ) -> list[ObjectQuality]:
     """Per object: query its name, compare the Gaussians above the threshold (through ``select``
     (relevancy, threshold, level) -> [N] bool when given, e.g. a spatially consistent selection) with its
-    true Gaussians, and the pixels above 0.5 with its true pixels in every held-out view."""
+    true Gaussians, and the pixels above the threshold (and above each of ``THRESHOLDS``) with its true
+    pixels (``truth_labels(camera)`` [H, W], default ``region_labels``) in every held-out view."""
     truth_ids = capture.object_ids
     select = select or (lambda rel, t, lvl: rel > t)
-    labels = [region_labels(capture, renderer, cam) for cam in held_out]
+    labels = [
+        truth_labels(cam) if truth_labels is not None else region_labels(capture, renderer, cam) for cam in held_out
+    ]
     codes = [{lvl: query.render_codes(renderer, capture.scene, cam, lvl) for lvl in query.levels} for cam in held_out]
     out = []
     for k, name in enumerate(capture.object_names):
@@ -62,12 +69,15 @@ def object_quality(
         truth = truth_ids == k
         ious = [iou(select(rel, float(t), lvl), truth) for t in THRESHOLDS]
         best = int(np.argmax(ious))
-        iou2d = []
+        at_default, per_threshold = [], []
         for cam, lab, c in zip(held_out, labels, codes):
             if not (lab == k).any():
                 continue
             pix, _ = query.pixel_relevancy(renderer, capture.scene, cam, name, settings, code_images=c)
-            iou2d.append(iou(pix > 0.5, lab == k))
+            at_default.append(iou(pix > threshold, lab == k))
+            per_threshold.append([iou(pix > t, lab == k) for t in THRESHOLDS])
+        mean2d = np.mean(per_threshold, axis=0) if per_threshold else np.full(len(THRESHOLDS), np.nan)
+        best2d = int(np.nanargmax(mean2d)) if per_threshold else 0
         out.append(
             ObjectQuality(
                 name=name,
@@ -75,7 +85,9 @@ def object_quality(
                 iou3d_raw=iou(rel > threshold, truth),
                 iou3d_best=float(ious[best]),
                 best_threshold=float(THRESHOLDS[best]),
-                iou2d=float(np.mean(iou2d)) if iou2d else float("nan"),
+                iou2d=float(np.mean(at_default)) if at_default else float("nan"),
+                iou2d_best=float(mean2d[best2d]),
+                best_threshold_2d=float(THRESHOLDS[best2d]) if per_threshold else float("nan"),
             )
         )
     return out
