@@ -185,7 +185,8 @@ class QualityBench:
         times[f"measure_{name}_s"] = time.perf_counter() - t0
         print(
             f"{name}: 3D IoU {np.mean([o.iou3d for o in q]):.3f} (plain {np.mean([o.iou3d_raw for o in q]):.3f}; best thr {np.mean([o.iou3d_best for o in q]):.3f}), "
-            f"2D IoU {np.nanmean([o.iou2d for o in q]):.3f} (best thr {np.nanmean([o.iou2d_best for o in q]):.3f})",
+            f"2D IoU {np.nanmean([o.iou2d for o in q]):.3f} (best thr {np.nanmean([o.iou2d_best for o in q]):.3f}; "
+            f"LERF blended codes {np.nanmean([o.iou2d_codes for o in q]):.3f}, best {np.nanmean([o.iou2d_codes_best for o in q]):.3f})",
             flush=True,
         )
         print(markdown_table({name: q}, None), flush=True)  # per object, as soon as it is known
@@ -207,6 +208,8 @@ def markdown_table(results: dict[str, list[ObjectQuality]], inst) -> str:  # noq
         row(field, "2D IoU held-out @0.5", [o.iou2d for o in q])
         row(field, "2D IoU held-out best", [o.iou2d_best for o in q])
         row(field, "2D best threshold", [o.best_threshold_2d for o in q])
+        row(field, "2D IoU @0.5, blended codes (LERF)", [o.iou2d_codes for o in q])
+        row(field, "2D IoU best, blended codes (LERF)", [o.iou2d_codes_best for o in q])
     if inst is None:
         return "\n".join(lines)
     row("instances", "coverage", [i.coverage for i in inst])
