@@ -12,7 +12,7 @@ import tyro
 
 from ovseg_app.cli_checks import check_query_args, prepare_query
 from ovseg_app.command_runner import describe, run_cli
-from ovseg_core.errors import MissingFileError, UsageError
+from ovseg_core.errors import UsageError
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.render import BackendName
 from ovseg_core.selection.config import SelectionConfig
@@ -79,14 +79,9 @@ class QueryCommand:
         check_query_args(self)
 
     def execute(self) -> list[str]:
-        import numpy as np
-
-        from ovseg_core.fields import FieldQuery, QuerySettings, load_fields
-        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields
+        from ovseg_app.prompt_images import answer_prompts, open_fields
+        from ovseg_core.fields import QuerySettings
         from ovseg_core.io import load_scene, save_scene
-        from ovseg_core.models import OpenClipConfig
-        from ovseg_core.models.registry import text_encoder_for
-        from ovseg_core.selection import consistent_selection, graph_for
 
         prepare_query(self)
         if self.instances is not None or self.export_instances is not None:
@@ -100,20 +95,7 @@ class QueryCommand:
         if not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--threshold must lie in [0, 1], got {self.threshold}")
         scene = load_scene(self.scene)
-        if self.fields is not None:
-            fields = load_fields(self.fields, scene)
-        else:
-            fields = discover_fields(self.scene, scene)
-            if fields is None:
-                where = ", ".join(str(p) for p in candidate_field_paths(self.scene))
-                raise MissingFileError(f"no language fields for {self.scene} found (looked in {where}); pass --fields")
-        clip = None
-        if self.clip_model or self.clip_pretrained:
-            default = OpenClipConfig()
-            clip = OpenClipConfig(
-                model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained
-            )
-        query = FieldQuery(fields, text_encoder_for(fields, clip))
+        query = open_fields(self.scene, scene, self.fields, self.clip_model, self.clip_pretrained)
         settings = QuerySettings(negatives=tuple(self.negatives), level=self.level)
         report = []
         unseen = query.unseen_count()
@@ -122,20 +104,9 @@ class QueryCommand:
                 f"{unseen} of {scene.num_gaussians} Gaussians were never seen by the views the fields came from "
                 "(relevancy 0" + (", filled from their neighbours" if self.selection.enabled else "") + ")"
             )
-        graph = graph_for(scene, self.selection) if self.selection.enabled else None
-        selected = np.zeros(scene.num_gaussians, bool)
-        relevancy = np.zeros(scene.num_gaussians, np.float32)  # max over the prompts
-        for prompt in self.prompt:
-            rel, level = query.gaussian_relevancy(prompt, settings)
-            relevancy = np.maximum(relevancy, rel)
-            if graph is not None:
-                hit = consistent_selection(graph, rel, self.threshold, query.evidence(level), self.selection)
-            else:
-                hit = rel > self.threshold
-            selected |= hit
-            report.append(
-                f"{prompt!r}: {int(hit.sum())} of {scene.num_gaussians} Gaussians (level {level}, max relevancy {rel.max():.3f})"
-            )
+        answer = answer_prompts(query, scene, self.prompt, settings, self.threshold, self.selection)
+        selected = answer.selected
+        report += answer.lines
         if self.export is not None:
             keep = ~selected if self.invert else selected
             if not keep.any():
@@ -143,7 +114,7 @@ class QueryCommand:
             save_scene(scene.subset(keep), self.export)
             report.append(f"wrote {int(keep.sum())} Gaussians to {self.export}")
         if self.relevancy_dir is not None:
-            report += self._relevancy_images(scene, relevancy, selected)
+            report += self._relevancy_images(scene, answer)
         return report
 
     def _execute_instances(self) -> list[str]:
@@ -201,16 +172,14 @@ class QueryCommand:
             report.append(f"wrote {written} instance PLYs to {self.export_instances}{skipped}")
         return report
 
-    def _relevancy_images(self, scene, relevancy, selected) -> list[str]:  # noqa: ANN001
-        """Each dataset view with the selection's pixels painted by relevancy (``pixel_answer``'s
-        rule: the pixels whose most-weighted Gaussian is selected, as the viewer draws them)."""
+    def _relevancy_images(self, scene, answer) -> list[str]:  # noqa: ANN001
+        """Each dataset view with the selection's pixels painted by relevancy (``prompt_images``)."""
         import imageio.v3 as iio
 
-        from ovseg_core.colormaps import heat_overlay
+        from ovseg_app.prompt_images import relevancy_image
         from ovseg_core.data import DatasetConfig, load_dataset
         from ovseg_core.io import atomic_write_bytes
         from ovseg_core.render import make_renderer
-        from ovseg_core.render.pixel_answer import from_shown, shown_gaussians
 
         assert self.dataset is not None and self.relevancy_dir is not None
         dataset = load_dataset(
@@ -218,10 +187,7 @@ class QueryCommand:
         )
         renderer = make_renderer(self.backend)
         for view in dataset:
-            out = renderer.render(scene, view.camera, top_k=1)
-            rgb = out.rgb[0].clamp(0, 1).cpu().numpy()
-            pixels = from_shown(shown_gaussians(out), relevancy, selected, self.threshold)
-            image = heat_overlay(rgb, pixels.relevancy, floor=self.threshold)
+            image = relevancy_image(renderer, scene, view.camera, answer, self.threshold)
             atomic_write_bytes(
                 self.relevancy_dir / f"{Path(view.name).stem}.png", iio.imwrite("<bytes>", image, extension=".png")
             )

@@ -25,6 +25,7 @@ EXAMPLES = """
 ovseg render                                        # the built-in demo scene to render.png
 ovseg render scene.ply --output orbit.mp4 --orbit-frames 120
 ovseg render scene.ply --dataset capture/ --view 3 --output view3.png --mode depth
+ovseg render scene.ply --dataset capture/ --output mug.mp4 --mode relevancy --prompt mug
 """
 
 
@@ -61,8 +62,15 @@ class RenderCommand:
     """Orbit radius as a multiple of the scene's robust diagonal."""
     backend: BackendName = "auto"
     """Renderer: fvdb (CUDA), cpu (numba), torch (reference), auto = fvdb if available else cpu."""
-    mode: Literal["rgb", "depth", "alpha"] = "rgb"
-    """What to write: colour, expected depth (normalised) or accumulated opacity."""
+    mode: Literal["rgb", "depth", "alpha", "relevancy"] = "rgb"
+    """What to write: colour, expected depth (normalised), accumulated opacity, or colour with the
+    --prompt answer's pixels painted by relevancy (as ``ovseg query --relevancy-dir`` and the viewer)."""
+    prompt: tuple[str, ...] = ()
+    """With --mode relevancy: what to look for (several: their union)."""
+    fields: Path | None = None
+    """With --mode relevancy: the fields checkpoint; default: found beside the scene."""
+    threshold: float = 0.5
+    """With --mode relevancy: relevancy above which a Gaussian is in the answer."""
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Background RGB in [0, 1]."""
     fps: int = 30
@@ -79,7 +87,12 @@ class RenderCommand:
         from ovseg_core.render import RenderSettings, make_renderer
 
         prepare_render(self)
+        if self.mode == "relevancy" and not self.prompt:
+            raise UsageError("--mode relevancy needs at least one --prompt")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise UsageError(f"--threshold must lie in [0, 1], got {self.threshold}")
         scene = load_scene(self.scene) if self.scene is not None else load_demo_scene()
+        self._answer = self._prompt_answer(scene) if self.mode == "relevancy" else None
         cameras = self._cameras(scene)
         renderer = make_renderer(self.backend, RenderSettings(background=self.background))
         suffix = self.output.suffix.lower()
@@ -119,11 +132,26 @@ class RenderCommand:
             return [cams[self.view]]
         return cams
 
+    def _prompt_answer(self, scene: GaussianScene):  # noqa: ANN202
+        from ovseg_app.demo import DEMO_FIELDS_PATH, DEMO_PATH
+        from ovseg_app.prompt_images import answer_prompts, open_fields
+        from ovseg_core.fields import QuerySettings
+
+        if self.scene is None:  # the built-in demo scene answers with its shipped fields
+            query = open_fields(DEMO_PATH, scene, self.fields or DEMO_FIELDS_PATH)
+        else:
+            query = open_fields(self.scene, scene, self.fields)
+        return answer_prompts(query, scene, self.prompt, QuerySettings(), self.threshold)
+
     def _frame(self, renderer, scene: GaussianScene, camera: Camera) -> np.ndarray:  # noqa: ANN001
         import numpy as np
 
         from ovseg_core.render import frames
 
+        if self._answer is not None:
+            from ovseg_app.prompt_images import relevancy_image
+
+            return relevancy_image(renderer, scene, camera, self._answer, self.threshold)
         out = renderer.render(scene, camera)
         alpha = out.alpha[0, ..., 0].cpu().numpy()
         if self.mode == "depth":  # grey, near dark (the viewer's depth view uses a colour map)

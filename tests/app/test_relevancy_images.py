@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ovseg_app.query_cli import main as query_main
+from ovseg_app.render_cli import main as render_main
 from ovseg_core.colormaps import heat_overlay
 from ovseg_core.data import load_dataset
 from ovseg_core.fields import FieldQuery, load_fields
@@ -58,3 +59,18 @@ def test_relevancy_images_paint_the_pixels_whose_gaussian_is_selected(lifted_cap
         np.testing.assert_array_equal(painted, expect)
         painted_any += int(painted.sum())
     assert painted_any > 50  # the mug shows
+
+
+def test_render_relevancy_mode_draws_what_query_draws(lifted_capture, tmp_path):
+    root, _, _ = lifted_capture
+    scene, capture = str(root / "scene.ply"), str(root / "capture")
+    args = ["--fields", str(root / "fields.pt"), "--prompt", "red mug", "blue box"]
+    assert query_main(["fields", scene, *args, "--dataset", capture, "--relevancy-dir", str(tmp_path / "heat")]) == 0
+    first = sorted((tmp_path / "heat").glob("*.png"))[0]
+    out = tmp_path / "view0.png"
+    assert (
+        render_main([scene, *args, "--dataset", capture, "--view", "0", "--mode", "relevancy", "--output", str(out)])
+        == 0
+    )
+    np.testing.assert_array_equal(iio.imread(out), iio.imread(first))
+    assert render_main([scene, "--mode", "relevancy", "--output", str(tmp_path / "x.png")]) == 2  # no prompt
