@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import tyro
 
@@ -16,9 +16,6 @@ from ovseg_core.errors import MissingFileError, UsageError
 from ovseg_core.fields.config import DEFAULT_NEGATIVES
 from ovseg_core.render import BackendName
 from ovseg_core.selection.config import DEFAULT_THRESHOLD, SelectionConfig
-
-if TYPE_CHECKING:
-    from ovseg_core.fields import FieldQuery, QuerySettings
 
 EXAMPLES_FIELDS = """
 ovseg query fields scene.ply --fields langsplatv2_logs --prompt mug --export mug.ply
@@ -55,7 +52,8 @@ class QueryCommand:
     dataset: Path | None = None
     """With --relevancy-dir: the capture whose views to render."""
     relevancy_dir: Path | None = None
-    """Write a relevancy heat map over RGB for each dataset view here (PNG)."""
+    """Write each dataset view here (PNG) with the selection's pixels painted by relevancy (the pixels whose
+    most-weighted Gaussian is selected, as the viewer draws a prompt's answer)."""
     downsample: int = 1
     """Image downsample factor for relevancy views."""
     clip_model: str | None = None
@@ -81,8 +79,7 @@ class QueryCommand:
         check_query_args(self)
 
     def execute(self) -> list[str]:
-
-        from ovseg_core.fields import FieldQuery, QuerySettings, load_fields
+        from ovseg_core.fields import FieldQuery, load_fields
         from ovseg_core.fields.discovery import open_fields
         from ovseg_core.io import load_scene, save_scene
         from ovseg_core.models import OpenClipConfig
@@ -115,7 +112,6 @@ class QueryCommand:
                 model=self.clip_model or default.model, pretrained=self.clip_pretrained or default.pretrained
             )
         query = FieldQuery(fields, text_encoder_for(fields, clip))
-        settings = QuerySettings(negatives=tuple(self.negatives), level=self.level)
         report = []
         unseen = query.unseen_count()
         if unseen:
@@ -146,7 +142,7 @@ class QueryCommand:
             save_scene(scene.subset(keep), self.export)
             report.append(f"wrote {int(keep.sum())} Gaussians to {self.export}")
         if self.relevancy_dir is not None:
-            report += self._relevancy_images(scene, query, settings)
+            report += self._relevancy_images(scene, answer)
         return report
 
     def _execute_instances(self) -> list[str]:
@@ -204,11 +200,11 @@ class QueryCommand:
             report.append(f"wrote {written} instance PLYs to {self.export_instances}{skipped}")
         return report
 
-    def _relevancy_images(self, scene, query: FieldQuery, settings: QuerySettings) -> list[str]:  # noqa: ANN001
+    def _relevancy_images(self, scene, answer) -> list[str]:  # noqa: ANN001
+        """Each dataset view with the selection's pixels painted by relevancy (``prompt_images``)."""
         import imageio.v3 as iio
-        import numpy as np
 
-        from ovseg_core.colormaps import heat_overlay
+        from ovseg_app.prompt_images import relevancy_image
         from ovseg_core.data import DatasetConfig, load_dataset
         from ovseg_core.io import atomic_write_bytes
         from ovseg_core.render import make_renderer
@@ -219,16 +215,7 @@ class QueryCommand:
         )
         renderer = make_renderer(self.backend)
         for view in dataset:
-            rgb = renderer.render(scene, view.camera).rgb[0].clamp(0, 1).cpu().numpy()
-            codes = {lvl: query.render_codes(renderer, scene, view.camera, lvl) for lvl in query.levels}
-            rel = np.max(
-                [
-                    query.pixel_relevancy(renderer, scene, view.camera, p, settings, code_images=codes)[0]
-                    for p in self.prompt
-                ],
-                axis=0,
-            )
-            image = heat_overlay(rgb, rel, floor=self.threshold)
+            image = relevancy_image(renderer, scene, view.camera, answer.relevancy, answer.gaussians, self.threshold)
             atomic_write_bytes(
                 self.relevancy_dir / f"{Path(view.name).stem}.png", iio.imwrite("<bytes>", image, extension=".png")
             )

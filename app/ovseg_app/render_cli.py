@@ -36,6 +36,7 @@ ovseg render scene.ply --output orbit.mp4 --orbit-frames 120
 ovseg render scene.ply --dataset capture/ --view 3 --output view3.png --mode depth
 ovseg render scene.ply --camera-path camera_path.json --output path.mp4
 ovseg render scene.ply --camera-path camera_path.json --prompt mug --mode relevancy --output mug.mp4
+ovseg render scene.ply --dataset capture/ --output mug.mp4 --mode relevancy --prompt mug
 """
 PROMPT_MODES = ("relevancy", "heatmap", "mask")
 
@@ -112,6 +113,8 @@ class RenderCommand:
         prepare_render(self)
         check_input_paths(camera_path=self.camera_path, fields=self.fields)
         self._fps: float = self.fps
+        if not 0.0 <= self.threshold <= 1.0:
+            raise UsageError(f"--threshold must lie in [0, 1], got {self.threshold}")
         scene = load_scene(self.scene) if self.scene is not None else load_demo_scene()
         cameras = self._cameras(scene)
         renderer = make_renderer(self.backend, RenderSettings(background=self.background))

@@ -12,6 +12,7 @@ import numpy as np
 from ovseg_core.camera import Camera
 from ovseg_core.fields.relevancy import FieldQuery, QuerySettings
 from ovseg_core.render import Renderer
+from ovseg_core.render.pixel_answer import answers_per_pixel, from_shown, shown_gaussians
 from ovseg_core.synthetic.faint_capture import FaintCapture, region_labels
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -36,7 +37,16 @@ class ObjectQuality:
     """... at the best threshold of ``THRESHOLDS``."""
     best_threshold: float
     iou2d: float
-    """Mean over held-out views (where the object shows) of the pixel mask's IoU."""
+    """Mean over held-out views (where the object shows) of the IoU of the pixel answer at the
+    default threshold (``ovseg_core.render.pixel_answer``: the 3D answer's Gaussians shown there)."""
+    iou2d_best: float = float("nan")
+    """... at the best threshold of ``THRESHOLDS`` (one threshold for all the views)."""
+    best_threshold_2d: float = float("nan")
+    iou2d_codes: float = float("nan")
+    """... of LERF's per-pixel score (each pixel's blended feature, as ``eval-lerf`` scores) above
+    the default threshold, for comparison."""
+    iou2d_codes_best: float = float("nan")
+    """... at its best threshold."""
 
 
 def object_quality(
@@ -48,37 +58,70 @@ def object_quality(
     threshold: float = 0.5,
     settings: QuerySettings = QuerySettings(),
     select: Callable[[np.ndarray, float, int], np.ndarray] | None = None,
+    truth_labels: Callable[[Camera], np.ndarray] | None = None,
 ) -> list[ObjectQuality]:
     """Per object: query its name, compare the Gaussians above the threshold (through ``select``
     (relevancy, threshold, level) -> [N] bool when given, e.g. a spatially consistent selection) with its
-    true Gaussians, and the pixels above 0.5 with its true pixels in every held-out view."""
+    true Gaussians, and its pixel answer (and LERF's per-pixel score) at the threshold and at each of
+    ``THRESHOLDS`` with its true pixels (``truth_labels(camera)`` [H, W], default ``region_labels``)
+    in every held-out view."""
     truth_ids = capture.object_ids
     select = select or (lambda rel, t, lvl: rel > t)
-    labels = [region_labels(capture, renderer, cam) for cam in held_out]
+    labels = [
+        truth_labels(cam) if truth_labels is not None else region_labels(capture, renderer, cam) for cam in held_out
+    ]
     codes = [{lvl: query.render_codes(renderer, capture.scene, cam, lvl) for lvl in query.levels} for cam in held_out]
+    shown = [shown_gaussians(renderer.render(capture.scene, cam, top_k=1)) for cam in held_out]
     out = []
     for k, name in enumerate(capture.object_names):
         rel, lvl = query.gaussian_relevancy(name, settings)
         truth = truth_ids == k
-        ious = [iou(select(rel, float(t), lvl), truth) for t in THRESHOLDS]
+        answers = [select(rel, float(t), lvl) for t in THRESHOLDS]
+        ious = [iou(a, truth) for a in answers]
         best = int(np.argmax(ious))
-        iou2d = []
-        for cam, lab, c in zip(held_out, labels, codes):
-            if not (lab == k).any():
+        answer = select(rel, threshold, lvl)
+        sweep = np.stack(answers, 1)  # [N, T]: every threshold's answer, for its pixels in one look-up
+        rule, rule_sweep, lerf, lerf_sweep = [], [], [], []
+        for cam, lab, c, seen in zip(held_out, labels, codes, shown):
+            gt = lab == k
+            if not gt.any():
                 continue
+            rule.append(iou(from_shown(seen, rel, answer, threshold).answer, gt))
+            per_t = answers_per_pixel(seen, sweep)
+            rule_sweep.append([iou(per_t[..., i], gt) for i in range(len(THRESHOLDS))])
             pix, _ = query.pixel_relevancy(renderer, capture.scene, cam, name, settings, code_images=c)
-            iou2d.append(iou(pix > 0.5, lab == k))
+            lerf.append(iou(pix > threshold, gt))
+            lerf_sweep.append([iou(pix > t, gt) for t in THRESHOLDS])
+        b2, m2 = _best(rule_sweep)
+        _, m2_codes = _best(lerf_sweep)
         out.append(
             ObjectQuality(
                 name=name,
-                iou3d=iou(select(rel, threshold, lvl), truth),
+                iou3d=iou(answer, truth),
                 iou3d_raw=iou(rel > threshold, truth),
                 iou3d_best=float(ious[best]),
                 best_threshold=float(THRESHOLDS[best]),
-                iou2d=float(np.mean(iou2d)) if iou2d else float("nan"),
+                iou2d=_mean(rule),
+                iou2d_best=m2,
+                best_threshold_2d=b2,
+                iou2d_codes=_mean(lerf),
+                iou2d_codes_best=m2_codes,
             )
         )
     return out
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _best(per_view: list[list[float]]) -> tuple[float, float]:
+    """(threshold, mean IoU) of the best of ``THRESHOLDS`` for ``per_view`` [views][thresholds]."""
+    if not per_view:
+        return float("nan"), float("nan")
+    mean = np.mean(per_view, axis=0)
+    b = int(np.argmax(mean))
+    return float(THRESHOLDS[b]), float(mean[b])
 
 
 @dataclasses.dataclass

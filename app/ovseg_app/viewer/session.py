@@ -155,12 +155,6 @@ class ViewerSession:
             config = dataclasses.replace(self.state.selection_config, **changes)  # validates (names the knob)
             self.state = dataclasses.replace(self.state, selection_config=config)
 
-    def set_relevancy_source(self, source: Literal["splat", "pixel"]) -> None:
-        if source not in ("splat", "pixel"):
-            raise UsageError(f"relevancy source must be splat or pixel, got {source!r}")
-        with self._lock:
-            self.state = dataclasses.replace(self.state, relevancy_source=source)
-
     def settings(self, prompt: PromptState) -> QuerySettings:
         return QuerySettings(negatives=prompt.negatives, level=prompt.level)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -54,8 +53,6 @@ class TabState:
     scene: GaussianScene
     """The loaded scene with the hidden Gaussians made transparent."""
     selection_config: SelectionConfig
-    relevancy_source: Literal["splat", "pixel"] = "splat"
-    """splat: relevancy per Gaussian, blended like colour; pixel: per pixel from rendered codes (LERF)."""
 
     @staticmethod
     def empty(scene: GaussianScene, config: SelectionConfig, prompt: PromptState = PromptState()) -> TabState:

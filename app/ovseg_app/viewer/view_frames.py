@@ -1,5 +1,6 @@
-"""A tab's frames: one render of its state (colour plus the feature channels the view mode needs,
-and the selection's channel in every mode), coloured by ``ovseg_core.render.frames``."""
+"""A tab's frames: one render of its state (colour, the feature channels the view mode needs, the
+selection's channel in every mode, and each pixel's most-weighted Gaussian for a prompt's pixels),
+coloured by ``ovseg_core.render.frames``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ovseg_core.errors import UsageError
 from ovseg_core.fields.feature_pca import pca_colors
 from ovseg_core.render import frames
 from ovseg_core.render.frames import COVERED, VIEW_MODES, FrameLayers
+from ovseg_core.render.pixel_answer import from_shown, shown_gaussians
 
 if TYPE_CHECKING:
     from ovseg_app.viewer.session import ViewerSession
@@ -25,47 +27,32 @@ def render(session: ViewerSession, st: TabState, camera: Camera, mode: str) -> n
     """The uint8 ``[H, W, 3]`` frame of ``st`` (one snapshot: the answer, selection and scene all
     come from it) seen by ``camera`` in ``mode``.
 
-    With ``relevancy_source == "splat"`` (default) relevancy is the per-Gaussian relevancy blended
-    like colour (one channel: interactive on a CPU); ``"pixel"`` renders the codes and scores each
-    pixel's blended feature (LERF's exact definition, ~64x the channels). Either way the prompt's
-    answer is drawn from its Gaussians, so the frame shows exactly what the panel counts."""
+    A prompt's pixels follow ``ovseg_core.render.pixel_answer`` (as ``ovseg query --relevancy-dir``
+    and ``ovseg render --mode relevancy``): each pixel shows the relevancy of the Gaussian with
+    the most blending weight there, and is in the answer exactly when that Gaussian is, so the
+    frame shows what the panel counts at the same threshold."""
     if mode not in VIEW_MODES:
         raise UsageError(f"unknown view mode {mode!r}; choose one of {', '.join(VIEW_MODES)}")
     query, prompt = session.query, st.prompt
     found = session.answer(st) if mode in PROMPT_MODES else None
     channels: list[torch.Tensor] = []
-    pixel_level = None
-    if found is not None:
-        if st.relevancy_source == "pixel":
-            pixel_level = display_level(session, prompt)
-            channels.append(query.levels[pixel_level].codes.dense_codes().float())  # type: ignore[union-attr]
-        else:
-            channels.append(torch.from_numpy(found.relevancy).float()[:, None])
-        channels.append(torch.from_numpy(found.gaussians.astype(np.float32))[:, None])
     if mode == "pca" and query is not None:
         channels.append(torch.from_numpy(pca_gaussian_colors(session, prompt)))
     if st.selection.any():
         channels.append(torch.from_numpy(st.selection.astype(np.float32))[:, None])
     features = torch.cat(channels, dim=1) if channels else None
-    out = session.renderer.render(st.scene, camera, features=features)
+    out = session.renderer.render(st.scene, camera, features=features, top_k=1 if found is not None else 0)
     alpha = out.alpha[0, ..., 0].cpu().numpy()
     layers = FrameLayers(rgb=out.rgb[0].clamp(0, 1).cpu().numpy(), alpha=alpha)
     if mode == "depth":
         layers.depth = out.depth[0, ..., 0].cpu().numpy()
+    if found is not None:
+        pixels = from_shown(shown_gaussians(out), found.relevancy, found.gaussians, prompt.threshold)
+        layers.relevancy, layers.answer = pixels.relevancy, pixels.answer
     if features is None:
         return frames.compose(mode, layers, threshold=prompt.threshold, colormap=prompt.colormap)
     feat = out.features[0].float().cpu()
     at = 0
-    if found is not None:
-        if pixel_level is not None:
-            width = channels[0].shape[1]
-            layers.relevancy = pixel_relevancy(session, feat[..., :width], pixel_level, prompt)
-            at = width
-        else:
-            layers.relevancy = frames.normalised(feat[..., 0].numpy(), alpha)
-            at = 1
-        layers.answer = frames.normalised(feat[..., at].numpy(), alpha) >= COVERED
-        at += 1
     if mode == "pca" and query is not None:
         layers.pca = feat[..., at : at + 3].numpy() / np.maximum(alpha, 1e-6)[..., None] * (alpha > 0.5)[..., None]
         at += 3
@@ -100,26 +87,3 @@ def pca_gaussian_colors(session: ViewerSession, prompt: PromptState) -> np.ndarr
         return pca_colors(feats[None]).reshape(-1, 3).astype(np.float32) / 255.0
 
     return session.shared.cached(("pca", id(query), level), make)
-
-
-def display_level(session: ViewerSession, prompt: PromptState) -> int:
-    """The level per-pixel relevancy is scored at: the chosen one, else the one the 3D query picks
-    for the first prompt."""
-    if prompt.level is not None:
-        return prompt.level
-    assert session.query is not None
-    return session.query.gaussian_relevancy(prompt.positives[0], session.settings(prompt))[1]
-
-
-def pixel_relevancy(session: ViewerSession, codes: torch.Tensor, level: int, prompt: PromptState) -> np.ndarray:
-    """``[H, W]`` relevancy of each pixel's blended code ``codes`` ``[H, W, C]`` (max over the positives)."""
-    query = session.query
-    assert query is not None
-    settings = session.settings(prompt)
-    rels = [
-        query.pixel_relevancy_from_codes(
-            codes, level, query.queries(p, settings), settings.temperature, settings.min_alpha
-        )
-        for p in prompt.positives
-    ]
-    return np.max(rels, axis=0)
