@@ -4,17 +4,14 @@ work, and the viewer's Export panel writes every format the registry can write."
 
 from __future__ import annotations
 
-import queue
-import signal
-import subprocess
 import sys
-import threading
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 from scipy.spatial import cKDTree
+from served_viewer import served_viewer
 
 from ovseg_app import cli
 from ovseg_app.viewer.exports import EXPORT_FORMATS, with_format
@@ -61,18 +58,9 @@ def test_ovseg_query_refuses_an_export_format_it_cannot_write_before_loading_any
 @pytest.mark.slow
 def test_ovseg_view_serves_an_spz(tmp_path, scene):
     path = save_scene(scene, tmp_path / "scene.spz")
-    cmd = [sys.executable, "-m", "ovseg_app.cli", "view", str(path), "--port", "0", "--output-dir", str(tmp_path / "o")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    seen = []
-    try:
-        while not any("serving" in line for line in seen):
-            seen.append(lines.get(timeout=240))  # an exception here fails the test with what it printed
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    assert any(f"serving {scene.num_gaussians:,} Gaussians" in line for line in seen), seen
+    command = [sys.executable, "-m", "ovseg_app.cli", "view", str(path), "--output-dir", str(tmp_path / "o")]
+    with served_viewer(command, timeout=240) as (_, text):
+        assert f"serving {scene.num_gaussians:,} Gaussians" in text, text
 
 
 def test_viewer_exports_the_selection_in_every_writable_format(tmp_path, scene):

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from planted_models import ColourMaskGenerator
 from plyfile import PlyData
+from served_viewer import served_viewer
 
 from ovseg_app.viewer.session import VIEW_MODES, ViewerSession
 from ovseg_app.viewer.training_job import TrainingJob, TrainingRequest
@@ -163,47 +164,15 @@ def test_colormaps_and_browser_side_colours(session, trained):
 
 
 def test_ovseg_view_serves_the_demo_and_warns_on_open_hosts(tmp_path):
-    import socket
     import subprocess
     import sys
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ovseg_app.viewer.cli",
-            "--port",
-            str(port),
-            "--host",
-            "0.0.0.0",
-            "--output-dir",
-            str(tmp_path / "out"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    watchdog = threading.Timer(120, proc.kill)  # a server that hangs without a word fails too
-    watchdog.start()
-    try:
-        lines = []
-        for line in proc.stdout:  # ends when the process exits (a crash fails at once)
-            lines.append(line)
-            if "ovseg-view: serving" in line:
-                break
-        text = "".join(lines)
-        assert proc.poll() is None, f"ovseg-view exited with {proc.returncode}:\n{text}"
+    command = [sys.executable, "-m", "ovseg_app.viewer.cli", "--host", "0.0.0.0", "--output-dir", str(tmp_path / "out")]
+    with served_viewer(command) as (port, text):
         assert "vocabulary:ovseg-demo-tabletop-v1" in text and "anyone who can reach this machine" in text, text
         html = urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=10).read()
         assert b"<html" in html.lower() or b"<!doctype" in html.lower()
-    finally:
-        watchdog.cancel()
-        proc.terminate()
-        proc.wait(10)
     bad = subprocess.run(
         [sys.executable, "-m", "ovseg_app.viewer.cli", str(tmp_path / "missing.ply")], capture_output=True, text=True
     )
