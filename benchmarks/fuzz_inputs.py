@@ -2,7 +2,7 @@
 
 Seeds are small generated files of every flavour ovseg reads (INRIA binary both endians and ASCII,
 fVDB with tensor metadata, SuperSplat compressed, ``.splat``, a bundled SOG, ``.spz`` versions 2-4, a
-gsplat checkpoint) plus the real files in
+gsplat checkpoint, ``.ksplat`` levels 0 and 1) plus the real files in
 ``../shared/data`` when present. Each case applies one to three mutations drawn from a seeded
 generator: bit flips, truncation, junk, rewritten header numbers (huge, negative, non-numeric),
 deleted/duplicated/retyped header lines, list properties, comment bombs, NaN/Inf patches in the
@@ -25,6 +25,7 @@ import torch
 import zstandard
 from plyfile import PlyData, PlyElement
 
+from benchmarks.ksplat_builder import ksplat_bytes
 from ovseg_core.data.normalization import NORMALIZATION_METADATA_KEY
 from ovseg_core.io.ply import write_ply
 from ovseg_core.io.splat_file import write_splat
@@ -64,6 +65,8 @@ def seed_files(shared_data: Path | None = None) -> list[tuple[str, bytes]]:
         ("v3.spz", write_spz(random_scene(150, sh_degree=3, seed=21))),
         ("v4.spz", spz_v4_bytes(random_scene(150, sh_degree=2, seed=22))),
         ("ckpt.pt", gsplat_checkpoint_bytes(random_scene(100, sh_degree=1, seed=23))),
+        ("l0.ksplat", ksplat_bytes(random_scene(100, sh_degree=1, seed=24))),
+        ("l1.ksplat", ksplat_bytes(random_scene(150, sh_degree=2, seed=25), level=1, section_size=60, bucket_size=16)),
     ]
     for rel in SHARED_SEEDS if shared_data is not None else ():
         path = shared_data / rel

@@ -37,6 +37,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def splat_transform():
+    """PlayCanvas splat-transform, the peer for .ply/.spz/.sog/.ksplat (tests/splat_transform_peer.py); skips
+    without node/npm, fails when npm is there but the pinned install fails."""
+    from splat_transform_peer import install, node_tools_present
+
+    if not node_tools_present():
+        pytest.skip("node/npm absent: the splat-transform peer tests need them")
+    return install()
+
+
 @pytest.fixture
 def tiny_scene():
     return random_scene(300, sh_degree=3, seed=3)

@@ -1,7 +1,7 @@
 """PlayCanvas ``splat-transform`` (npm ``@playcanvas/splat-transform``), the peer that ovseg's splat formats are
 checked against: installed once per machine into a cache folder, pinned, and run through node.
 
-Tests use the ``splat_transform`` fixture (tests/interop/conftest.py): it skips when ``node``/``npm`` are absent
+Tests use the ``splat_transform`` fixture (tests/conftest.py): it skips when ``node``/``npm`` are absent
 and fails when npm is present but the pinned install fails (npm is reachable from CI, so that is a real problem).
 """
 

@@ -46,7 +46,7 @@ class RenderCommand:
     """Render a Gaussian-splat scene to an image or a video."""
 
     scene: tyro.conf.Positional[Path | None] = None
-    """Scene file in any format ovseg reads (PLY INRIA/fVDB/SuperSplat-compressed, .spz, .splat, .sog or a SOG meta.json, gsplat/fVDB checkpoints). Default: the built-in demo scene."""
+    """Scene file in any format ovseg reads (PLY INRIA/fVDB/SuperSplat-compressed, .spz, .splat, .ksplat, .sog or a SOG meta.json, gsplat/fVDB checkpoints). Default: the built-in demo scene."""
     output: Path = Path("render.png")
     """Output path: .png for one frame, .mp4 (or .gif) for a camera path."""
     camera: Path | None = None

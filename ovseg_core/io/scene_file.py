@@ -17,6 +17,7 @@ from ovseg_core.io.atomic import atomic_write_bytes
 from ovseg_core.io.checkpoint_file import looks_like_checkpoint, read_checkpoint
 from ovseg_core.io.compressed_ply import decode_compressed_ply, is_compressed_ply
 from ovseg_core.io.compressed_ply_writer import write_compressed_ply
+from ovseg_core.io.ksplat_file import read_ksplat
 from ovseg_core.io.ply import scene_from_ply_table, write_ply
 from ovseg_core.io.ply_table import read_ply_table, read_regular_file
 from ovseg_core.io.sog import read_sog
@@ -78,6 +79,7 @@ SCENE_FORMATS: list[SceneFormat] = [
     ),  # fmt: skip
     SceneFormat("SPZ", (".spz",), read_spz, looks_like_spz, "no gzip-compressed or plain 'NGSP' header", write_spz),
     SceneFormat(".splat", (".splat",), read_splat, write=write_splat),
+    SceneFormat(".ksplat (GaussianSplats3D)", (".ksplat",), read_ksplat),  # its header has no signature
     SceneFormat(
         "checkpoint (gsplat / fVDB Reality Capture)",
         (".pt", ".pth", ".ckpt"),
@@ -105,7 +107,7 @@ def writable_suffixes() -> list[str]:
 
 def load_scene(path: str | os.PathLike[str]) -> GaussianScene:
     """Read a Gaussian scene from any format in ``SCENE_FORMATS`` (INRIA/fVDB PLY, SuperSplat compressed
-    PLY, ``.spz``, antimatter15 ``.splat``, gsplat and fVDB Reality Capture checkpoints, PlayCanvas SOG v2:
+    PLY, ``.spz``, antimatter15 ``.splat``, mkkellogg ``.ksplat``, gsplat and fVDB Reality Capture checkpoints, PlayCanvas SOG v2:
     a ``.sog`` zip, an unbundled ``meta.json`` or a folder holding one).
 
     Raises:

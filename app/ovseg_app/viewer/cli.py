@@ -48,7 +48,7 @@ class ViewCommand:
     # indented attribute docstring, so wrapped ones show with ragged breaks in --help.
 
     scene: tyro.conf.Positional[Path | None] = None
-    """Scene file (PLY, compressed PLY, .spz, .splat, gsplat/fVDB checkpoint); default: the built-in demo scene (prompts work offline)."""
+    """Scene file (PLY, compressed PLY, .spz, .splat, .ksplat, SOG, gsplat/fVDB checkpoint); default: the built-in demo scene (prompts work offline)."""
     fields: tuple[Path, ...] = ()
     """Fields checkpoints or run/log directories (several: their levels are combined); default: found beside the scene."""
     instances: Path | None = None
