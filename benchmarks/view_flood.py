@@ -7,7 +7,9 @@ orbit at 60 camera messages/s and counts the frames that come back; the flooder 
 (threshold, colormap and view mode, or new prompts) as fast as its socket takes them, bounded in
 count and time.
 
-    python -m benchmarks.view_flood [gui] [prompt]
+    python -m benchmarks.view_flood [gui] [prompt] [baseline]
+
+(``baseline``: with viser's own per-connection consumer instead of ``fair_intake``'s.)
 
 What bounds it: ``fair_intake`` reads each connection at a bounded rate and hands its messages to
 viser's handlers at a lower one, newer values of a widget replacing waiting ones; past that the
@@ -273,27 +275,46 @@ def _wait(condition: Any, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def main() -> None:
-    """Serve the built-in demo and print one JSON line per flood kind."""
-    import json
-    import sys
+DURING_TARGET, AFTER_TARGET = 0.8, 0.95
+"""The bystander's frame rate during the flood, and from ``RECOVERY_S`` after it, over its rate before."""
+
+
+def run_floods(kinds: tuple[str, ...] = ("gui", "prompt"), seconds: float = 5.0, baseline: bool = False) -> list[dict]:
+    """Serve the built-in demo once per flood kind; one result dict each, with ``ok`` against the
+    targets. ``baseline``: with viser's own consumer instead of ``fair_intake``'s (what it was)."""
     import tempfile
 
+    from ovseg_app.viewer import fair_intake
     from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
     from ovseg_app.viewer.server import Viewer
     from ovseg_app.viewer.session import ViewerSession
     from ovseg_core.render import make_renderer
 
-    kinds = sys.argv[1:] or ["gui", "prompt"]
     scene, fields, encoder, _ = load_session_inputs(ViewCommand())
+    rows = []
     for kind in kinds:
         with tempfile.TemporaryDirectory() as out:
             session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder, output_dir=out)
             viewer = Viewer(session, port=0, restore=False)
+            if baseline:
+                fair_intake.uninstall()  # before any client connects: each connection picks its consumer then
             try:
-                print(json.dumps({"kind": kind, **dataclasses.asdict(run(viewer, kind))}), flush=True)
+                r = run(viewer, kind, seconds)
             finally:
                 viewer.stop()
+        ok = r.during >= DURING_TARGET * r.before and r.after >= AFTER_TARGET * r.before
+        rows.append({"kind": kind, "baseline": baseline, "ok": ok, **dataclasses.asdict(r)})
+    return rows
+
+
+def main() -> None:
+    """Print one JSON line per flood kind."""
+    import json
+    import sys
+
+    kinds = tuple(a for a in sys.argv[1:] if a != "baseline") or ("gui", "prompt")
+    for row in run_floods(kinds, baseline="baseline" in sys.argv[1:]):
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,15 @@ def install() -> bool:
     return True
 
 
+def uninstall() -> None:
+    """Give connections made from now on viser's own consumer again (the benchmark's baseline)."""
+    global _original
+    from viser.infra import _infra
+
+    if _original is not None:
+        _infra._message_consumer, _original = _original, None
+
+
 def installed() -> bool:
     from viser.infra import _infra
 
