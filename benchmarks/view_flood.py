@@ -126,6 +126,8 @@ class FloodResult:
     """CPU of the viewer's process, in cores, before, during and after the flood."""
     flooder_cpu: float
     """CPU of the flooding thread during the flood, in cores."""
+    server_rss_mb: tuple[float, float, float]
+    """The viewer's resident memory when the clients had connected, at its peak, and at the end (MiB)."""
     load: tuple[float, float, float]
 
 
@@ -175,6 +177,7 @@ def run(viewer: Any, kind: str = "gui", seconds: float = 5.0, width: int = 640, 
             drain,
             server_cpu,
             flooder_cpu,
+            (cpu.rss_mb[0], max(cpu.rss_mb), cpu.rss_mb[-1]),
             os.getloadavg(),
         )
     finally:
@@ -237,17 +240,26 @@ def _clients(conn: Any, port: int, cameras: list[dict], seconds: float) -> None:
 
 
 class CpuSampler:
-    """This process's CPU time, sampled every 50 ms in a thread, so a phase's share can be read afterwards."""
+    """This process's CPU time and resident memory, sampled every 50 ms in a thread, so a phase's
+    share can be read afterwards."""
 
     def __init__(self) -> None:
-        self.samples: list[tuple[float, float]] = [(time.time(), time.process_time())]
+        self.samples: list[tuple[float, float]] = []
+        self.rss_mb: list[float] = []
         self._stop = threading.Event()
+        self._sample()
         self._thread = threading.Thread(target=self._run, daemon=True, name="bench-cpu-sampler")
         self._thread.start()
 
+    def _sample(self) -> None:
+        from benchmarks.process_memory import current_rss_mb
+
+        self.samples.append((time.time(), time.process_time()))
+        self.rss_mb.append(current_rss_mb())
+
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            self.samples.append((time.time(), time.process_time()))
+            self._sample()
 
     def stop(self) -> None:
         self._stop.set()
