@@ -11,6 +11,10 @@ past ``max_rss_gib``; its peak RSS is reported.
 
 Part 2, CLI abuse (``benchmarks.cli_abuse``): each hostile invocation runs as a subprocess; it must exit
 non-zero with a one-line ``error:`` message and no traceback.
+
+Part 3, a flooding viewer client (``benchmarks.view_flood``): a raw client sends GUI updates, then new
+prompts, as fast as its socket takes them while another tab orbits; the bystander must keep 80% of its
+frame rate during the flood and 95% from 2 s after it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 from benchmarks.cli_abuse import run_cli_abuse
 from benchmarks.process_memory import status_mb
+from benchmarks.view_flood import run_floods
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -208,6 +213,8 @@ class RobustnessBench:
     """Render every loaded scene (16x12, CPU) to prove it is usable."""
     cli: bool = True
     """Also run the CLI abuse list (each case is a subprocess: about a minute in all)."""
+    flood: bool = True
+    """Also flood the viewer from one raw client while another orbits (about a minute and a half)."""
     shared_data: Path | None = None
     """Folder of the real seed files; default: ../shared/data beside the checkout, when present."""
     output: Path = Path("bench_results/robustness.json")
@@ -232,7 +239,14 @@ class RobustnessBench:
             print(f"  {'ok ' if row['ok'] else 'BAD'} {row['case']}: exit {row['exit']}, {row['message']}")
         if cli:
             print(f"CLI abuse: {sum(r['ok'] for r in cli)}/{len(cli)} one-line errors without a traceback")
-        result = {"reader_fuzz": dataclasses.asdict(fuzz), "cli_abuse": cli}
+        floods = run_floods() if self.flood else []
+        for row in floods:
+            print(
+                f"  {'ok ' if row['ok'] else 'BAD'} {row['kind']} flood ({row['sent_per_s']:,.0f} messages/s got in): "
+                f"bystander {row['before']:.1f} -> {row['during']:.1f} -> {row['after']:.1f} frames/s, "
+                f"flooder's backlog drained in {row['drain_s']:.1f} s"
+            )
+        result = {"reader_fuzz": dataclasses.asdict(fuzz), "cli_abuse": cli, "viewer_flood": floods}
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.output.write_text(json.dumps(result, indent=2))
         return result

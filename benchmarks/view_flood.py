@@ -1,18 +1,23 @@
 """One tab flooding the viewer while another orbits: what the bystander's frame rate is before,
-during and after the flood, and whether the flooder's own work drains when it stops.
+during and after the flood, what the flood costs the server's CPU, and how long the flooder's own
+work takes to drain when it stops.
 
 Both are raw viser clients over 127.0.0.1 (``view_stream``'s protocol): the bystander streams an
 orbit at 60 camera messages/s and counts the frames that come back; the flooder sends GUI updates
-(threshold, colormap and view mode, or new prompts) as fast as it can, bounded in count and time.
+(threshold, colormap and view mode, or new prompts) as fast as its socket takes them, bounded in
+count and time.
 
-    python -m benchmarks.view_flood [gui] [prompt]
+    python -m benchmarks.view_flood [gui] [prompt] [baseline]
 
-What the viewer bounds: the flooder's callbacks (the newest value per widget, applied once per
-frame in its own tab: ``flooder_applied``) and its prompt encodings (at most one per frame). What
-it cannot: viser decodes and dispatches every message on its one event loop, for all clients,
-with no per-connection back-pressure, so while a flood lasts that loop (and the interpreter lock)
-is what the bystander waits for, and ``drain_s`` is the time the server takes to read what the
-flooder already sent.
+(``baseline``: with viser's own per-connection consumer instead of ``fair_intake``'s.)
+
+What bounds it: ``fair_intake`` reads each connection at a bounded rate and hands its messages to
+viser's handlers at a lower one, newer values of a widget replacing waiting ones; past that the
+flooder's socket fills and its sends block (``sent_per_s`` is what it got in). The tab's inbox
+then applies the newest value per widget once per frame (``flooder_applied``) and encodes at most
+one prompt per frame. ``server_cpu`` (cores, the viewer's process) and ``flooder_cpu`` (cores, the
+flooding thread) say how much of the 2-core machine each side took in each phase; ``drain_s`` is
+how long after the flood the flooder's last value took to be shown (what its socket still held).
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from benchmarks.view_stream import _background_images, viser_camera_message
 
 SENTINEL = 0.123
 """The threshold the flooder sends last (no flood sends it)."""
+
+
+RECOVERY_S = 2.0
+"""The "after" span starts this long after the flood ended."""
 
 
 class RawClient:
@@ -104,12 +113,21 @@ class FloodResult:
     before: float
     during: float
     after: float
-    """The bystander's frames/s before, during and right after the flood (the same span each)."""
+    """The bystander's frames/s before, during and after the flood (the same span each; "after"
+    starts ``RECOVERY_S`` after the flood's end, whether or not the flooder's backlog has drained)."""
     sent_per_s: float
     flooder_applied: int
     flooder_frames: int
+    flooder_received: int
+    """Updates the flooder's tab was handed by viser (after ``fair_intake`` merged what waited)."""
     drain_s: float
     """Seconds from the flood's end until the server had handled all of it (its last value shown)."""
+    server_cpu: tuple[float, float, float]
+    """CPU of the viewer's process, in cores, before, during and after the flood."""
+    flooder_cpu: float
+    """CPU of the flooding thread during the flood, in cores."""
+    server_rss_mb: tuple[float, float, float]
+    """The viewer's resident memory when the clients had connected, at its peak, and at the end (MiB)."""
     load: tuple[float, float, float]
 
 
@@ -132,6 +150,7 @@ def run(viewer: Any, kind: str = "gui", seconds: float = 5.0, width: int = 640, 
     child.start()
     try:
         _recv(conn, 120)  # both clients sent their first camera
+        cpu = CpuSampler()
         _wait(lambda: len(viewer.tabs) >= 2, 120)
         tab = viewer.tabs[max(viewer.tabs)]
         updates = gui_flood(tab, kind)
@@ -142,9 +161,25 @@ def run(viewer: Any, kind: str = "gui", seconds: float = 5.0, width: int = 640, 
         _wait(lambda: tab.session.prompt.threshold == SENTINEL and backlog(viewer, tab) == 0, 300)
         drain = time.perf_counter() - ended
         conn.send("drained")
-        before, during, after = _recv(conn, 120)
+        (before, during, after), windows, flooder_cpu = _recv(conn, 120)
+        cpu.stop()
         applied = getattr(tab, "applied", -1)
-        return FloodResult(before, during, after, sent / seconds, applied, tab.frames, drain, os.getloadavg())
+        server_cpu = tuple(cpu.cores(*w) for w in windows)
+        received = tab.inbox.received
+        return FloodResult(
+            before,
+            during,
+            after,
+            sent / seconds,
+            applied,
+            tab.frames,
+            received,
+            drain,
+            server_cpu,
+            flooder_cpu,
+            (cpu.rss_mb[0], max(cpu.rss_mb), cpu.rss_mb[-1]),
+            os.getloadavg(),
+        )
     finally:
         child.join(timeout=30)
         if child.is_alive():
@@ -179,20 +214,63 @@ def _clients(conn: Any, port: int, cameras: list[dict], seconds: float) -> None:
         threading.Thread(target=orbit, daemon=True).start()
         _wait(lambda: bystander.frames > 0, 120)
         time.sleep(2.0)  # warm up
+        windows = [time.time()]
         before = fps_over(bystander, seconds)
         counted: list[float] = []
         measuring = threading.Thread(target=lambda: counted.append(fps_over(bystander, seconds)))
+        windows.append(time.time())
         measuring.start()
+        flooder_cpu = time.thread_time()
         sent = flood(flooder, itertools.cycle(updates), seconds)
+        flooder_cpu = (time.thread_time() - flooder_cpu) / seconds
         measuring.join()
+        windows.append(time.time())
         flooder.gui_update(sentinel_uuid, SENTINEL)
         conn.send(sent)
+        time.sleep(RECOVERY_S)  # the target: back to its rate this long after the flood, drained or not
+        after_start = time.time()
+        after = fps_over(bystander, seconds)
+        spans = [(windows[0], windows[1]), (windows[1], windows[2]), (after_start, time.time())]
         conn.recv()  # drained
-        conn.send((before, counted[0], fps_over(bystander, seconds)))
+        conn.send(((before, counted[0], after), spans, flooder_cpu))
     finally:
         stop.set()
         bystander.close()
         flooder.close()
+
+
+class CpuSampler:
+    """This process's CPU time and resident memory, sampled every 50 ms in a thread, so a phase's
+    share can be read afterwards."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self.rss_mb: list[float] = []
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-cpu-sampler")
+        self._thread.start()
+
+    def _sample(self) -> None:
+        from benchmarks.process_memory import current_rss_mb
+
+        self.samples.append((time.time(), time.process_time()))
+        self.rss_mb.append(current_rss_mb())
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self._sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cores(self, start: float, end: float) -> float:
+        """Mean cores used between wall times ``start`` and ``end``."""
+        import numpy as np
+
+        t, cpu = np.array(self.samples).T
+        return float((np.interp(end, t, cpu) - np.interp(start, t, cpu)) / max(end - start, 1e-9))
 
 
 def backlog(viewer: Any, tab: Any) -> int:
@@ -209,27 +287,46 @@ def _wait(condition: Any, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def main() -> None:
-    """Serve the built-in demo and print one JSON line per flood kind."""
-    import json
-    import sys
+DURING_TARGET, AFTER_TARGET = 0.8, 0.95
+"""The bystander's frame rate during the flood, and from ``RECOVERY_S`` after it, over its rate before."""
+
+
+def run_floods(kinds: tuple[str, ...] = ("gui", "prompt"), seconds: float = 5.0, baseline: bool = False) -> list[dict]:
+    """Serve the built-in demo once per flood kind; one result dict each, with ``ok`` against the
+    targets. ``baseline``: with viser's own consumer instead of ``fair_intake``'s (what it was)."""
     import tempfile
 
+    from ovseg_app.viewer import fair_intake
     from ovseg_app.viewer.cli import ViewCommand, load_session_inputs
     from ovseg_app.viewer.server import Viewer
     from ovseg_app.viewer.session import ViewerSession
     from ovseg_core.render import make_renderer
 
-    kinds = sys.argv[1:] or ["gui", "prompt"]
     scene, fields, encoder, _ = load_session_inputs(ViewCommand())
+    rows = []
     for kind in kinds:
         with tempfile.TemporaryDirectory() as out:
             session = ViewerSession(scene, make_renderer("cpu"), fields=fields, text_encoder=encoder, output_dir=out)
             viewer = Viewer(session, port=0, restore=False)
+            if baseline:
+                fair_intake.uninstall()  # before any client connects: each connection picks its consumer then
             try:
-                print(json.dumps({"kind": kind, **dataclasses.asdict(run(viewer, kind))}), flush=True)
+                r = run(viewer, kind, seconds)
             finally:
                 viewer.stop()
+        ok = r.during >= DURING_TARGET * r.before and r.after >= AFTER_TARGET * r.before
+        rows.append({"kind": kind, "baseline": baseline, "ok": ok, **dataclasses.asdict(r)})
+    return rows
+
+
+def main() -> None:
+    """Print one JSON line per flood kind."""
+    import json
+    import sys
+
+    kinds = tuple(a for a in sys.argv[1:] if a != "baseline") or ("gui", "prompt")
+    for row in run_floods(kinds, baseline="baseline" in sys.argv[1:]):
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

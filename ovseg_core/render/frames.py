@@ -39,18 +39,28 @@ def normalised(channel: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.where(alpha >= 0.5, channel / np.maximum(alpha, 1e-6), 0.0)
 
 
-def depth_unit(depth: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Expected depth ``[H, W]`` stretched to [0, 1] (near -> far) between its 2nd and 98th
-    percentiles over covered pixels, and the covered pixels ``[H, W]`` bool."""
+def depth_range(depth: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
+    """The 2nd and 98th percentiles of ``depth`` over covered pixels (what ``depth_unit`` stretches)."""
     valid = alpha > 0.5
     lo, hi = np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0)
-    return np.clip((depth - lo) / max(hi - lo, 1e-6), 0, 1), valid
+    return float(lo), float(hi)
 
 
-def depth_image(depth: np.ndarray, alpha: np.ndarray, colormap: str | None = "turbo") -> np.ndarray:
+def depth_unit(
+    depth: np.ndarray, alpha: np.ndarray, span: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected depth ``[H, W]`` stretched to [0, 1] (near -> far) between ``span`` (default: its
+    ``depth_range``), and the covered pixels ``[H, W]`` bool."""
+    lo, hi = span if span is not None else depth_range(depth, alpha)
+    return np.clip((depth - lo) / max(hi - lo, 1e-6), 0, 1), alpha > 0.5
+
+
+def depth_image(
+    depth: np.ndarray, alpha: np.ndarray, colormap: str | None = "turbo", span: tuple[float, float] | None = None
+) -> np.ndarray:
     """uint8 ``[H, W, 3]`` of depth: ``colormap`` with near hot, or grey with near dark (None);
-    background black."""
-    unit, valid = depth_unit(depth, alpha)
+    background black. ``span``: the depths stretched over the colours (default: this frame's)."""
+    unit, valid = depth_unit(depth, alpha, span)
     if colormap is None:
         img = np.repeat(unit[..., None], 3, axis=2)
     else:
@@ -119,22 +129,35 @@ class FrameLayers:
     """bool: the pixel shows selected Gaussians; None when nothing is selected."""
 
 
-def compose(mode: str, layers: FrameLayers, *, threshold: float = 0.5, colormap: str = "turbo") -> np.ndarray:
+def compose(
+    mode: str,
+    layers: FrameLayers,
+    *,
+    threshold: float = 0.5,
+    colormap: str = "turbo",
+    matched: bool | None = None,
+    span: tuple[float, float] | None = None,
+) -> np.ndarray:
     """The uint8 ``[H, W, 3]`` frame of ``mode`` from ``layers``, with the selection drawn in place.
 
     A prompt's answer is what ``layers.answer`` marks, in every mode: relevancy paints it with the
     colour map over the colour frame, mask keeps it and dims the rest, heatmap colours the frame by
     relevancy (LERF). When the answer is empty the frame is the plain frame dimmed (no speckle of
-    pixels whose blended relevancy happens to pass the threshold)."""
+    pixels whose blended relevancy happens to pass the threshold).
+
+    ``layers`` may be a strip of a larger frame: ``matched`` (the frame shows any of the answer)
+    and ``span`` (its ``depth_range``) are then the whole frame's, not the strip's."""
     if mode not in VIEW_MODES:
         raise ValueError(f"unknown view mode {mode!r}; choose one of {', '.join(VIEW_MODES)}")
     rgb, alpha = layers.rgb, layers.alpha
     prompt = layers.relevancy is not None and layers.answer is not None
-    matched = prompt and bool(layers.answer.any())  # type: ignore[union-attr]
+    if matched is None:
+        matched = prompt and bool(layers.answer.any())  # type: ignore[union-attr]
+    matched = prompt and matched
     if mode == "depth":
         if layers.depth is None:
             raise ValueError("depth mode needs the rendered depth")
-        img = depth_image(layers.depth, alpha).astype(np.float32) / 255.0
+        img = depth_image(layers.depth, alpha, span=span).astype(np.float32) / 255.0
     elif mode == "pca":
         img = layers.pca if layers.pca is not None else rgb
     elif mode in ("relevancy", "heatmap", "mask") and prompt and not matched:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ovseg_app.command_runner import is_user_error
+from ovseg_app.viewer import fair_intake
 from ovseg_app.viewer.fields_library import FieldsEntry, FieldsLibrary
 from ovseg_app.viewer.gui_jobs import GuiJobs
 from ovseg_app.viewer.saved_state import SavedState
@@ -92,6 +93,7 @@ class Viewer:
             on_instances=self._instances_built,
             on_change=self._job_changed.set,
         )
+        fair_intake.install()  # before the server: every connection is read at a bounded rate
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.host, self.port = host, self.server.get_port()
         self.server.on_client_connect(self.guarded(self._on_connect))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -196,11 +197,16 @@ class ViewerSession:
         """A frame ``[H, W, 3]`` uint8 of ``camera`` in ``mode``, from one snapshot of the state."""
         return view_frames.render(self, self.state, camera, mode)
 
-    def relevancy_png(self, camera: Camera, mode: ViewMode = "relevancy") -> bytes:
-        """A PNG of ``camera``'s frame in ``mode`` (any view mode; the name is historical)."""
+    def relevancy_png(
+        self, camera: Camera, mode: ViewMode = "relevancy", check: Callable[[], None] = lambda: None
+    ) -> bytes:
+        """A PNG of ``camera``'s frame in ``mode`` (any view mode; the name is historical), rendered
+        in strips (``check`` runs between them): a large one costs a strip's memory, not the frame's."""
         import imageio.v3 as iio
 
-        return iio.imwrite("<bytes>", self.render(camera, mode), extension=".png")
+        return iio.imwrite(
+            "<bytes>", view_frames.render_in_strips(self, self.state, camera, mode, check), extension=".png"
+        )
 
     def gaussian_colors(self, mode: ViewMode) -> np.ndarray:
         """Per-Gaussian RGB ``[N, 3]`` in [0, 1] for browser-side splats in ``mode``."""

@@ -1,9 +1,11 @@
 """A tab's frames: one render of its state (colour, the feature channels the view mode needs, the
 selection's channel in every mode, and each pixel's most-weighted Gaussian for a prompt's pixels),
-coloured by ``ovseg_core.render.frames``."""
+coloured by ``ovseg_core.render.frames``. Large frames (screenshots) render in strips
+(``render_in_strips``), so their memory is a strip's, not the frame's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,11 +23,75 @@ if TYPE_CHECKING:
     from ovseg_app.viewer.session import ViewerSession
 
 PROMPT_MODES = ("relevancy", "heatmap", "mask")
+STRIP_PIXELS = 1 << 20
+"""Pixels rendered at once by ``render_in_strips`` (a frame up to this size is one render)."""
+STRIP_HALO = 2
+"""Rows rendered beyond each side of a strip and dropped: outlines look one pixel past an edge."""
 
 
 def render(session: ViewerSession, st: TabState, camera: Camera, mode: str) -> np.ndarray:
     """The uint8 ``[H, W, 3]`` frame of ``st`` (one snapshot: the answer, selection and scene all
-    come from it) seen by ``camera`` in ``mode``.
+    come from it) seen by ``camera`` in ``mode``."""
+    layers = frame_layers(session, st, camera, mode)
+    return frames.compose(mode, layers, threshold=st.prompt.threshold, colormap=st.prompt.colormap)
+
+
+def render_in_strips(
+    session: ViewerSession,
+    st: TabState,
+    camera: Camera,
+    mode: str,
+    check: Callable[[], None] = lambda: None,
+    strip_pixels: int = STRIP_PIXELS,
+) -> np.ndarray:
+    """``render``'s frame, rendered ``strip_pixels`` at a time: a 4096x4096 screenshot peaks at
+    a strip's memory plus the uint8 frame. What the whole frame decides (whether it shows any of
+    the answer; the depth span) comes from a first pass over the strips in the modes that need it.
+    ``check`` runs between strips (a cancelled job raises there)."""
+    rows = max(16, strip_pixels // camera.width)
+    if camera.height <= rows:
+        return render(session, st, camera, mode)
+    matched, span = None, None
+    if mode in ("relevancy", "heatmap", "depth"):
+        shown, depths = False, []
+        for layers, keep in _strips(session, st, camera, mode, rows, check):
+            if layers.answer is not None:
+                shown = shown or bool(layers.answer[keep].any())
+            if layers.depth is not None:
+                depths.append(layers.depth[keep][layers.alpha[keep] > 0.5])
+        matched = shown
+        if depths:
+            covered = np.concatenate(depths)
+            span = frames.depth_range(covered, np.ones_like(covered))
+    out = np.empty((camera.height, camera.width, 3), np.uint8)
+    y = 0
+    for layers, keep in _strips(session, st, camera, mode, rows, check):
+        strip = frames.compose(
+            mode, layers, threshold=st.prompt.threshold, colormap=st.prompt.colormap, matched=matched, span=span
+        )[keep]
+        out[y : y + len(strip)] = strip
+        y += len(strip)
+    return out
+
+
+def _strips(
+    session: ViewerSession, st: TabState, camera: Camera, mode: str, rows: int, check: Callable[[], None]
+) -> Iterator[tuple[frames.FrameLayers, slice]]:
+    """Each strip's layers (with ``STRIP_HALO`` extra rows each side) and the rows of it that are its own."""
+    for y0 in range(0, camera.height, rows):
+        y1 = min(y0 + rows, camera.height)
+        top, bottom = max(0, y0 - STRIP_HALO), min(camera.height, y1 + STRIP_HALO)
+        K = camera.K.copy()
+        K[1, 2] -= top  # the same rays: the strip's pixel (x, y) is the frame's (x, y + top)
+        check()
+        yield (
+            frame_layers(session, st, Camera(camera.w2c, K, camera.width, bottom - top), mode),
+            slice(y0 - top, y1 - top),
+        )
+
+
+def frame_layers(session: ViewerSession, st: TabState, camera: Camera, mode: str) -> FrameLayers:
+    """What one render of ``st`` seen by ``camera`` gives, per pixel, for composing ``mode``.
 
     A prompt's pixels follow ``ovseg_core.render.pixel_answer`` (as ``ovseg query --relevancy-dir``
     and ``ovseg render --mode relevancy``): each pixel shows the relevancy of the Gaussian with
@@ -50,7 +116,7 @@ def render(session: ViewerSession, st: TabState, camera: Camera, mode: str) -> n
         pixels = from_shown(shown_gaussians(out), found.relevancy, found.gaussians, prompt.threshold)
         layers.relevancy, layers.answer = pixels.relevancy, pixels.answer
     if features is None:
-        return frames.compose(mode, layers, threshold=prompt.threshold, colormap=prompt.colormap)
+        return layers
     feat = out.features[0].float().cpu()
     at = 0
     if mode == "pca" and query is not None:
@@ -58,7 +124,7 @@ def render(session: ViewerSession, st: TabState, camera: Camera, mode: str) -> n
         at += 3
     if st.selection.any():
         layers.selected = frames.normalised(feat[..., at].numpy(), alpha) >= COVERED
-    return frames.compose(mode, layers, threshold=prompt.threshold, colormap=prompt.colormap)
+    return layers
 
 
 def gaussian_colors(session: ViewerSession, st: TabState, mode: str) -> np.ndarray:

@@ -109,7 +109,7 @@ class DisplayPanel:
         mode, session, client, tab = self.tab.view_mode, self.tab.session, event.client, self.tab
 
         def work(job: GuiJob) -> None:
-            png = session.relevancy_png(camera, mode)
+            png = session.relevancy_png(camera, mode, job.check)  # cancellable between strips
             job.check()  # cancelled meanwhile (the viewer stopping): send nothing
             client.send_file_download(f"{mode}_{width}x{height}.png", png)
 
