@@ -13,7 +13,7 @@ from ovseg_core.camera import Camera
 from ovseg_core.fields.relevancy import FieldQuery, QuerySettings
 from ovseg_core.render import Renderer
 from ovseg_core.render.pixel_answer import answers_per_pixel, from_shown, shown_gaussians
-from ovseg_core.synthetic.faint_capture import FaintCapture, region_labels
+from ovseg_core.synthetic.faint_capture import FaintCapture, region_labels, top_labels
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
@@ -38,7 +38,9 @@ class ObjectQuality:
     best_threshold: float
     iou2d: float
     """Mean over held-out views (where the object shows) of the IoU of the pixel answer at the
-    default threshold (``ovseg_core.render.pixel_answer``: the 3D answer's Gaussians shown there)."""
+    default threshold (``ovseg_core.render.pixel_answer``: the 3D answer's Gaussians shown there)
+    with the object's true pixels (by default ``top_labels``: the label of the Gaussian with the
+    most blending weight)."""
     iou2d_best: float = float("nan")
     """... at the best threshold of ``THRESHOLDS`` (one threshold for all the views)."""
     best_threshold_2d: float = float("nan")
@@ -47,6 +49,9 @@ class ObjectQuality:
     the default threshold, for comparison."""
     iou2d_codes_best: float = float("nan")
     """... at its best threshold."""
+    iou2d_regions: float = float("nan")
+    """``iou2d`` against ``region_labels`` instead (the region with the most blended weight, a
+    secondary definition of a pixel's truth; no top-1 rule can match it where faint regions mix)."""
 
 
 def object_quality(
@@ -63,13 +68,13 @@ def object_quality(
     """Per object: query its name, compare the Gaussians above the threshold (through ``select``
     (relevancy, threshold, level) -> [N] bool when given, e.g. a spatially consistent selection) with its
     true Gaussians, and its pixel answer (and LERF's per-pixel score) at the threshold and at each of
-    ``THRESHOLDS`` with its true pixels (``truth_labels(camera)`` [H, W], default ``region_labels``)
-    in every held-out view."""
+    ``THRESHOLDS`` with its true pixels (``truth_labels(camera)`` [H, W], default ``top_labels``)
+    in every held-out view, and the pixel answer at the threshold with ``region_labels``."""
     truth_ids = capture.object_ids
     select = select or (lambda rel, t, lvl: rel > t)
-    labels = [
-        truth_labels(cam) if truth_labels is not None else region_labels(capture, renderer, cam) for cam in held_out
-    ]
+    truth_labels = truth_labels or (lambda cam: top_labels(capture, renderer, cam))
+    labels = [truth_labels(cam) for cam in held_out]
+    regions = [region_labels(capture, renderer, cam) for cam in held_out]
     codes = [{lvl: query.render_codes(renderer, capture.scene, cam, lvl) for lvl in query.levels} for cam in held_out]
     shown = [shown_gaussians(renderer.render(capture.scene, cam, top_k=1)) for cam in held_out]
     out = []
@@ -81,12 +86,15 @@ def object_quality(
         best = int(np.argmax(ious))
         answer = select(rel, threshold, lvl)
         sweep = np.stack(answers, 1)  # [N, T]: every threshold's answer, for its pixels in one look-up
-        rule, rule_sweep, lerf, lerf_sweep = [], [], [], []
-        for cam, lab, c, seen in zip(held_out, labels, codes, shown):
+        rule, rule_sweep, lerf, lerf_sweep, by_region = [], [], [], [], []
+        for cam, lab, reg, c, seen in zip(held_out, labels, regions, codes, shown):
+            shown_answer = from_shown(seen, rel, answer, threshold).answer
+            if (reg == k).any():
+                by_region.append(iou(shown_answer, reg == k))
             gt = lab == k
             if not gt.any():
                 continue
-            rule.append(iou(from_shown(seen, rel, answer, threshold).answer, gt))
+            rule.append(iou(shown_answer, gt))
             per_t = answers_per_pixel(seen, sweep)
             rule_sweep.append([iou(per_t[..., i], gt) for i in range(len(THRESHOLDS))])
             pix, _ = query.pixel_relevancy(renderer, capture.scene, cam, name, settings, code_images=c)
@@ -106,6 +114,7 @@ def object_quality(
                 best_threshold_2d=b2,
                 iou2d_codes=_mean(lerf),
                 iou2d_codes_best=m2_codes,
+                iou2d_regions=_mean(by_region),
             )
         )
     return out

@@ -16,6 +16,7 @@ from ovseg_core.instances.config import InstanceConfig
 from ovseg_core.instances.instance_set import InstanceSet
 from ovseg_core.instances.lifting_masks import lift_all_views
 from ovseg_core.instances.merge import MergeResult, merge_view_masks
+from ovseg_core.instances.refine import spread_labels, with_labels
 from ovseg_core.models.protocols import SCALES, ImageEncoder
 from ovseg_core.preprocess import ViewFeatures
 from ovseg_core.render import Renderer, make_renderer
@@ -86,16 +87,30 @@ def _stack(members, visible_rows, feats, dim: int, N: int) -> LiftedMasks:  # no
 
 
 def merge_and_fill(scene: GaussianScene, lifted: LiftedMasks, config: InstanceConfig) -> MergeResult:
-    """Merge the lifted masks; with ``fill_hidden``, Gaussians no view shows join their neighbours' instance."""
+    """Merge the lifted masks, then refine the labels over the scene's neighbourhood graph
+    (``refine``; off when ``neighbour_weight`` is 0); with ``fill_hidden``, Gaussians no view shows
+    join their neighbours' instance, else they stay without one."""
     merged = merge_view_masks(lifted.members, lifted.view_of, lifted.visible, config)
-    if config.fill_hidden and len(merged.sizes):
-        from ovseg_core.selection import build_graph, propagate_labels
+    if not len(merged.sizes) or (not config.fill_hidden and config.neighbour_weight == 0):
+        return merged
+    from ovseg_core.selection import build_graph, propagate_labels
 
-        hidden = np.asarray(lifted.visible.sum(axis=0)).reshape(-1) == 0
-        if hidden.any():
-            merged.labels = propagate_labels(build_graph(scene), merged.labels, hidden)
-            merged.sizes = np.bincount(merged.labels[merged.labels >= 0], minlength=len(merged.sizes)).astype(np.int64)
-    return merged
+    graph = build_graph(scene)
+    seen = np.asarray(lifted.visible.sum(axis=0)).reshape(-1)
+    hidden = seen == 0
+    labels = merged.labels
+    if config.neighbour_weight > 0:
+        K = len(merged.groups)
+        rows = np.concatenate(merged.groups)
+        of = np.repeat(np.arange(K), [len(g) for g in merged.groups])
+        assign = sp.csr_matrix((np.ones(len(rows), np.float32), (of, rows)), shape=(K, lifted.members.shape[0]))
+        votes = (assign @ lifted.members).T.tocsr()  # [N, K] masks of each instance holding each Gaussian
+        labels = spread_labels(graph, votes, seen, config.neighbour_weight)
+        if not config.fill_hidden:
+            labels = np.where(hidden, -1, labels)
+    if config.fill_hidden and hidden.any():
+        labels = propagate_labels(graph, labels, hidden & (labels < 0))
+    return with_labels(merged, labels, config.min_gaussians)
 
 
 def build_instances(

@@ -35,6 +35,14 @@ class InstanceConfig:
     fill_hidden: bool = True
     """Gaussians that no view shows (undersides, insides) join the instance most of their
     neighbours (``ovseg_core.selection`` graph) hold."""
+    neighbour_weight: float = 0.9
+    """After merging, each Gaussian's instance is refined over the scene's neighbourhood graph
+    (label spreading, ``ovseg_core.instances.refine``): its score for an instance is this share
+    its neighbours' scores (links weighted by colour affinity) and the rest the share of its views
+    whose masks of that instance hold it. Gaussians the views split on (an object's base, which
+    the table in front of it outweighs at low angles) follow their neighbours; ones the views agree
+    on keep their answer. 0: labels from the views' claims alone. On ``ovseg-bench quality``
+    coverage rises for every value from 0.5 to 0.99 on both cases; 0.9 is mid-range."""
     min_mask_gaussians: int = 3
     """View masks lifting to fewer Gaussians are ignored (specks, or masks of empty space)."""
     iou_threshold: float = 0.4
@@ -67,6 +75,8 @@ class InstanceConfig:
                 raise UsageError(f"{name} must lie in (0, 1], got {v}")
         if not 0.0 < self.min_contribution <= 1.0:
             raise UsageError(f"min_contribution must lie in (0, 1], got {self.min_contribution}")
+        if not 0.0 <= self.neighbour_weight < 1.0:
+            raise UsageError(f"neighbour_weight must lie in [0, 1), got {self.neighbour_weight}")
         if not 0.0 <= self.relative_weight <= 1.0:
             raise UsageError(f"relative_weight must lie in [0, 1], got {self.relative_weight}")
         if self.min_inside_weight < 0:

@@ -224,6 +224,20 @@ def region_labels(capture: FaintCapture, renderer: Renderer, camera: Camera, min
     return torch.where((total >= min_weight) & (w > 0), lab, torch.full_like(lab, -1)).cpu().numpy().astype(np.int64)
 
 
+def top_labels(capture: FaintCapture, renderer: Renderer, camera: Camera, min_alpha: float = 0.5) -> np.ndarray:
+    """``[H, W]`` int64: the region (``FaintCapture.region_ids``) of the Gaussian with the most
+    blending weight at each pixel; -1 where that is a floater or haze, or the pixel is mostly
+    empty. The per-pixel truth of ``ovseg_core.eval.segment_quality``: what a pixel shows is the
+    Gaussian a click there picks (``ovseg_core.render.pixel_answer``)."""
+    out = renderer.render(capture.scene, camera, top_k=1)
+    assert out.contrib_ids is not None
+    top = out.contrib_ids[0, ..., 0].long().cpu().numpy()
+    alpha = out.alpha[0, ..., 0].cpu().numpy()
+    regions = capture.region_ids()
+    lab = np.where(top >= 0, regions[np.clip(top, 0, None)], -1)
+    return np.where(alpha >= min_alpha, lab, -1).astype(np.int64)
+
+
 def planted_views(capture: FaintCapture, renderer: Renderer, cameras: list[Camera] | None = None) -> list[TrainingView]:
     """One ``TrainingView`` per camera: the region labels as the mask map of all four scales and
     the vocabulary's region features as the mask features."""

@@ -35,7 +35,10 @@ from ovseg_core.synthetic.faint_capture import (
     OBJECT_NAMES,
     FaintCapture,
     _shell,
+    top_labels,
 )
+
+__all__ = ["noisy_planted_views", "tabletop_capture", "top_labels"]
 
 RING_ELEVATIONS_DEG: tuple[float, ...] = (12.0, 26.0, 40.0)
 """Camera rings, degrees above the table plane."""
@@ -134,18 +137,6 @@ def tabletop_capture(
         cameras=cams,
         vocabulary=vocab,
     )
-
-
-def top_labels(capture: FaintCapture, renderer: Renderer, camera: Camera, min_alpha: float = 0.5) -> np.ndarray:
-    """``[H, W]`` int64: the region (``FaintCapture.region_ids``) of the Gaussian with the most
-    blending weight at each pixel; -1 where that is a floater or the pixel is mostly empty."""
-    out = renderer.render(capture.scene, camera, top_k=1)
-    assert out.contrib_ids is not None
-    top = out.contrib_ids[0, ..., 0].long().cpu().numpy()
-    alpha = out.alpha[0, ..., 0].cpu().numpy()
-    regions = capture.region_ids()
-    lab = np.where(top >= 0, regions[np.clip(top, 0, None)], -1)
-    return np.where(alpha >= min_alpha, lab, -1).astype(np.int64)
 
 
 def noisy_planted_views(
