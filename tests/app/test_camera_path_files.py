@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from ovseg_app.viewer.camera_path import load_saved_path, read_path_file, save_path_file, saved_path_files
 from ovseg_core.camera import orbit_cameras
-from ovseg_core.camera_path import CameraPath, Keyframe
+from ovseg_core.camera_path import CameraPath, Keyframe, dumps_camera_path
 from ovseg_core.errors import UsageError
 
 
@@ -42,3 +43,14 @@ def test_only_listed_files_load_and_paths_need_keyframes(tmp_path):
         read_path_file(json.dumps(data).encode(), "up.json")
     with pytest.raises(UsageError, match="too large"):
         read_path_file(b" " * 30_000_000, "big.json")
+
+
+def test_a_nerfview_file_loads_at_its_scale():
+    """nerfview saves positions divided by 10: loaded at scale 10 they are the scene's again."""
+    path = a_path()
+    data = dumps_camera_path(path, position_scale=10.0)
+    as_stored = read_path_file(data, "nerfview.json")
+    scaled = read_path_file(data, "nerfview.json", position_scale=10.0)
+    original = np.array([k.position for k in path.keyframes])
+    np.testing.assert_allclose([k.position for k in scaled.path.keyframes], original, atol=1e-6)
+    np.testing.assert_allclose([k.position for k in as_stored.path.keyframes], original / 10, atol=1e-6)

@@ -69,22 +69,23 @@ def saved_path_files(output_dir: Path | None) -> list[str]:
     return [p.name for p in files[:100]]
 
 
-def read_path_file(data: bytes, source: str) -> NerfstudioCameraPath:
-    """A camera_path.json with its keyframes (a path without keyframes cannot be edited)."""
+def read_path_file(data: bytes, source: str, position_scale: float = 1.0) -> NerfstudioCameraPath:
+    """A camera_path.json with its keyframes (a path without keyframes cannot be edited), positions
+    multiplied by ``position_scale``."""
     if len(data) > MAX_PATH_FILE_BYTES:
         raise UsageError(f"{source}: {len(data):,} bytes is too large for a camera path")
-    loaded = read_camera_path(data, source)
+    loaded = read_camera_path(data, source, position_scale=position_scale)
     if loaded.path is None:
         raise UsageError(f"{source}: key 'keyframes': fewer than 2 keyframes, so there is no path to edit")
     return loaded
 
 
-def load_saved_path(output_dir: Path | None, name: str) -> NerfstudioCameraPath:
+def load_saved_path(output_dir: Path | None, name: str, position_scale: float = 1.0) -> NerfstudioCameraPath:
     if name not in saved_path_files(output_dir):  # only files listed there, never a path a client made up
         raise UsageError(f"no saved camera path {name[:80]!r}")
     assert output_dir is not None
     file = output_dir / PATHS_DIR / name
-    return read_path_file(file.read_bytes(), str(file))
+    return read_path_file(file.read_bytes(), str(file), position_scale)
 
 
 class PathOverlay:

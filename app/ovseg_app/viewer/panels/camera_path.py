@@ -63,6 +63,10 @@ class CameraPathPanel:
             self.save_btn = gui.add_button("Save camera path")
             saved = self._saved_options()
             self.saved_in = gui.add_dropdown("Saved paths", options=saved, initial_value=saved[0])
+            # nerfview (gsplat's viewer) divides positions by 10 when it saves: load its files at 10
+            self.scale_in = gui.add_number(
+                "Loaded position scale", initial_value=1.0, min=0.001, max=1000.0, step=0.001
+            )
             self.load_btn = gui.add_button("Load camera path")
             self.upload_btn = gui.add_upload_button("Upload camera_path.json", mime_type="application/json")
             self.render_btn = gui.add_button("Render video")
@@ -183,11 +187,15 @@ class CameraPathPanel:
         name = checked_choice(self.saved_in, options, options[0])
         if name == NONE:
             raise UsageError("no saved camera paths in the output folder's camera_paths/")
-        self._use(files.load_saved_path(self.tab.session.output_dir, name))
+        self._use(files.load_saved_path(self.tab.session.output_dir, name, self._scale()))
 
     def _on_upload(self, event: Any) -> None:
         upload = self.upload_btn.value
-        self._use(files.read_path_file(upload.content, str(upload.name)[:200]))
+        self._use(files.read_path_file(upload.content, str(upload.name)[:200], self._scale()))
+
+    def _scale(self) -> float:
+        """What loaded positions are multiplied by (1: as stored; 10: nerfview's files)."""
+        return clamped_number(self.scale_in, 0.001, 1000.0)
 
     def _use(self, loaded: Any) -> None:
         """Take a loaded file's keyframes and settings into the panel."""
