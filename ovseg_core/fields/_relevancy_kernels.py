@@ -132,4 +132,5 @@ def relevancy_reference(idx, val, table, temperature):  # noqa: ANN001, ANN201
     s = (val[:, :, None].astype(np.float64) * table[idx.astype(np.int64)]).sum(1)  # [N, Q]
     if s.shape[1] == 1:
         return s[:, 0].astype(np.float32)
-    return (1.0 / (1.0 + np.exp(temperature * (s[:, 1:].max(1) - s[:, 0])))).astype(np.float32)
+    with np.errstate(over="ignore"):  # exp overflowing to inf is a relevancy of exactly 0, as in the kernel
+        return (1.0 / (1.0 + np.exp(temperature * (s[:, 1:].max(1) - s[:, 0])))).astype(np.float32)
