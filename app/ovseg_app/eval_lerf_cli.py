@@ -92,7 +92,7 @@ class EvalLerfCommand:
             evaluate_scenes,
         )
         from ovseg_core.fields import load_fields
-        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields
+        from ovseg_core.fields.discovery import open_fields
         from ovseg_core.io import load_scene
         from ovseg_core.models import OpenClipConfig
         from ovseg_core.models.registry import text_encoder_for
@@ -113,10 +113,10 @@ class EvalLerfCommand:
             if self.fields:
                 fields = load_fields(self.fields[i], splats)
             else:
-                fields = discover_fields(ply, splats)
-                if fields is None:
-                    where = ", ".join(str(p) for p in candidate_field_paths(ply))
-                    raise MissingFileError(f"no language fields for {ply} found (looked in {where}); pass --fields")
+                try:
+                    fields = open_fields(ply, splats)
+                except MissingFileError as e:
+                    raise MissingFileError(f"{e}; pass --fields") from None
             dataset = load_dataset(
                 self.dataset[i],
                 DatasetConfig(image_downsample_factor=self.downsample),

@@ -21,7 +21,7 @@ from ovseg_app.cli_checks import (
     signals_held_until_checked,
 )
 from ovseg_app.command_runner import describe, run_cli
-from ovseg_core.errors import UsageError
+from ovseg_core.errors import MissingFileError, UsageError
 from ovseg_core.render import BackendName
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class RenderCommand:
         """The viewer's session without a GUI, holding the fields and the prompt (the prompt modes)."""
         from ovseg_app.viewer.session import ViewerSession
         from ovseg_core.fields import load_fields
-        from ovseg_core.fields.discovery import candidate_field_paths, discover_fields
+        from ovseg_core.fields.discovery import open_fields
         from ovseg_core.models.registry import text_encoder_for
 
         if self.mode in PROMPT_MODES and not self.prompt:
@@ -184,12 +184,13 @@ class RenderCommand:
         from ovseg_app.demo import DEMO_PATH
 
         scene_path = self.scene if self.scene is not None else DEMO_PATH
-        fields = load_fields(self.fields, scene) if self.fields is not None else discover_fields(scene_path, scene)
-        if fields is None:
-            where = ", ".join(str(p) for p in candidate_field_paths(scene_path))
-            raise UsageError(
-                f"--mode {self.mode} needs language fields; none found for {scene_path} (looked in {where}); pass --fields"
-            )
+        if self.fields is not None:
+            fields = load_fields(self.fields, scene)
+        else:
+            try:
+                fields = open_fields(scene_path, scene)
+            except MissingFileError as e:
+                raise MissingFileError(f"--mode {self.mode} needs language fields: {e}; pass --fields") from None
         session = ViewerSession(scene, renderer, fields=fields, text_encoder=text_encoder_for(fields))
         session.set_prompt(positives=self.prompt, threshold=self.threshold)
         return session

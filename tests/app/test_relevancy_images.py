@@ -76,3 +76,16 @@ def test_render_relevancy_mode_draws_what_query_draws(lifted_capture, tmp_path):
     )
     np.testing.assert_array_equal(iio.imread(out), iio.imread(first))
     assert render_main([scene, "--mode", "relevancy", "--output", str(tmp_path / "x.png")]) == 2  # no prompt
+
+
+def test_prompt_modes_without_fields_name_where_they_looked(lifted_capture, tmp_path, capsys):
+    """``ovseg render`` and ``ovseg query`` find fields by the one discovery rule and say where they looked."""
+    _, scene, _ = lifted_capture
+    bare = save_scene(scene, tmp_path / "bare.ply")
+    out = str(tmp_path / "x.png")
+    assert render_main([str(bare), "--mode", "relevancy", "--prompt", "red mug", "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert "no language fields for" in err and "bare.fields.pt" in err and "pass --fields" in err, err
+    assert query_main(["fields", str(bare), "--prompt", "red mug", "--export", str(tmp_path / "m.ply")]) == 2
+    err = capsys.readouterr().err
+    assert "no language fields for" in err and "bare.fields.pt" in err and "pass --fields" in err, err
