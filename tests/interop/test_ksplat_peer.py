@@ -8,6 +8,7 @@ import struct
 
 import numpy as np
 import pytest
+from scene_checks import assert_same_gaussians
 from scipy.spatial import cKDTree
 
 from ovseg_core.io.ksplat_file import DEFAULT_POSITION_RANGE
@@ -18,14 +19,6 @@ BLOCK = 5.0
 """The library's default bucket block size: centres at levels 1-2 are u16 offsets over +-BLOCK / 2."""
 HALF_TRUNCATION = 2.0**-10
 """three.js's toHalfFloat truncates the mantissa: up to one 10-bit step, relative."""
-
-
-def _assert_same_gaussians(a, b) -> None:
-    assert a.num_gaussians == b.num_gaussians and a.sh_degree == b.sh_degree
-    for name in ("means", "log_scales", "logit_opacities", "sh0", "shN"):
-        np.testing.assert_allclose(getattr(a, name).numpy(), getattr(b, name).numpy(), rtol=0, atol=1e-6, err_msg=name)
-    dots = np.abs((a.quats.numpy().astype(np.float64) * b.quats.numpy()).sum(1))
-    assert 1 - dots.min() < 1e-6
 
 
 def _features(scene, position_step: float) -> np.ndarray:
@@ -87,7 +80,7 @@ def test_library_ksplat_of_a_generated_ply(ksplat_writer, splat_transform, gener
     options = {"section_size": 300, "bucket_size": 16} if layout == "sections" else {}
     ksplat = ksplat_writer.write(generated_ply, tmp_path / "lib.ksplat", level, **options)
     ours = load_scene(ksplat)
-    _assert_same_gaussians(ours, load_scene(splat_transform.convert(ksplat, tmp_path / "peer.ply")))
+    assert_same_gaussians(ours, load_scene(splat_transform.convert(ksplat, tmp_path / "peer.ply")))
     _assert_close_to_source(ours, load_scene(generated_ply), level, ksplat.read_bytes())
     assert ours.sh_degree == 2
 
@@ -97,5 +90,5 @@ def test_library_ksplat_of_a_real_capture(ksplat_writer, splat_transform, shared
     source = shared_data / "kacytran_try_inria" / "point_cloud_iter7000.ply"
     ksplat = ksplat_writer.write(source, tmp_path / "real.ksplat", level, sh_degree=1)
     ours = load_scene(ksplat)
-    _assert_same_gaussians(ours, load_scene(splat_transform.convert(ksplat, tmp_path / "peer.ply")))
+    assert_same_gaussians(ours, load_scene(splat_transform.convert(ksplat, tmp_path / "peer.ply")))
     _assert_close_to_source(ours, load_scene(source), level, ksplat.read_bytes())

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
+from scene_checks import assert_same_gaussians
 
 from ovseg_core.io.scene_file import load_scene, save_scene
-
-
-def _assert_same_gaussians(a, b, *, atol: float) -> None:
-    assert a.num_gaussians == b.num_gaussians
-    for name in ("means", "log_scales", "sh0", "shN"):
-        np.testing.assert_allclose(getattr(a, name).numpy(), getattr(b, name).numpy(), atol=atol, err_msg=name)
-    np.testing.assert_allclose(a.opacities.numpy(), b.opacities.numpy(), rtol=0, atol=1e-6)
-    # q and -q are the same rotation
-    dots = np.abs((a.quats.numpy() * b.quats.numpy()).sum(1))
-    assert dots.min() > 1 - 1e-5
 
 
 def test_peer_rewrites_a_real_inria_ply_to_the_same_gaussians(splat_transform, shared_data, tmp_path) -> None:
     source = shared_data / "kacytran_try_inria" / "point_cloud_iter7000.ply"
     rewritten = splat_transform.convert(source, tmp_path / "peer.ply")
-    _assert_same_gaussians(load_scene(rewritten), load_scene(source), atol=1e-5)
+    assert_same_gaussians(load_scene(rewritten), load_scene(source), atol=1e-5)
 
 
 def test_peer_reads_what_ovseg_writes(splat_transform, shared_data, tmp_path) -> None:
     scene = load_scene(shared_data / "kacytran_try_inria" / "point_cloud_iter7000.ply")
     ours = save_scene(scene, tmp_path / "ours.ply")
     back = splat_transform.convert(ours, tmp_path / "peer.ply")
-    _assert_same_gaussians(load_scene(back), scene, atol=1e-5)
+    assert_same_gaussians(load_scene(back), scene, atol=1e-5)

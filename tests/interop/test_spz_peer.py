@@ -7,18 +7,10 @@ import gzip
 
 import numpy as np
 import pytest
+from scene_checks import assert_same_gaussians
 
 from ovseg_core.io.scene_file import load_scene, save_scene
 from ovseg_core.io.spz_codec import COLOR_SCALE
-
-
-def _assert_same_gaussians(a, b) -> None:
-    """Equal up to float32 rounding: both sides decode the same bytes."""
-    assert a.num_gaussians == b.num_gaussians and a.sh_degree == b.sh_degree
-    for name in ("means", "log_scales", "logit_opacities", "sh0", "shN"):
-        np.testing.assert_allclose(getattr(a, name).numpy(), getattr(b, name).numpy(), rtol=0, atol=1e-6, err_msg=name)
-    dots = np.abs((a.quats.numpy().astype(np.float64) * b.quats.numpy()).sum(1))
-    assert 1 - dots.min() < 1e-6
 
 
 @pytest.fixture
@@ -32,7 +24,7 @@ def test_peer_spz_of_a_real_ply_decodes_to_what_the_peer_decodes(splat_transform
     splat_transform.run("-w", "--spz-version", version, inria_ply, spz)
     peer_decoded = splat_transform.convert(spz, tmp_path / "peer_decoded.ply")
     ours = load_scene(spz)
-    _assert_same_gaussians(ours, load_scene(peer_decoded))
+    assert_same_gaussians(ours, load_scene(peer_decoded))
     # the axes are the PLY's own (no RUB flip either way): centres within half a 1/4096 step of the source
     source = load_scene(inria_ply)
     np.testing.assert_allclose(ours.means.numpy(), source.means.numpy(), rtol=0, atol=0.5 / 4096 + 1e-6)
@@ -42,7 +34,7 @@ def test_peer_spz_of_a_real_ply_decodes_to_what_the_peer_decodes(splat_transform
 def test_peer_reads_what_ovseg_writes(splat_transform, inria_ply, tmp_path, version):
     ours = save_scene(load_scene(inria_ply), tmp_path / "ours.spz", version=version)
     back = splat_transform.convert(ours, tmp_path / "peer.ply")
-    _assert_same_gaussians(load_scene(back), load_scene(ours))
+    assert_same_gaussians(load_scene(back), load_scene(ours))
 
 
 def test_ovseg_packs_the_bytes_the_reference_packer_writes(splat_transform, inria_ply, tmp_path):
