@@ -173,12 +173,13 @@ class TrainingPanel:
 
     # -- announcements from the shared job and fields ------------------------------------------------
     def show_job(self, state: str, fraction: float, text: str, losses: list, running: bool) -> None:
+        # the buttons first, the status text last: whoever reads the new text sees the buttons it implies
+        self.train_btn.disabled, self.cancel_btn.disabled = running, not running
         self.progress.value = 100.0 * fraction
-        self.train_md.content = text
         if losses:
             steps, values = zip(*losses[-500:])
             self.loss_plot.data = (np.asarray(steps, float), np.asarray(values, float))
-        self.train_btn.disabled, self.cancel_btn.disabled = running, not running
+        self.train_md.content = text
 
     def fields_changed(self) -> None:
         v = self.tab.viewer
