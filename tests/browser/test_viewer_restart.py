@@ -100,7 +100,8 @@ def test_preflight_errors_are_shown_in_the_training_panel(demo, chromium, tmp_pa
             what="mask error shown in the page",
             page=page,
         )
-        wait_until(lambda: "failed" in training.train_md.content, what="panel says failed", page=page)
+        # the panel's state word, not a message that merely mentions it ("preflight done" while running)
+        wait_until(lambda: training.train_md.content.startswith("**failed**"), what="panel says failed", page=page)
         assert not training.train_btn.disabled and training.cancel_btn.disabled
         screenshot(page, artifact_dir / "2_no_masks_at_level.png")
         cached = list((tmp_path / "out" / "cache").rglob("*.npz"))
@@ -109,7 +110,7 @@ def test_preflight_errors_are_shown_in_the_training_panel(demo, chromium, tmp_pa
         # level-1 mask, so the level is thinly covered, not absent, and the run trains (with the note)
         click_button(page, "Start training")
         wait_until(
-            lambda: viewer.job.state == "done" and "done" in training.train_md.content,
+            lambda: viewer.job.state == "done" and training.train_md.content.startswith("**done**"),
             what="second run trained and shown in the panel",
             timeout=60,
             page=page,
