@@ -146,14 +146,12 @@ def faint_capture(
         a = 2 * np.pi * k / num_objects
         size = 0.11 + 0.03 * (k % 3)
         centre = np.array([ring * math.cos(a), ring * math.sin(a), 0.0])
-        pts = _shell(g, kinds[k % 3], gaussians_per_object, centre, size)
-        area = 4 * np.pi * size**2
-        s = math.sqrt(COVER_OBJECT * area / (gaussians_per_object * 2 * np.pi))
-        means.append(pts)
-        ids.append(np.full(len(pts), k))
-        parts.append(np.zeros(len(pts), np.int64))
-        scales.append(s * np.exp(g.normal(0, 0.35, (len(pts), 3))))
-        colours.append(np.clip(_COLOURS[k] + g.normal(0, 0.05, (len(pts), 3)), 0.01, 0.99))
+        for part, value in zip(
+            (means, scales, colours, ids, parts),
+            _object(g, k, kinds[k % 3], gaussians_per_object, centre, size, COVER_OBJECT),
+            strict=True,
+        ):
+            part.append(value)
     # floor disc (radius 1.2) and a wall behind (y = -1.1 .. seen by the cameras on that side)
     n_floor = background * 2 // 3
     r, th = 1.2 * np.sqrt(g.uniform(0, 1, n_floor)), g.uniform(0, 2 * np.pi, n_floor)
@@ -188,23 +186,47 @@ def faint_capture(
         elev = math.radians(20 + 25 * ((i * 7) % num_cameras) / max(num_cameras - 1, 1))
         eye = 1.4 * np.array([math.cos(elev) * math.cos(phi), math.cos(elev) * math.sin(phi), math.sin(elev)])
         cams.append(Camera.look_at(eye + [0, 0, 0.1], (0, 0, 0.12), width=width, height=height, fov_y_deg=55))
+    quats = g.normal(size=(n, 4))
+    layers = (means_a, quats, scales, colours, ids, part_a, opacity)
+    return _capture(layers, cams, num_objects, (0.45, 0.6), f"faint-capture-{num_objects}-{seed}", seed, embed_dim)
+
+
+def _object(
+    g: np.random.Generator, k: int, kind: str, n: int, centre: np.ndarray, size: float, cover: float
+) -> tuple[np.ndarray, ...]:
+    """Object ``k``: ``n`` Gaussians on a ``kind`` shell of ``size`` at ``centre``, sized so they cover its
+    surface ``cover`` times (n * 2 pi s^2 = cover * 4 pi size^2); (means, scales, colours, ids, parts)."""
+    pts = _shell(g, kind, n, centre, size)
+    s = math.sqrt(cover * 4 * np.pi * size**2 / (n * 2 * np.pi))
+    scales = s * np.exp(g.normal(0, 0.35, (len(pts), 3)))
+    colours = np.clip(_COLOURS[k] + g.normal(0, 0.05, (len(pts), 3)), 0.01, 0.99)
+    return pts, scales, colours, np.full(len(pts), k), np.zeros(len(pts), np.int64)
+
+
+def _capture(
+    layers: tuple, cams: list[Camera], num_objects: int, greys: tuple[float, float], name: str, seed: int, dim: int
+) -> FaintCapture:
+    """The ``FaintCapture`` of ``layers`` (means [N, 3], quats [N, 4], per-part lists of scales,
+    colours and object ids, parts [N], opacities [N]) with a vocabulary of the objects and the two
+    background regions (grey levels ``greys``)."""
+    means, quats, scales, colours, ids, parts, opacity = layers
     names = tuple(OBJECT_NAMES[:num_objects])
     vocab = Vocabulary.build(
         [*names, *BACKGROUND_NAMES],
-        np.concatenate([_COLOURS[:num_objects], [[0.45] * 3, [0.6] * 3]]),
-        dim=embed_dim,
+        np.concatenate([_COLOURS[:num_objects], [[greys[0]] * 3, [greys[1]] * 3]]),
+        dim=dim,
         seed=seed,
-        name=f"faint-capture-{num_objects}-{seed}",
+        name=name,
     )
     colour_a = np.concatenate(colours)
     return FaintCapture(
         scene=make_scene(
-            means=means_a,
-            quats=g.normal(size=(n, 4)),
+            means=means,
+            quats=quats,
             log_scales=np.log(np.concatenate(scales)),
             logit_opacities=np.log(opacity / (1 - opacity)),
             sh0=((colour_a - 0.5) / SH_C0)[:, None, :],
-            extras={"object_id": np.concatenate(ids).astype(np.int32), "part": part_a.astype(np.int32)},
+            extras={"object_id": np.concatenate(ids).astype(np.int32), "part": parts.astype(np.int32)},
         ),
         object_names=names,
         cameras=cams,

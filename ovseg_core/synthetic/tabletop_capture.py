@@ -26,17 +26,8 @@ import torch
 
 from ovseg_core.camera import Camera
 from ovseg_core.fields.training import TrainingView
-from ovseg_core.models.palette_models import Vocabulary
 from ovseg_core.render import Renderer
-from ovseg_core.scene import SH_C0, make_scene
-from ovseg_core.synthetic.faint_capture import (
-    _COLOURS,
-    BACKGROUND_NAMES,
-    OBJECT_NAMES,
-    FaintCapture,
-    _shell,
-    top_labels,
-)
+from ovseg_core.synthetic.faint_capture import OBJECT_NAMES, FaintCapture, _capture, _object, top_labels
 
 __all__ = ["noisy_planted_views", "tabletop_capture", "top_labels"]
 
@@ -78,13 +69,12 @@ def tabletop_capture(
         row, col = divmod(k, per_row)
         size = 0.045 + 0.01 * (k % 3)
         centre = np.array([(col - (per_row - 1) / 2) * spacing, (row - 0.5) * spacing, 0.0])
-        pts = _shell(g, kinds[k % 3], gaussians_per_object, centre, size)
-        s = math.sqrt(COVER_OBJECT * 4 * np.pi * size**2 / (gaussians_per_object * 2 * np.pi))
-        means.append(pts)
-        ids.append(np.full(len(pts), k))
-        parts.append(np.zeros(len(pts), np.int64))
-        scales.append(s * np.exp(g.normal(0, 0.35, (len(pts), 3))))
-        colours.append(np.clip(_COLOURS[k] + g.normal(0, 0.05, (len(pts), 3)), 0.01, 0.99))
+        for part, value in zip(
+            (means, scales, colours, ids, parts),
+            _object(g, k, kinds[k % 3], gaussians_per_object, centre, size, COVER_OBJECT),
+            strict=True,
+        ):
+            part.append(value)
     # the table top: flat Gaussians (thin along z) on a near-planar surface
     extent = np.array([0.7, 0.45])
     top = np.c_[g.uniform(-1, 1, (table, 2)) * extent, g.normal(0, 0.004, table)]
@@ -115,28 +105,8 @@ def tabletop_capture(
             phi = 2 * np.pi * (i + r / len(RING_ELEVATIONS_DEG)) / cameras_per_ring
             eye = 1.25 * np.array([math.cos(elev) * math.cos(phi), math.cos(elev) * math.sin(phi), math.sin(elev)])
             cams.append(Camera.look_at(eye, (0, 0, 0.03), width=width, height=height, fov_y_deg=40))
-    names = tuple(OBJECT_NAMES[:num_objects])
-    vocab = Vocabulary.build(
-        [*names, *BACKGROUND_NAMES],
-        np.concatenate([_COLOURS[:num_objects], [[0.5] * 3, [0.6] * 3]]),
-        dim=embed_dim,
-        seed=seed,
-        name=f"tabletop-capture-{num_objects}-{seed}",
-    )
-    colour_a = np.concatenate(colours)
-    return FaintCapture(
-        scene=make_scene(
-            means=means_a,
-            quats=quats,
-            log_scales=np.log(np.concatenate(scales)),
-            logit_opacities=np.log(opacity / (1 - opacity)),
-            sh0=((colour_a - 0.5) / SH_C0)[:, None, :],
-            extras={"object_id": np.concatenate(ids).astype(np.int32), "part": part_a.astype(np.int32)},
-        ),
-        object_names=names,
-        cameras=cams,
-        vocabulary=vocab,
-    )
+    layers = (means_a, quats, scales, colours, ids, part_a, opacity)
+    return _capture(layers, cams, num_objects, (0.5, 0.6), f"tabletop-capture-{num_objects}-{seed}", seed, embed_dim)
 
 
 def noisy_planted_views(
